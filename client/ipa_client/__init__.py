@@ -1,0 +1,1 @@
+"""The IPA client side: the ``ipa`` command line, user agent and report collector."""

@@ -1,0 +1,57 @@
+"""Parallel-prefix carries on packed boolean words (Kogge–Stone).
+
+For w-bit operands a and b, ``g = a & b`` (generate) and ``p = a ^ b``
+(propagate); after ⌈log2 w⌉ doubling levels ``G_i = G_i | (P_i & G_{i-s})``,
+``P_i = P_i & P_{i-s}``, bit i of G is the carry out of bit i. The OR is an
+XOR because a position never both generates and propagates. Both ANDs of a
+level go out in one message.
+
+Cost: ``add`` 1 + ⌈log2 w⌉ rounds and 2⌈log2 w⌉ words per element per party;
+``carry_save`` 1 round, 1 word. Parties learn nothing.
+"""
+
+from __future__ import annotations
+
+from ipa.mpc.context import Context
+from ipa.mpc.multiply import and_
+from ipa.mpc.replicated import BShares, stack
+
+__all__ = ["add", "carry_save", "prefix_carries"]
+
+
+def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
+    """Group-generate G from per-bit generate/propagate: bit i is the carry out of bit i.
+
+    ⌈log2 w⌉ rounds; 2 words per element per round (1 in the last round).
+    """
+    shift, level = 1, 0
+    while shift < g.width:
+        last = 2 * shift >= g.width
+        step = ctx.narrow(f"level_{level}")
+        if last:
+            g = g ^ and_(step, p, g.shift_left(shift))
+        else:
+            both = and_(step, stack([p, p]), stack([g.shift_left(shift), p.shift_left(shift)]))
+            g, p = g ^ both[0], both[1]
+        shift, level = 2 * shift, level + 1
+    return g
+
+
+def add(ctx: Context, a: BShares, b: BShares) -> BShares:
+    """``a + b mod 2^w`` of w-bit boolean shares.
+
+    1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
+    """
+    g = and_(ctx.narrow("generate"), a, b)
+    p = a ^ b
+    carries = prefix_carries(ctx.narrow("carry"), g, p)
+    return p ^ carries.shift_left(1)
+
+
+def carry_save(ctx: Context, a: BShares, b: BShares, c: BShares) -> tuple[BShares, BShares]:
+    """Reduce three addends to two with the same sum mod 2^w: ``(a^b^c, maj(a,b,c) << 1)``.
+
+    1 round, 1 word per element per party (maj = ((a^b) & (a^c)) ^ a).
+    """
+    majority = and_(ctx, a ^ b, a ^ c) ^ a
+    return a ^ b ^ c, majority.shift_left(1)

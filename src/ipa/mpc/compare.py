@@ -1,0 +1,45 @@
+"""Equality and less-than of packed boolean words.
+
+``equal``: AND-reduce the w bits of ``~(a ^ b)`` by halving: ⌈log2 w⌉ rounds,
+and the words sent shrink with the width (at most 1 word per element per
+round). ``less_than``: a < b exactly when a + ~b + 1 has no carry out of the
+top bit; the carry comes from the prefix carries with a carry-in of one:
+1 + ⌈log2 w⌉ rounds, 2⌈log2 w⌉ words per element per party.
+Both return 1-bit boolean shares; parties learn nothing.
+"""
+
+from __future__ import annotations
+
+from ipa.mpc.adder import prefix_carries
+from ipa.mpc.context import Context
+from ipa.mpc.multiply import and_
+from ipa.mpc.replicated import BShares
+
+__all__ = ["equal", "less_than"]
+
+
+def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
+    """``a == b`` as a 1-bit sharing. ⌈log2 w⌉ rounds, ≤ 1 word per element per round."""
+    width = max(a.width, b.width)
+    padded = 1 << (width - 1).bit_length()
+    same = (a ^ b).resize(padded).invert(ctx.party)  # the padding bits become ones
+    level = 0
+    while same.width > 1:
+        half = same.width // 2
+        same = and_(ctx.narrow(f"level_{level}"), same.resize(half), same.shift_right(half))
+        level += 1
+    return same
+
+
+def less_than(ctx: Context, a: BShares, b: BShares) -> BShares:
+    """``a < b`` (unsigned, w bits) as a 1-bit sharing.
+
+    1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
+    """
+    width = max(a.width, b.width)
+    a, not_b = a.resize(width), b.resize(width).invert(ctx.party)
+    g = and_(ctx.narrow("generate"), a, not_b)
+    p = a ^ not_b
+    g = g ^ p.mask(1)  # carry-in of one: bit 0 generates whenever it propagates
+    carry = prefix_carries(ctx.narrow("carry"), g, p)
+    return carry.shift_right(width - 1).invert(ctx.party)

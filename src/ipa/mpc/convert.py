@@ -1,0 +1,104 @@
+"""Conversions between boolean and arithmetic sharings.
+
+- ``bit_to_arith``: 1-bit boolean shares → shares of 0/1 in Z_2^k. H1 knows
+  ``y = b_0 ^ b_1`` and inputs it (masked by a PRSS word it shares with H3,
+  sent to H2); then ``b = y ^ b_2 = y + b_2 - 2·y·b_2`` with one
+  multiplication. 2 rounds; H1 sends 2 words per element, H2 and H3 send 1.
+- ``arith_to_bool`` (A2B): each arithmetic component, known to a pair, is a
+  boolean sharing for free; the three are added with a carry-save step and a
+  Kogge–Stone adder. 2 + ⌈log2 k⌉ rounds, 1 + 2⌈log2 k⌉ k-bit words per
+  element per party.
+- ``bool_to_arith`` (B2A): the pairs (H1,H2) and (H2,H3) draw random
+  arithmetic components a_1, a_2; the helpers compute ``y = x - a_1 - a_2`` in
+  boolean and open it to H1 and H3 only, who take it as component 0.
+  3 + ⌈log2 k⌉ rounds, about 1 + 2⌈log2 k⌉ k-bit words per element per party
+  (H2 sends 2 more in the opening).
+Each party sees only words masked by randomness it does not know.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipa.mpc.adder import add, carry_save
+from ipa.mpc.channel import Peer
+from ipa.mpc.context import Context
+from ipa.mpc.multiply import multiply
+from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.ring import check_arithmetic_dtype
+
+__all__ = ["arith_to_bool", "bit_to_arith", "bool_to_arith"]
+
+
+def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShares:
+    """1-bit boolean shares (any shape) → arithmetic shares of the same bits in Z_2^k.
+
+    2 rounds; H1 sends 2 words per element, H2 and H3 send 1.
+    """
+    dtype = check_arithmetic_dtype(dtype)
+    left, right = b.left.astype(dtype), b.right.astype(dtype)
+    zero = np.zeros_like(left)
+    step = ctx.narrow("input")
+    if ctx.party == 0:  # knows b_0 (left) and b_1 (right)
+        r = step.draw(Peer.PREV, left.shape, dtype)
+        step.send(Peer.NEXT, (left ^ right) - r)
+        y, b2 = AShares(r, (left ^ right) - r), AShares(zero, zero)
+    elif ctx.party == 1:  # knows b_1 (left) and b_2 (right)
+        (masked,) = step.receive(Peer.PREV, left)
+        y, b2 = AShares(masked, zero), AShares(zero, right)
+    else:  # knows b_2 (left) and b_0 (right)
+        y, b2 = AShares(zero, step.draw(Peer.NEXT, left.shape, dtype)), AShares(left, zero)
+    product = multiply(ctx.narrow("multiply"), y, b2)
+    return y + b2 - product.scale(2)
+
+
+def _component_as_bool(party: int, x: AShares, j: int) -> BShares:
+    """Arithmetic component j, which two parties know, as boolean shares of a k-bit word."""
+    width = x.dtype.itemsize * 8
+    zero = np.zeros_like(x.left)
+    left = x.left if j == party else zero
+    right = x.right if j == (party + 1) % 3 else zero
+    return BShares(left, right, width)
+
+
+def arith_to_bool(ctx: Context, x: AShares) -> BShares:
+    """Arithmetic shares in Z_2^k → boolean shares of the same k-bit words (A2B).
+
+    2 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party.
+    """
+    parts = [_component_as_bool(ctx.party, x, j) for j in range(3)]
+    s, c = carry_save(ctx.narrow("carry_save"), *parts)
+    return add(ctx.narrow("add"), s, c)
+
+
+def bool_to_arith(ctx: Context, x: BShares, dtype: np.dtype = np.uint64) -> AShares:
+    """w-bit boolean shares → arithmetic shares in Z_2^k of the same integers (B2A), w ≤ k.
+
+    3 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party, and
+    H2 sends 2 more to open the masked value to H1 and H3.
+    """
+    dtype = check_arithmetic_dtype(dtype)
+    width = dtype.itemsize * 8
+    if x.width > width:
+        raise ValueError(f"cannot convert {x.width}-bit values into a {width}-bit ring")
+    shape, zero = x.shape, np.zeros(x.shape, dtype)
+    # Component 1 (a_1) is known to H1 and H2, component 2 (a_2) to H2 and H3.
+    a1 = a2 = zero
+    if ctx.party in (0, 1):
+        a1 = ctx.narrow("mask_1").draw(Peer.NEXT if ctx.party == 0 else Peer.PREV, shape, dtype)
+    if ctx.party in (1, 2):
+        a2 = ctx.narrow("mask_2").draw(Peer.NEXT if ctx.party == 1 else Peer.PREV, shape, dtype)
+    masks = AShares(*[(zero, a1), (a1, a2), (a2, zero)][ctx.party])  # components (0, a_1, a_2)
+    minus_a1 = _component_as_bool(ctx.party, -masks, 1)
+    minus_a2 = _component_as_bool(ctx.party, -masks, 2)
+    s, c = carry_save(ctx.narrow("carry_save"), x.resize(width), minus_a1, minus_a2)
+    y = add(ctx.narrow("add"), s, c)
+    # Open y to H1 and H3 only: H2 holds the components each of them lacks.
+    step = ctx.narrow("open")
+    if ctx.party == 1:
+        step.send(Peer.PREV, y.right)  # component 2, for H1
+        step.send(Peer.NEXT, y.left)  # component 1, for H3
+        return masks
+    (missing,) = step.receive(Peer.NEXT if ctx.party == 0 else Peer.PREV, y.left)
+    opened = y.left ^ y.right ^ missing
+    return AShares(opened, a1) if ctx.party == 0 else AShares(a2, opened)

@@ -1,0 +1,75 @@
+"""Multiplication of arithmetic shares and AND of boolean shares.
+
+Semi-honest replicated multiplication (Araki et al., CCS 2016): party i
+computes ``z_i = x_i·y_i + x_i·y_{i+1} + x_{i+1}·y_i + α_i`` with ``α`` a PRSS
+zero-sharing, so the z_i are a fresh three-way sharing of ``x·y``; party i
+sends ``z_i`` to its previous neighbour, which turns the three-way sharing
+back into a replicated one.
+
+Cost of every function here: 1 round; each party sends one word per output
+element (the ring's word, or the packed boolean word) to its previous
+neighbour. What a party learns: nothing (what it receives is masked by α).
+
+The local arithmetic takes the masks as arguments, so it can be tested with
+fixed masks; the protocols draw them from PRSS under their step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ipa.mpc.channel import Peer
+from ipa.mpc.context import Context
+from ipa.mpc.replicated import AShares, BShares
+
+__all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "multiply", "reshare"]
+
+
+def cross_terms(x: AShares, y: AShares, alpha: np.ndarray) -> np.ndarray:
+    """Party i's additive share ``x_i y_i + x_i y_{i+1} + x_{i+1} y_i + α_i`` of ``x·y``."""
+    return x.left * y.left + x.left * y.right + x.right * y.left + alpha
+
+
+def cross_terms_and(x: BShares, y: BShares, alpha: np.ndarray) -> np.ndarray:
+    """The boolean analogue of :func:`cross_terms` with AND and XOR."""
+    return (x.left & y.left) ^ (x.left & y.right) ^ (x.right & y.left) ^ alpha
+
+
+def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
+    """Turn this party's three-way share ``z_i`` into the pair ``(z_i, z_{i+1})``.
+
+    Sends ``z_i`` to the previous neighbour, receives ``z_{i+1}`` from the next.
+    1 round, one word per element.
+    """
+    ctx.send(Peer.PREV, z)
+    (z_next,) = ctx.receive(Peer.NEXT, z)
+    return z_next
+
+
+def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
+    """Elementwise product ``x·y`` in Z_2^k (any equal shapes, e.g. stacked columns).
+
+    1 round, 1 word per element sent by each party to its previous neighbour.
+    """
+    z = cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype))
+    return AShares(z, reshare(ctx, z))
+
+
+def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
+    """Elementwise AND of packed boolean words: ``width`` gates per element.
+
+    1 round, 1 word per element sent by each party to its previous neighbour.
+    """
+    z = cross_terms_and(x, y, ctx.prss.zero_xor(ctx.step, x.shape, x.dtype))
+    return BShares(z, reshare(ctx, z), max(x.width, y.width))
+
+
+def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShares:
+    """``sum(x·y)`` over ``axis``: the products are summed locally before resharing.
+
+    1 round, 1 word per element of the *output* sent by each party, however
+    many terms are summed.
+    """
+    local = (x.left * y.left + x.left * y.right + x.right * y.left).sum(axis, dtype=x.dtype)
+    z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
+    return AShares(z, reshare(ctx, z))

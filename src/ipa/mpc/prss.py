@@ -1,0 +1,81 @@
+"""Pseudo-random secret sharing (PRSS): correlated randomness without messages.
+
+Each pair of neighbours holds a 128-bit seed agreed at query start. A draw
+under a step name expands the seed with AES-128-CTR under a key derived by
+HMAC-SHA256(seed, step), so both holders of a seed draw the same words for the
+same step and nobody else can predict them. Drawing twice under one step would
+reuse randomness and is refused.
+
+Party i shares ``prev`` seed with party i-1 and ``next`` seed with party i+1,
+so party i's draws give it the components ``(x_i, x_{i+1})`` of a random
+replicated sharing, and ``next - prev`` summed over the parties is zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ipa.errors import ProtocolError
+from ipa.mpc.channel import Peer
+from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.ring import bool_dtype, mask
+
+__all__ = ["SEED_BYTES", "PRSS"]
+
+SEED_BYTES = 16
+_ZERO_NONCE = bytes(16)
+
+
+class PRSS:
+    """One party's PRSS: seeds shared with its previous and next neighbour."""
+
+    def __init__(self, prev_seed: bytes, next_seed: bytes) -> None:
+        if len(prev_seed) != SEED_BYTES or len(next_seed) != SEED_BYTES:
+            raise ValueError(f"PRSS seeds must be {SEED_BYTES} bytes")
+        self._seeds = {Peer.PREV: prev_seed, Peer.NEXT: next_seed}
+        self._drawn: set[tuple[str, Peer]] = set()
+        self._lock = threading.Lock()
+
+    def draw(self, step: str, peer: Peer, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Uniform words of ``dtype`` known to this party and neighbour ``peer`` only."""
+        with self._lock:
+            if (step, peer) in self._drawn:
+                raise ProtocolError(f"PRSS step {step!r} drawn twice with {peer.name}")
+            self._drawn.add((step, peer))
+        dtype = np.dtype(dtype)
+        key = hmac.digest(self._seeds[peer], step.encode(), hashlib.sha256)[:16]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        stream = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
+        return np.frombuffer(stream.update(bytes(nbytes)), dtype=dtype).reshape(shape)
+
+    def zero(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """This party's part of a three-way additive sharing of zero."""
+        return self.draw(step, Peer.NEXT, shape, dtype) - self.draw(step, Peer.PREV, shape, dtype)
+
+    def zero_xor(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """This party's part of a three-way XOR sharing of zero."""
+        return self.draw(step, Peer.NEXT, shape, dtype) ^ self.draw(step, Peer.PREV, shape, dtype)
+
+    def random(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> AShares:
+        """Replicated arithmetic shares of a uniform value nobody knows."""
+        return AShares(self.draw(step, Peer.PREV, shape, dtype), self.draw(step, Peer.NEXT, shape, dtype))
+
+    def random_bits(self, step: str, shape: tuple[int, ...], width: int) -> BShares:
+        """Replicated boolean shares of a uniform ``width``-bit value nobody knows."""
+        dtype, m = bool_dtype(width), mask(width)
+        return BShares(
+            self.draw(step, Peer.PREV, shape, dtype) & m, self.draw(step, Peer.NEXT, shape, dtype) & m, width
+        )
+
+    def permutation(self, step: str, peer: Peer, n: int) -> np.ndarray:
+        """A uniform permutation of ``range(n)`` known to this party and ``peer`` only.
+
+        Sorting 64-bit random keys: a collision, the only bias, has probability
+        below n²/2^65.
+        """
+        return np.argsort(self.draw(step, peer, (n,), np.uint64), kind="stable")

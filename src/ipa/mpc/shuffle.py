@@ -1,0 +1,93 @@
+"""Oblivious shuffle: three permutations, each known to one pair of helpers.
+
+The rows pass through π_01 (known to H1, H2), π_12 (H2, H3) and π_20
+(H3, H1), so no single helper knows the composition. Between permutations the
+data is a two-party sharing held by the pair that applies the next one:
+
+1. H1 and H2 hold ``A = x_0 + x_1`` and ``B = x_2`` (no messages). They
+   permute with π_01, re-mask with a PRSS word r_01, and H1 sends
+   ``π_01(A) + r_01`` to H3.
+2. H2 and H3 permute with π_12, re-mask, and H2 sends its part to H1.
+3. H3 and H1 permute with π_20, re-mask, and turn the two-party sharing back
+   into a replicated one: component 0 is a PRSS word z they share, H1 sends
+   component 1 (its part minus z) and H3 its part (component 2) to H2.
+
+Permuting means ``out[k] = in[π[k]]`` along the row (last) axis. Columns may
+mix arithmetic (added) and boolean (XORed) shares and any word sizes.
+
+Cost: 3 rounds; per row and column H1 sends 2 words, H2 and H3 1 word each.
+Each message is masked by PRSS words its receiver does not hold, so a helper
+learns nothing, not even the permutation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ipa.mpc.channel import Peer
+from ipa.mpc.context import Context
+from ipa.mpc.replicated import AShares, Shares
+
+__all__ = ["shuffle"]
+
+
+def _plus(col: Shares, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a + b if isinstance(col, AShares) else a ^ b
+
+
+def _minus(col: Shares, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a - b if isinstance(col, AShares) else a ^ b
+
+
+def _permute_and_mask(
+    ctx: Context, peer: Peer, cols: Sequence[Shares], parts: list[np.ndarray], add_mask: bool
+) -> list[np.ndarray]:
+    """Apply the permutation shared with ``peer`` to two-party ``parts`` and re-mask them.
+
+    The party that adds the PRSS mask and the one that subtracts it hold the
+    two halves, so the sum (or XOR) is unchanged.
+    """
+    n = len(cols[0])
+    perm = ctx.narrow("perm").permutation(peer, n)
+    out = []
+    for k, (col, part) in enumerate(zip(cols, parts, strict=True)):
+        r = ctx.narrow(f"mask_{k}").draw(peer, part.shape, part.dtype)
+        moved = part[..., perm]
+        out.append(_plus(col, moved, r) if add_mask else _minus(col, moved, r))
+    return out
+
+
+def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
+    """Permute equally long share columns by one random permutation no helper knows.
+
+    3 rounds; per row and column H1 sends 2 words, H2 and H3 send 1.
+    """
+    cols = list(columns)
+    if not cols or len(cols[0]) == 0:
+        return cols
+    s01, s12, s20 = ctx.narrow("perm_01"), ctx.narrow("perm_12"), ctx.narrow("perm_20")
+    if ctx.party == 0:
+        a = _permute_and_mask(s01, Peer.NEXT, cols, [_plus(c, c.left, c.right) for c in cols], True)
+        s01.send(Peer.PREV, *a)
+        c_part = s12.receive(Peer.NEXT, *a)
+        f = _permute_and_mask(s20, Peer.PREV, cols, c_part, False)
+        z = [s20.narrow(f"output_{k}").draw(Peer.PREV, p.shape, p.dtype) for k, p in enumerate(f)]
+        y1 = [_minus(col, fk, zk) for col, fk, zk in zip(cols, f, z, strict=True)]
+        s20.send(Peer.NEXT, *y1)
+        return [col.like(zk, yk) for col, zk, yk in zip(cols, z, y1, strict=True)]
+    if ctx.party == 1:
+        b = _permute_and_mask(s01, Peer.PREV, cols, [c.right for c in cols], False)
+        c_part = _permute_and_mask(s12, Peer.NEXT, cols, b, True)
+        s12.send(Peer.PREV, *c_part)
+        y1 = s20.receive(Peer.PREV, *c_part)
+        y2 = s20.receive(Peer.NEXT, *c_part)
+        return [col.like(l, r) for col, l, r in zip(cols, y1, y2, strict=True)]
+    like = [c.left for c in cols]
+    a = s01.receive(Peer.NEXT, *like)
+    d = _permute_and_mask(s12, Peer.PREV, cols, a, False)
+    e = _permute_and_mask(s20, Peer.NEXT, cols, d, True)
+    z = [s20.narrow(f"output_{k}").draw(Peer.NEXT, p.shape, p.dtype) for k, p in enumerate(e)]
+    s20.send(Peer.PREV, *e)
+    return [col.like(ek, zk) for col, ek, zk in zip(cols, e, z, strict=True)]

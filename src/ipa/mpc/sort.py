@@ -1,0 +1,132 @@
+"""Stable oblivious radix sort (Chida et al. 2019; Asharov et al., CCS 2022).
+
+The key is a boolean-shared w-bit word per row. Passes run from the least
+significant digit of ``digit_bits`` bits. Each pass:
+
+1. takes the digit's bits and converts them to arithmetic 0/1 shares;
+2. forms the one-hot vector of the digit (2^d indicators) from the products
+   of subsets of its bits (2^d − d − 1 multiplications, ⌈log2 d⌉ rounds) by a
+   local Möbius transform;
+3. computes each row's stable destination locally from prefix sums of the
+   indicators, ``dest = Σ_v f_v · (rows with a smaller digit + rank among
+   rows with digit v) − 1``, one inner product (1 round);
+4. moves the remaining key bits and the row's original index to ``dest`` by
+   shuffle-then-open (:func:`ipa.mpc.permute.move_rows`).
+
+After the last pass the rows are in key order and carry their original
+index σ. The payload moves once: σ is inverted by moving ``range(n)`` to σ,
+then the payload columns move to σ⁻¹.
+
+Cost per pass with d-bit digits, per row and party: about 2d + (2^d − d − 1)
++ 1 words of 32 bits for steps 1–3 (2 + ⌈log2 d⌉ + 1 rounds) and
+``move_rows`` of two columns (4 rounds, ≈ 4–7 words). Then two
+``move_rows``: of one column, and of the payload. The opened destinations are
+uniformly random permutations, so helpers learn nothing but n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ipa.mpc.context import Context
+from ipa.mpc.convert import bit_to_arith
+from ipa.mpc.multiply import inner_product, multiply
+from ipa.mpc.permute import move_rows
+from ipa.mpc.replicated import AShares, BShares, Shares, public, stack
+
+__all__ = ["DEFAULT_DIGIT_BITS", "sort"]
+
+DEFAULT_DIGIT_BITS = 3
+_INDEX = np.dtype(np.uint32)
+
+
+def _one_hot(ctx: Context, bits: AShares) -> AShares:
+    """Indicators ``[digit == v]`` for v < 2^d from d stacked 0/1 columns.
+
+    Products of all subsets of the bits by doubling subset size, then the
+    Möbius transform ``f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j``.
+    ⌈log2 d⌉ rounds; 2^d − d − 1 words per row per party.
+    """
+    d, n = bits.shape
+    monomial: dict[int, AShares] = {0: public(ctx.party, np.ones(n), bits.dtype)}
+    for j in range(d):
+        monomial[1 << j] = bits[j]
+    size, level = 1, 0
+    while size < d:
+        # Subsets of size in (size, 2·size]: split off their lowest `size` bits.
+        todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
+        lows = [_lowest_bits(s, size) for s in todo]
+        product = multiply(
+            ctx.narrow(f"level_{level}"),
+            stack([monomial[lo] for lo in lows]),
+            stack([monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)]),
+        )
+        for k, s in enumerate(todo):
+            monomial[s] = product[k]
+        size, level = 2 * size, level + 1
+    f = stack([monomial[s] for s in range(1 << d)])
+    return f.map(lambda a: _mobius(a, d))
+
+
+def _lowest_bits(s: int, count: int) -> int:
+    out = 0
+    while count:
+        low = s & -s
+        out, s, count = out | low, s ^ low, count - 1
+    return out
+
+
+def _mobius(a: np.ndarray, d: int) -> np.ndarray:
+    """Superset Möbius transform over the leading axis of length 2^d (linear, so per component)."""
+    a = a.copy()
+    for j in range(d):
+        view = a.reshape(1 << (d - 1 - j), 2, 1 << j, -1)
+        view[:, 0] -= view[:, 1]
+    return a
+
+
+def _destinations(ctx: Context, digit: BShares) -> AShares:
+    """Stable sorted position (0-based, uint32) of each row by a d-bit digit (d stacked bits)."""
+    bits = bit_to_arith(ctx.narrow("to_arith"), digit, _INDEX)
+    f = _one_hot(ctx.narrow("one_hot"), bits)
+    prefix = f.cumsum(axis=1)
+    totals = prefix[:, -1]
+    before = totals.cumsum(axis=0) - totals  # rows whose digit is smaller than v
+    rank = prefix + before.map(lambda a: a[:, None])
+    return inner_product(ctx.narrow("rank"), f, rank, axis=0).add_public(ctx.party, -1)
+
+
+def sort(
+    ctx: Context, key: BShares, payload: Sequence[Shares], *, digit_bits: int = DEFAULT_DIGIT_BITS
+) -> list[Shares]:
+    """Stably sort rows by the w-bit ``key``; return the payload columns in that order.
+
+    ``key`` is one boolean-shared word per row; payload columns are any share
+    columns with the same number of rows. Ties keep their input order.
+    Rounds: ⌈w/d⌉ passes of about 8 + ⌈log2 d⌉, then 8. Words per row per
+    party: see the module docstring; ``bench/mpc.py`` prints the measured figures.
+    """
+    n = len(key)
+    if not 1 <= digit_bits <= 8:
+        raise ValueError(f"digit_bits must be between 1 and 8, got {digit_bits}")
+    if n >= 1 << 32:
+        raise ValueError(f"sort handles fewer than 2^32 rows, got {n}")
+    if any(len(c) != n for c in payload):
+        raise ValueError("payload columns must have as many rows as the key")
+    if n == 0:
+        return list(payload)
+    rest: BShares | None = key
+    index = public(ctx.party, np.arange(n), _INDEX)
+    done, number = 0, 0
+    while rest is not None:
+        d = min(digit_bits, key.width - done)
+        step = ctx.narrow(f"pass_{number}")
+        dest = _destinations(step, rest.bits(0, d))
+        done, number = done + d, number + 1
+        rest = rest.shift_right(d) if done < key.width else None
+        moved = move_rows(step.narrow("move"), dest, [index] if rest is None else [index, rest])
+        index, rest = moved[0], (moved[1] if rest is not None else None)
+    inverse = move_rows(ctx.narrow("invert"), index, [public(ctx.party, np.arange(n), _INDEX)])[0]
+    return move_rows(ctx.narrow("apply"), inverse, payload)
