@@ -48,8 +48,9 @@ class _MemoryChannel(Channel):
         self._ex = exchange
 
     def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
-        # Copies, so a sender that later writes into its arrays cannot change a sent message.
-        msg = [a.copy() for a in arrays]
+        # Read-only views: protocols never write into an array after sending it, and
+        # the receiver cannot write into the sender's memory.
+        msg = [_frozen(a) for a in arrays]
         with self._ex.cond:
             self._ex.boxes[(self.party, to.of(self.party), step)] = msg
             self._ex.cond.notify_all()
@@ -64,6 +65,12 @@ class _MemoryChannel(Channel):
                 return self._ex.boxes.pop(key)
         reason = "another party failed" if ready else f"timed out after {self._ex.timeout} s"
         raise TransportError(f"no message at step {step!r} from {frm.name}: {reason}")
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclass(frozen=True)
@@ -101,13 +108,14 @@ def run_three(
         for i in range(3)
     ]
     outputs: list[Any] = [None] * 3
-    errors: list[BaseException | None] = [None] * 3
+    errors: list[BaseException] = []  # in the order they happened: the first is the cause
 
     def party(i: int) -> None:
         try:
             outputs[i] = protocol(contexts[i], inputs[i])
         except BaseException as exc:
-            errors[i] = exc
+            with exchange.cond:
+                errors.append(exc)
             exchange.abort()
 
     threads = [threading.Thread(target=party, args=(i,), name=f"H{i + 1}") for i in range(3)]
@@ -115,9 +123,6 @@ def run_three(
         t.start()
     for t in threads:
         t.join()
-    # Prefer the original failure over the TransportErrors it caused in the other parties.
-    first = next((e for e in errors if e and not isinstance(e, TransportError)), None)
-    first = first or next((e for e in errors if e), None)
-    if first is not None:
-        raise first
+    if errors:
+        raise errors[0]
     return RunResult(outputs, [c.stats for c in channels])

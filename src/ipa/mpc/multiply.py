@@ -27,12 +27,12 @@ __all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "multiply"
 
 def cross_terms(x: AShares, y: AShares, alpha: np.ndarray) -> np.ndarray:
     """Party i's additive share ``x_i y_i + x_i y_{i+1} + x_{i+1} y_i + α_i`` of ``x·y``."""
-    return x.left * y.left + x.left * y.right + x.right * y.left + alpha
+    return x.left * (y.left + y.right) + x.right * y.left + alpha
 
 
 def cross_terms_and(x: BShares, y: BShares, alpha: np.ndarray) -> np.ndarray:
     """The boolean analogue of :func:`cross_terms` with AND and XOR."""
-    return (x.left & y.left) ^ (x.left & y.right) ^ (x.right & y.left) ^ alpha
+    return (x.left & (y.left ^ y.right)) ^ (x.right & y.left) ^ alpha
 
 
 def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
@@ -70,6 +70,6 @@ def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShare
     1 round, 1 word per element of the *output* sent by each party, however
     many terms are summed.
     """
-    local = (x.left * y.left + x.left * y.right + x.right * y.left).sum(axis, dtype=x.dtype)
+    local = (x.left * (y.left + y.right) + x.right * y.left).sum(axis, dtype=x.dtype)
     z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
     return AShares(z, reshare(ctx, z))

@@ -84,7 +84,8 @@ class AShares(_Pair):
     def add_public(self, party: int, c: int | np.ndarray) -> AShares:
         """Add a public constant: only component 0 (H1's left, H3's right) changes."""
         c = np.asarray(c).astype(self.dtype)
-        return AShares(self.left + c if party == 0 else self.left, self.right + c if party == 2 else self.right)
+        left = self.left + c if party == 0 else self.left
+        return AShares(left, self.right + c if party == 2 else self.right)
 
     def sum(self, axis: int) -> AShares:
         """Sum over one axis, wrapping in the ring."""
@@ -117,9 +118,8 @@ class BShares(_Pair):
     def xor_public(self, party: int, c: int | np.ndarray) -> BShares:
         """XOR a public constant (``c`` ≤ the width's mask) into component 0."""
         c = np.asarray(c).astype(self.dtype)
-        return BShares(
-            self.left ^ c if party == 0 else self.left, self.right ^ c if party == 2 else self.right, self.width
-        )
+        left = self.left ^ c if party == 0 else self.left
+        return BShares(left, self.right ^ c if party == 2 else self.right, self.width)
 
     def invert(self, party: int) -> BShares:
         """Bitwise NOT within ``width`` bits."""

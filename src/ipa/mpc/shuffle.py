@@ -83,7 +83,7 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
         s12.send(Peer.PREV, *c_part)
         y1 = s20.receive(Peer.PREV, *c_part)
         y2 = s20.receive(Peer.NEXT, *c_part)
-        return [col.like(l, r) for col, l, r in zip(cols, y1, y2, strict=True)]
+        return [col.like(a, b) for col, a, b in zip(cols, y1, y2, strict=True)]
     like = [c.left for c in cols]
     a = s01.receive(Peer.NEXT, *like)
     d = _permute_and_mask(s12, Peer.PREV, cols, a, False)

@@ -66,8 +66,10 @@ def _one_hot(ctx: Context, bits: AShares) -> AShares:
         for k, s in enumerate(todo):
             monomial[s] = product[k]
         size, level = 2 * size, level + 1
-    f = stack([monomial[s] for s in range(1 << d)])
-    return f.map(lambda a: _mobius(a, d))
+    f = stack([monomial[s] for s in range(1 << d)])  # fresh arrays: transformed in place
+    _mobius(f.left, d)
+    _mobius(f.right, d)
+    return f
 
 
 def _lowest_bits(s: int, count: int) -> int:
@@ -78,13 +80,14 @@ def _lowest_bits(s: int, count: int) -> int:
     return out
 
 
-def _mobius(a: np.ndarray, d: int) -> np.ndarray:
-    """Superset Möbius transform over the leading axis of length 2^d (linear, so per component)."""
-    a = a.copy()
+def _mobius(a: np.ndarray, d: int) -> None:
+    """In place, the superset Möbius transform over the leading axis of length 2^d.
+
+    It is linear, so applying it to each share component transforms the secret.
+    """
     for j in range(d):
         view = a.reshape(1 << (d - 1 - j), 2, 1 << j, -1)
         view[:, 0] -= view[:, 1]
-    return a
 
 
 def _destinations(ctx: Context, digit: BShares) -> AShares:

@@ -1,0 +1,63 @@
+"""The ``ipa`` command line: a thin dispatcher over one module per subcommand.
+
+Each subcommand lives in ``ipa_client.commands.<name>`` and provides ``NAME``,
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; adding one is a
+new module plus a line in ``_COMMANDS``. Errors the project raises on purpose
+(:class:`~ipa.errors.IpaError`) print ``ipa: error: <message>`` to stderr and
+exit with status 2, as argparse does for bad arguments; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ipa.errors import IpaError
+from ipa_client.commands import gen_events, reference
+
+__all__ = ["build_parser", "main"]
+
+
+class _Command(Protocol):
+    NAME: str
+    HELP: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+_COMMANDS: tuple[_Command, ...] = (gen_events, reference)  # type: ignore[assignment]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``ipa`` with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="ipa", description="Interoperable Private Attribution tools."
+    )
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in _COMMANDS:
+        sub = subcommands.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ipa`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage or help
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.run(args)
+    except IpaError as exc:
+        print(f"ipa: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ipa: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``ipa`` command line, one module each (see ``ipa_client.cli``)."""

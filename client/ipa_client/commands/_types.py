@@ -1,0 +1,26 @@
+"""Argument types shared by subcommands: argparse reports their errors with the flag name."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["non_negative_int", "positive_int"]
+
+
+def non_negative_int(text: str) -> int:
+    """``text`` as an int >= 0, or ArgumentTypeError."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``text`` as an int >= 1, or ArgumentTypeError."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value

@@ -1,0 +1,73 @@
+"""Adder, comparison and conversions against plaintext on random words of every width."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import opened, run, words
+from ipa.mpc.adder import add
+from ipa.mpc.compare import equal, less_than
+from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith
+from ipa.mpc.sharing import share_arithmetic, share_boolean
+
+SETTINGS = settings(max_examples=30, deadline=None)
+
+
+def pair(data, width):
+    x = data.draw(words(width))
+    # Half the rows equal, the rest shifted: exercises ties and both orders.
+    y = x.copy()
+    y[::2] = np.roll(x, 1)[::2]
+    return x, y
+
+
+@SETTINGS
+@given(st.integers(1, 64), st.data())
+def test_add_wraps_at_the_width(width, data):
+    x, y = pair(data, width)
+    top = (1 << width) - 1
+    result = run(add, share_boolean(x, width), share_boolean(y, width))
+    expected = [(int(a) + int(b)) & top for a, b in zip(x, y, strict=True)]
+    assert opened(result).tolist() == expected
+
+
+@SETTINGS
+@given(st.integers(1, 64), st.data())
+def test_less_than_and_equal(width, data):
+    x, y = pair(data, width)
+    sx, sy = share_boolean(x, width), share_boolean(y, width)
+    assert opened(run(less_than, sx, sy)).tolist() == (x < y).astype(int).tolist()
+    assert opened(run(equal, sx, sy)).tolist() == (x == y).astype(int).tolist()
+
+
+def test_less_than_costs_what_its_docstring_says():
+    x = np.arange(100, dtype=np.uint64)
+    result = run(less_than, share_boolean(x, 40), share_boolean(x[::-1].copy(), 40))
+    assert result.rounds == 1 + 6  # 1 + ⌈log2 40⌉
+    assert max(result.bytes_sent()) <= 2 * 6 * 8 * 100
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([np.uint32, np.uint64]))
+def test_bit_to_arith(data, dtype):
+    bits = data.draw(words(1))
+    result = run(lambda ctx, b: bit_to_arith(ctx, b, dtype), share_boolean(bits, 1))
+    assert opened(result).tolist() == bits.tolist()
+    assert opened(result).dtype == dtype
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([32, 64]))
+def test_arith_to_bool(data, bits):
+    x = data.draw(words(bits))
+    result = run(arith_to_bool, share_arithmetic(x, x.dtype))
+    assert opened(result).tolist() == x.tolist()
+
+
+@SETTINGS
+@given(st.integers(1, 64), st.data())
+def test_bool_to_arith(width, data):
+    x = data.draw(words(width))
+    dtype = np.uint32 if width <= 32 and data.draw(st.booleans()) else np.uint64
+    result = run(lambda ctx, v: bool_to_arith(ctx, v, dtype), share_boolean(x, width))
+    assert opened(result).tolist() == x.tolist()

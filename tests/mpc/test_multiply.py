@@ -1,0 +1,54 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness import opened, run, words
+from ipa.mpc.multiply import and_, cross_terms, inner_product, multiply
+from ipa.mpc.replicated import AShares
+from ipa.mpc.sharing import share_arithmetic, share_boolean
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([32, 64]))
+def test_multiply_equals_the_wrapping_product(data, bits):
+    x = data.draw(words(bits))
+    y = (x[::-1] * x[0] + x) if len(x) else x  # wraps for large values
+    dtype = x.dtype
+    result = run(multiply, share_arithmetic(x, dtype), share_arithmetic(y, dtype))
+    assert np.array_equal(opened(result), x * y)
+
+
+@SETTINGS
+@given(st.integers(1, 64), st.data())
+def test_and_equals_bitwise_and(width, data):
+    x = data.draw(words(width))
+    y = np.flip(x) ^ (x >> 1)
+    result = run(and_, share_boolean(x, width), share_boolean(y, width))
+    assert np.array_equal(opened(result), x & y)
+
+
+def test_multiply_costs_one_round_and_one_word_per_element():
+    x = np.arange(1000, dtype=np.uint32).reshape(2, 500)
+    result = run(multiply, share_arithmetic(x, np.uint32), share_arithmetic(x, np.uint32))
+    assert np.array_equal(opened(result), x * x)
+    assert result.rounds == 1
+    assert result.bytes_sent() == [4000] * 3
+
+
+def test_inner_product_sums_over_an_axis_at_the_cost_of_one_output():
+    x = np.arange(3 * 400, dtype=np.uint64).reshape(3, 400) * np.uint64(2**40)
+    y = x + np.uint64(5)
+    result = run(inner_product, share_arithmetic(x), share_arithmetic(y))
+    assert np.array_equal(opened(result), (x * y).sum(0, dtype=np.uint64))
+    assert result.bytes_sent() == [400 * 8] * 3
+
+
+def test_cross_terms_with_fixed_masks_sum_to_the_product():
+    x, y = share_arithmetic(np.array([3, 2**63]), np.uint64), share_arithmetic(np.array([5, 2]))
+    masks = [np.array([1, 2], np.uint64), np.array([10, 20], np.uint64)]
+    masks.append(-(masks[0] + masks[1]))
+    z = sum(cross_terms(x[i], y[i], masks[i]) for i in range(3))
+    assert list(z) == [15, 0]
+    assert isinstance(x[0], AShares)

@@ -1,0 +1,61 @@
+import os
+
+import numpy as np
+import pytest
+
+from ipa.errors import ProtocolError
+from ipa.mpc.channel import Peer
+from ipa.mpc.prss import PRSS
+
+
+def three_parties() -> list[PRSS]:
+    seeds = [os.urandom(16) for _ in range(3)]
+    return [PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]) for i in range(3)]
+
+
+def test_neighbours_draw_the_same_words_and_others_differ():
+    p = three_parties()
+    a = p[0].draw("s", Peer.NEXT, (100,), np.uint64)
+    assert np.array_equal(a, p[1].draw("s", Peer.PREV, (100,), np.uint64))
+    assert not np.array_equal(a, p[2].draw("s", Peer.NEXT, (100,), np.uint64))
+    assert not np.array_equal(a, p[0].draw("t", Peer.NEXT, (100,), np.uint64))
+
+
+def test_zero_sharings_sum_to_zero():
+    p = three_parties()
+    z = [q.zero("z", (3, 50), np.uint32) for q in p]
+    assert not (z[0] == 0).all()
+    assert (z[0] + z[1] + z[2] == 0).all()
+    x = [q.zero_xor("x", (50,), np.uint16) for q in p]
+    assert (x[0] ^ x[1] ^ x[2] == 0).all()
+
+
+def test_random_shares_are_consistent_replicated_shares():
+    p = three_parties()
+    r = [q.random("r", (64,), np.uint64) for q in p]
+    for i in range(3):
+        assert np.array_equal(r[i].right, r[(i + 1) % 3].left)
+    b = [q.random_bits("b", (64,), 5) for q in p]
+    assert all((s.left < 32).all() for s in b)
+
+
+def test_a_step_cannot_be_drawn_twice():
+    p = three_parties()[0]
+    p.draw("once", Peer.NEXT, (4,), np.uint64)
+    with pytest.raises(ProtocolError, match="drawn twice"):
+        p.permutation("once", Peer.NEXT, 4)
+    p.draw("once", Peer.PREV, (4,), np.uint64)  # the other neighbour's seed is separate
+
+
+def test_pairs_agree_on_permutations_and_they_are_permutations():
+    p = three_parties()
+    perm = p[1].permutation("perm", Peer.NEXT, 1000)
+    assert np.array_equal(perm, p[2].permutation("perm", Peer.PREV, 1000))
+    assert np.array_equal(np.sort(perm), np.arange(1000))
+    assert not np.array_equal(perm, np.arange(1000))
+    assert p[0].permutation("empty", Peer.NEXT, 0).shape == (0,)
+
+
+def test_seeds_must_be_sixteen_bytes():
+    with pytest.raises(ValueError, match="16 bytes"):
+        PRSS(b"short", os.urandom(16))

@@ -1,0 +1,134 @@
+"""Tests of the ``ipa`` command line, run as a real process (and a few in-process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ipa.events import COLUMNS, read_csv
+from ipa.reference import attribute
+from ipa_client.cli import main
+
+
+def ipa(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ipa_client.cli`` with ``args``; capture text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "ipa_client.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_gen_events_then_reference(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    made = ipa("gen-events", "--events", "3000", "--seed", "9", "--out", path,
+               "--breakdowns", "5", "--constraint-ids", "2")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["rows"] == 3000
+    assert summary["sources"] + summary["triggers"] == 3000
+    events = read_csv(path)
+    assert len(events) == 3000
+    assert events.breakdown_key.max() < 5
+    assert events.constraint_id.max() < 2
+
+    done = ipa("reference", "--input", path, "--breakdowns", "5", "--cap", "400",
+               "--window", "86400", "--max-events-per-user", "16")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.count("\n") == 1  # one JSON object on one line
+    result = json.loads(done.stdout)
+    expected = attribute(events, num_breakdowns=5, cap=400, window=86400, max_events_per_user=16)
+    assert result == {"rows": 3000, "sums": expected.tolist()}
+    assert sum(result["sums"]) > 0
+
+
+def test_gen_events_is_deterministic(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["gen-events", "--events", "500", "--seed", "4", "--out", str(first)]) == 0
+    assert main(["gen-events", "--events", "500", "--seed", "4", "--out", str(second)]) == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_reference_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(",".join(COLUMNS[:-1]) + "\n1,7,0,1,0\n2,7,1,0,50\n")
+    assert main(["reference", "--input", str(path), "--breakdowns", "2", "--cap", "30"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"rows": 2, "sums": [0, 30]}
+
+
+def test_malformed_csv_names_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(",".join(COLUMNS) + "\n1,7,0,1,0,0\n2,7,1,x,50,0\n")
+    done = ipa("reference", "--input", path, "--breakdowns", "2", "--cap", "30")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("ipa: error: ")
+    assert "line 3, field breakdown_key" in done.stderr
+    assert "'x' is not a non-negative integer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-events-per-user", "6"], "max_events_per_user must be a power of two, got 6"),
+        (["--cap", "-1"], "argument --cap: must be a non-negative integer, got '-1'"),
+        (["--breakdowns", "0"], "argument --breakdowns: must be a positive integer, got '0'"),
+    ],
+)
+def test_bad_query_arguments_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(",".join(COLUMNS) + "\n")
+    query = {"--breakdowns": "2", "--cap": "10"}
+    query.update(zip(args[::2], args[1::2], strict=True))
+    argv = ["reference", "--input", str(path), *(x for kv in query.items() for x in kv)]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_input_file_exits_2(tmp_path: Path) -> None:
+    done = ipa("reference", "--input", tmp_path / "none.csv", "--breakdowns", "2", "--cap", "1")
+    assert done.returncode == 2
+    assert done.stderr.startswith("ipa: error: ")
+    assert "cannot read" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_generator_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.csv"
+    argv = ["gen-events", "--events", "10", "--seed", "1", "--out", str(out), "--breakdowns", "999"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("ipa: error: num_breakdowns must be in [1, 256]")
+    assert not out.exists()
+
+
+def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["reference"]) == 2
+    assert "required" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "gen-events" in out
+    assert "reference" in out
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "ipa"
+    if not script.exists():
+        pytest.skip("the ipa console script is not installed in this environment")
+    path = tmp_path / "events.csv"
+    done = subprocess.run([script, "gen-events", "--events", "10", "--seed", "0", "--out", path],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(read_csv(path)) == 10
+    assert np.all(read_csv(path).timestamp < 2**20)
