@@ -176,9 +176,7 @@ GOOD = "1,2,0,3,0,0"
         (f"{HEADER}\n{GOOD}\n\n", "line 3", "blank line"),
     ],
 )  # fmt: skip
-def test_malformed_file_names_line_and_field(
-    tmp_path: Path, text: str, where: str, detail: str
-) -> None:
+def test_malformed_file_names_line_and_field(tmp_path: Path, text: str, where: str, detail: str) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(InputError) as caught:
         read_csv(path)

@@ -32,9 +32,7 @@ _COMMANDS: tuple[_Command, ...] = (gen_events, reference)  # type: ignore[assign
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ipa`` with every subcommand registered."""
-    parser = argparse.ArgumentParser(
-        prog="ipa", description="Interoperable Private Attribution tools."
-    )
+    parser = argparse.ArgumentParser(prog="ipa", description="Interoperable Private Attribution tools.")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         sub = subcommands.add_parser(command.NAME, help=command.HELP, description=command.HELP)

@@ -86,9 +86,7 @@ def attribute(
 
     # Rule 1: order rows by (match_key, constraint_id, timestamp, is_trigger); lexsort is
     # stable, so input order breaks the remaining ties.
-    order = np.lexsort(
-        (events.is_trigger, events.timestamp, events.constraint_id, events.match_key)
-    )
+    order = np.lexsort((events.is_trigger, events.timestamp, events.constraint_id, events.match_key))
     match_key = events.match_key[order]
     constraint_id = events.constraint_id[order]
     timestamp = events.timestamp[order]
@@ -104,9 +102,7 @@ def attribute(
     # Rule 2: the latest source at or before each row; for a trigger, strictly before it.
     last_source = np.maximum.accumulate(np.where(is_trigger, -1, position))
     attributed = (
-        is_trigger
-        & (last_source >= group_start)
-        & (position - last_source <= max_events_per_user - 1)
+        is_trigger & (last_source >= group_start) & (position - last_source <= max_events_per_user - 1)
     )
     source = np.where(attributed, last_source, position)  # a valid index on every row
     if window is not None:

@@ -9,9 +9,7 @@ from ipa.mpc.shuffle import shuffle
 def shuffled(n):
     ids = np.arange(n, dtype=np.uint64)
     tags = (ids * 7 + 3) & 0xFF
-    result = run(
-        lambda ctx, a, b: shuffle(ctx, [a, b]), share_arithmetic(ids), share_boolean(tags, 8)
-    )
+    result = run(lambda ctx, a, b: shuffle(ctx, [a, b]), share_arithmetic(ids), share_boolean(tags, 8))
     return result, *opened(result)
 
 

@@ -53,6 +53,7 @@ class CommStats:
 
     def under(self, prefix: str) -> CommStats:
         """The part of the statistics recorded at or below step ``prefix``."""
+
         def inside(step: str) -> bool:
             return step == prefix or step.startswith(prefix + "/")
 

@@ -21,8 +21,9 @@ import numpy as np
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.ring import mask
 
-__all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "multiply", "reshare"]
+__all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "matmul", "multiply", "reshare"]
 
 
 def cross_terms(x: AShares, y: AShares, alpha: np.ndarray) -> np.ndarray:
@@ -60,8 +61,11 @@ def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
 
     1 round, 1 word per element sent by each party to its previous neighbour.
     """
-    z = cross_terms_and(x, y, ctx.prss.zero_xor(ctx.step, x.shape, x.dtype))
-    return BShares(z, reshare(ctx, z), max(x.width, y.width))
+    width = max(x.width, y.width)
+    # Masked, so every component keeps zeros above the width, as BShares requires.
+    alpha = ctx.prss.zero_xor(ctx.step, x.shape, x.dtype) & mask(width, x.dtype)
+    z = cross_terms_and(x, y, alpha)
+    return BShares(z, reshare(ctx, z), width)
 
 
 def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShares:
@@ -71,5 +75,16 @@ def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShare
     many terms are summed.
     """
     local = (x.left * (y.left + y.right) + x.right * y.left).sum(axis, dtype=x.dtype)
+    z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
+    return AShares(z, reshare(ctx, z))
+
+
+def matmul(ctx: Context, x: AShares, y: AShares) -> AShares:
+    """``x @ yᵀ`` for x of shape (a, n) and y of shape (b, n): every pairwise sum over rows.
+
+    1 round, a·b words per party in total (independent of n). Local work: two
+    (a × n)·(n × b) integer matrix products.
+    """
+    local = x.left @ (y.left + y.right).T + x.right @ y.left.T
     z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
     return AShares(z, reshare(ctx, z))

@@ -52,6 +52,17 @@ class _Pair:
     def __getitem__(self, index):
         return self.map(lambda a: a[index])
 
+    def lag(self, s: int):
+        """Row i gets row i−s; the first s rows get shares of zero."""
+
+        def shifted(a: np.ndarray) -> np.ndarray:
+            out = np.zeros_like(a)
+            if s < a.shape[-1]:
+                out[..., s:] = a[..., : a.shape[-1] - s]
+            return out
+
+        return self.map(shifted)
+
     def like(self, left: np.ndarray, right: np.ndarray):
         raise NotImplementedError
 
@@ -100,7 +111,11 @@ class AShares(_Pair):
 
 @dataclass(frozen=True)
 class BShares(_Pair):
-    """One party's pair of boolean shares of ``width``-bit values packed one per word."""
+    """One party's pair of boolean shares of ``width``-bit values packed one per word.
+
+    Invariant: both components are zero above ``width``; protocols keep it by
+    masking their randomness, and local operations keep it by construction.
+    """
 
     width: int = 64
 
@@ -145,6 +160,11 @@ class BShares(_Pair):
         """The low ``width`` bits, zero-extended or truncated, in a ``width``-bit word."""
         dtype, m = bool_dtype(width), mask(width)
         return BShares(self.left.astype(dtype) & m, self.right.astype(dtype) & m, width)
+
+    def expand(self, width: int) -> BShares:
+        """1-bit shares → ``width``-bit words of all ones or all zeros (local: XOR is linear)."""
+        dtype, m = bool_dtype(width), mask(width)
+        return BShares((0 - self.left.astype(dtype)) & m, (0 - self.right.astype(dtype)) & m, width)
 
     def bits(self, start: int, count: int) -> BShares:
         """Bits ``start .. start+count-1`` as ``count`` stacked 1-bit columns (axis 0)."""

@@ -34,4 +34,3 @@ def check_arithmetic_dtype(dtype: np.dtype) -> np.dtype:
     if dtype not in ARITHMETIC_DTYPES:
         raise ValueError(f"arithmetic ring must be uint32 or uint64, got {dtype}")
     return dtype
-

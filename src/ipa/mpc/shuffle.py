@@ -29,8 +29,15 @@ import numpy as np
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, Shares
+from ipa.mpc.ring import mask
 
 __all__ = ["shuffle"]
+
+
+def _draw(ctx: Context, peer: Peer, col: Shares, like: np.ndarray) -> np.ndarray:
+    """PRSS words for re-masking ``col``: boolean ones stay within the column's width."""
+    r = ctx.draw(peer, like.shape, like.dtype)
+    return r if isinstance(col, AShares) else r & mask(col.width, like.dtype)
 
 
 def _plus(col: Shares, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,7 +60,7 @@ def _permute_and_mask(
     perm = ctx.narrow("perm").permutation(peer, n)
     out = []
     for k, (col, part) in enumerate(zip(cols, parts, strict=True)):
-        r = ctx.narrow(f"mask_{k}").draw(peer, part.shape, part.dtype)
+        r = _draw(ctx.narrow(f"mask_{k}"), peer, col, part)
         moved = part[..., perm]
         out.append(_plus(col, moved, r) if add_mask else _minus(col, moved, r))
     return out
@@ -73,7 +80,10 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
         s01.send(Peer.PREV, *a)
         c_part = s12.receive(Peer.NEXT, *a)
         f = _permute_and_mask(s20, Peer.PREV, cols, c_part, False)
-        z = [s20.narrow(f"output_{k}").draw(Peer.PREV, p.shape, p.dtype) for k, p in enumerate(f)]
+        z = [
+            _draw(s20.narrow(f"output_{k}"), Peer.PREV, c, p)
+            for k, (c, p) in enumerate(zip(cols, f, strict=True))
+        ]
         y1 = [_minus(col, fk, zk) for col, fk, zk in zip(cols, f, z, strict=True)]
         s20.send(Peer.NEXT, *y1)
         return [col.like(zk, yk) for col, zk, yk in zip(cols, z, y1, strict=True)]
@@ -88,6 +98,9 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
     a = s01.receive(Peer.NEXT, *like)
     d = _permute_and_mask(s12, Peer.PREV, cols, a, False)
     e = _permute_and_mask(s20, Peer.NEXT, cols, d, True)
-    z = [s20.narrow(f"output_{k}").draw(Peer.NEXT, p.shape, p.dtype) for k, p in enumerate(e)]
+    z = [
+        _draw(s20.narrow(f"output_{k}"), Peer.NEXT, c, p)
+        for k, (c, p) in enumerate(zip(cols, e, strict=True))
+    ]
     s20.send(Peer.PREV, *e)
     return [col.like(ek, zk) for col, ek, zk in zip(cols, e, z, strict=True)]

@@ -1,0 +1,98 @@
+"""Last-touch attribution: each trigger finds the latest earlier source of its group.
+
+Input rows are in group order with ``same_group`` flags. Each row carries a
+packed word ``valid | breakdown_key | timestamp`` where ``valid`` marks a
+source. A segmented "latest valid" prefix scan by doubling (s = 1, 2, …, K/2)
+lets row i look back over rows i−K+1 … i of its own group:
+
+- round A: ``take = span & ~valid`` (row i has nothing yet and row i−s is in
+  its group) and, batched with it, ``span ← span & span[i−s]``;
+- round B: ``word ← word ^ (take & (word ^ word[i−s]))``.
+
+A trigger is attributed when the scan found a source (``valid``) and, with a
+window W, ``t_trigger − t_source ≤ W``: the sign bit of
+``t_trigger + ~t_source + 2^(b+2) − W`` in b+2 bits, one carry-save step and
+one adder.
+
+Cost: 2·log2 K rounds and about 1 + word-width/8 bytes per row per level for
+the scan; 1 + (1 + ⌈log2(b+2)⌉) rounds for the window. Parties learn nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ipa.mpc.adder import add, carry_save
+from ipa.mpc.context import Context
+from ipa.mpc.multiply import and_
+from ipa.mpc.replicated import BShares, public_bits, stack
+
+__all__ = ["Attribution", "last_touch"]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per row: whether it is an attributed trigger, and its source's breakdown key."""
+
+    attributed: BShares  # 1 bit
+    breakdown_key: BShares
+
+
+def _scan(ctx: Context, word: BShares, span: BShares, max_events_per_user: int) -> BShares:
+    """Segmented latest-valid scan; ``valid`` is the top bit of ``word``."""
+    top = word.width - 1
+    shift, level = 1, 0
+    while shift < max_events_per_user:
+        step = ctx.narrow(f"level_{level}")
+        valid = word.shift_right(top)
+        last = 2 * shift >= max_events_per_user
+        if last:
+            take = and_(step.narrow("take"), span, valid.invert(ctx.party))
+        else:
+            both = and_(
+                step.narrow("take"), stack([span, span]), stack([valid.invert(ctx.party), span.lag(shift)])
+            )
+            take, span = both[0], both[1]
+        word = word ^ and_(step.narrow("copy"), take.expand(word.width), word ^ word.lag(shift))
+        shift, level = 2 * shift, level + 1
+    return word
+
+
+def _within_window(ctx: Context, t_trigger: BShares, t_source: BShares, window: int) -> BShares:
+    """``t_trigger − t_source ≤ window`` for timestamps of b bits (t_trigger ≥ t_source)."""
+    width = t_trigger.width + 2
+    offset = public_bits(ctx.party, [(1 << width) - window], width)
+    offset = offset.map(lambda a: a.repeat(len(t_trigger)))
+    s, c = carry_save(
+        ctx.narrow("carry_save"), t_trigger.resize(width), t_source.resize(width).invert(ctx.party), offset
+    )
+    difference = add(ctx.narrow("add"), s, c)  # t_trigger − t_source − window − 1, mod 2^width
+    return difference.shift_right(width - 1)
+
+
+def last_touch(
+    ctx: Context,
+    same_group: BShares,
+    is_trigger: BShares,
+    breakdown_key: BShares,
+    timestamp: BShares,
+    *,
+    max_events_per_user: int,
+    window: int | None,
+) -> Attribution:
+    """Attribute each trigger to the latest source at most K−1 rows back in its group."""
+    tb, bb = timestamp.width, breakdown_key.width
+    width = 1 + bb + tb
+    word = (
+        is_trigger.invert(ctx.party).resize(width).shift_left(bb + tb)
+        ^ breakdown_key.resize(width).shift_left(tb)
+        ^ timestamp.resize(width)
+    )
+    found = _scan(ctx.narrow("scan"), word, same_group, max_events_per_user)
+    valid = found.shift_right(bb + tb)
+    source_key = found.shift_right(tb).resize(bb)
+    attributed = and_(ctx.narrow("is_trigger"), is_trigger, valid)
+    if window is not None:
+        within = _within_window(ctx.narrow("window"), timestamp, found.resize(tb), window)
+        attributed = and_(ctx.narrow("in_window"), attributed, within)
+    return Attribution(attributed, source_key)

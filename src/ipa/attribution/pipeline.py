@@ -1,0 +1,102 @@
+"""The whole IPA query on generic rows: sort, last touch, cap, aggregate, noise.
+
+Phases and what they cost are documented in each module; ``QueryResult.seconds``
+records the wall time of each phase as this party saw it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ipa.attribution.aggregate import aggregate
+from ipa.attribution.boundaries import adjacent_equal
+from ipa.attribution.cap import cap_contributions
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.last_touch import last_touch
+from ipa.attribution.rows import SharedRows
+from ipa.mpc.context import Context
+from ipa.mpc.replicated import AShares, BShares, public
+from ipa.mpc.sort import sort
+
+__all__ = ["PHASES", "NoiseHook", "QueryResult", "no_noise", "run_query"]
+
+PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
+
+NoiseHook = Callable[[Context, AShares], AShares]
+"""Called with the B result shares before release; returns the noised shares."""
+
+
+def no_noise(ctx: Context, sums: AShares) -> AShares:
+    """The noise hook of a test network: release the exact sums."""
+    return sums
+
+
+@dataclass
+class QueryResult:
+    """This party's shares of the B sums and the seconds it spent per phase."""
+
+    sums: AShares
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = now - self._last
+        self._last = now
+
+
+def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tuple[BShares, ...]:
+    """Rows stably sorted by (match key, constraint id), unpacked again after the sort."""
+    cb, tb, bb = config.constraint_bits, config.timestamp_bits, config.breakdown_bits
+    key_width, info_width = config.match_key_bits + cb, 1 + bb + tb
+    key = rows.match_key.resize(key_width).shift_left(cb) ^ rows.constraint_id.resize(key_width)
+    info = (
+        rows.is_trigger.resize(info_width).shift_left(bb + tb)
+        ^ rows.breakdown_key.resize(info_width).shift_left(tb)
+        ^ rows.timestamp.resize(info_width)
+    )
+    key, info, value = sort(ctx, key, [key, info, rows.trigger_value])
+    return key, info.shift_right(bb + tb), info.shift_right(tb).resize(bb), info.resize(tb), value
+
+
+def run_query(
+    ctx: Context, rows: SharedRows, config: QueryConfig, noise: NoiseHook = no_noise
+) -> QueryResult:
+    """Shares of the B attributed, capped, noised sums of ``rows`` (see ``ipa.reference``).
+
+    Every helper learns n and ``config``; nothing else is opened to it.
+    """
+    clock = _Clock()
+    if len(rows) == 0:
+        sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
+        return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES})
+    key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
+    clock.lap("sort")
+    user = key.shift_right(config.constraint_bits).resize(key.width)
+    same_group, same_user = adjacent_equal(ctx.narrow("boundaries"), [key, user])
+    found = last_touch(
+        ctx.narrow("last_touch"),
+        same_group,
+        is_trigger,
+        breakdown_key,
+        timestamp,
+        max_events_per_user=config.max_events_per_user,
+        window=config.window,
+    )
+    clock.lap("attribute")
+    contribution = cap_contributions(ctx.narrow("cap"), found.attributed, value, same_user, config.cap)
+    clock.lap("cap")
+    sums = aggregate(ctx.narrow("aggregate"), contribution, found.breakdown_key, config.num_breakdowns)
+    clock.lap("aggregate")
+    noised = noise(ctx.narrow("noise"), sums)
+    clock.lap("noise")
+    return QueryResult(noised, clock.seconds)

@@ -1,0 +1,76 @@
+"""Generic rows: one party's shares of a query's events, sources and triggers alike.
+
+Inside the MPC a source and a trigger look the same: every row has every
+column, and ``is_trigger`` is secret. Match key, constraint id, timestamp,
+is_trigger and breakdown key are boolean shares (they feed comparisons and
+selections); the trigger value is an arithmetic share in Z_2^64 (it is summed).
+
+**Presort contract.** The report collector submits rows ordered by
+(timestamp, sources before triggers), ties in input order: it knows its own
+timestamps, so this costs the MPC nothing. A stable sort on
+(match key, constraint id) then yields the order the attribution rules use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ipa.attribution.config import QueryConfig
+from ipa.errors import InputError
+from ipa.events import Events
+from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.sharing import share_arithmetic, share_boolean
+
+__all__ = ["SharedRows", "presort", "share_events"]
+
+
+@dataclass(frozen=True)
+class SharedRows:
+    """One party's share columns of n generic rows."""
+
+    match_key: BShares
+    constraint_id: BShares
+    timestamp: BShares
+    is_trigger: BShares
+    breakdown_key: BShares
+    trigger_value: AShares
+
+    def __len__(self) -> int:
+        return len(self.match_key)
+
+
+def presort(events: Events) -> Events:
+    """The events in the order the report collector submits: (timestamp, sources first), stable."""
+    return events.take(np.lexsort((events.is_trigger, events.timestamp)))
+
+
+def _check_ranges(events: Events, config: QueryConfig) -> None:
+    for field, bits in config.field_bits().items():
+        column = getattr(events, field)
+        too_big = np.flatnonzero(column.astype(np.uint64) >> np.uint64(bits)) if bits < 64 else []
+        if len(too_big):
+            row = int(too_big[0])
+            raise InputError(f"event {row}: field {field} = {int(column[row])} does not fit in {bits} bits")
+
+
+def share_events(events: Events, config: QueryConfig) -> list[SharedRows]:
+    """The three parties' shares of ``events``, presorted, as a report collector makes them.
+
+    Triggers' breakdown keys and sources' trigger values are ignored by the
+    rules, so they are shared as zero. Raises InputError naming the first
+    event whose field does not fit its width.
+    """
+    _check_ranges(events, config)
+    ev = presort(events)
+    trigger = ev.is_trigger.astype(np.uint64)
+    columns = {
+        "match_key": share_boolean(ev.match_key, config.match_key_bits),
+        "constraint_id": share_boolean(ev.constraint_id, config.constraint_bits),
+        "timestamp": share_boolean(ev.timestamp, config.timestamp_bits),
+        "is_trigger": share_boolean(trigger, 1),
+        "breakdown_key": share_boolean(ev.breakdown_key * (1 - trigger), config.breakdown_bits),
+        "trigger_value": share_arithmetic(ev.trigger_value * trigger, np.uint64),
+    }
+    return [SharedRows(**{name: shares[i] for name, shares in columns.items()}) for i in range(3)]
