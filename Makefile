@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint bench clean
+.PHONY: test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,3 +21,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info src/*.egg-info
+
+demo: $(STAMP)
+	$(BIN)/python examples/simulate_query.py --events 100000

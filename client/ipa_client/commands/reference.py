@@ -10,7 +10,7 @@ import json
 
 from ipa.events import read_csv
 from ipa.reference import attribute
-from ipa_client.commands._types import non_negative_int, positive_int
+from ipa_client.commands._query_args import add_query_arguments
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -20,35 +20,7 @@ HELP = "compute attribution sums in the clear from an event CSV file"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the input file and the query parameters."""
-    parser.add_argument("--input", required=True, metavar="FILE", help="the event CSV file")
-    parser.add_argument(
-        "--breakdowns",
-        type=positive_int,
-        required=True,
-        metavar="B",
-        help="report sums for breakdown keys [0, B)",
-    )
-    parser.add_argument(
-        "--cap",
-        type=non_negative_int,
-        required=True,
-        metavar="C",
-        help="per-user cap on the sum of attributed values",
-    )
-    parser.add_argument(
-        "--window",
-        type=non_negative_int,
-        default=None,
-        metavar="W",
-        help="attribution window in timestamp units (default: none)",
-    )
-    parser.add_argument(
-        "--max-events-per-user",
-        type=positive_int,
-        default=64,
-        metavar="K",
-        help="look-back bound, a power of two (default: 64)",
-    )
+    add_query_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,63 @@
+"""``ipa simulate``: the whole MPC query in the in-memory three-party runner.
+
+Shares the events as a report collector would (presorted, secret-shared),
+runs :func:`ipa.attribution.pipeline.run_query` as three helpers in three
+threads, reconstructs the result and prints one JSON object:
+``{"sums": [...], "bytes_sent": [H1, H2, H3], "rounds": R,
+"seconds": {"share": s, PHASE: s, ..., "total": s}}``. Phase times are the
+slowest helper's; ``total`` is the wall time of the three-party run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ipa.attribution.pipeline import PHASES, run_query
+from ipa.attribution.rows import share_events
+from ipa.errors import InputError
+from ipa.events import read_csv
+from ipa.mpc.memory import run_three
+from ipa.mpc.sharing import reconstruct
+from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
+
+__all__ = ["HELP", "NAME", "add_arguments", "run"]
+
+NAME = "simulate"
+HELP = "run the MPC query on an event CSV file with three in-memory helpers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the input, the query parameters, the widths and --no-noise."""
+    add_query_arguments(parser)
+    add_width_arguments(parser)
+    parser.add_argument(
+        "--no-noise",
+        action="store_true",
+        help="release exact sums (required: DP noise arrives with the privacy budget service)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Share, run, reconstruct, print the JSON result; return 0."""
+    if not args.no_noise:
+        raise InputError("DP noise is not implemented yet; run with --no-noise to release exact sums")
+    config = config_from_args(args)
+    events = read_csv(args.input)
+    start = time.perf_counter()
+    shares = share_events(events, config)
+    shared = time.perf_counter()
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, config), shares)
+    finished = time.perf_counter()
+    seconds = {"share": shared - start}
+    seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
+    seconds["total"] = finished - shared
+    output = {
+        "sums": reconstruct([o.sums for o in result.outputs]).tolist(),
+        "bytes_sent": result.bytes_sent(),
+        "rounds": result.rounds,
+        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+    }
+    print(json.dumps(output))
+    return 0

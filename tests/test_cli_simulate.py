@@ -1,0 +1,56 @@
+"""``ipa simulate`` against ``ipa reference`` through the real command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def ipa(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ipa_client.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sim") / "events.csv"
+    assert ipa("gen-events", "--events", "2000", "--seed", "11", "--out", str(path)).returncode == 0
+    return path
+
+
+@pytest.mark.parametrize("extra", [[], ["--window", "3600"], ["--max-events-per-user", "4", "--cap", "5"]])
+def test_simulate_equals_reference(events, extra):
+    query = ["--input", str(events), "--breakdowns", "12", "--cap", "300", *extra]
+    reference = json.loads(ipa("reference", *query).stdout)
+    done = ipa("simulate", *query, "--no-noise")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sums"] == reference["sums"]
+    assert len(result["bytes_sent"]) == 3 and min(result["bytes_sent"]) > 0
+    assert result["rounds"] > 0
+    assert set(result["seconds"]) >= {"sort", "attribute", "cap", "aggregate", "noise", "total"}
+
+
+def test_simulate_refuses_to_release_without_noise_flag(events):
+    done = ipa("simulate", "--input", str(events), "--breakdowns", "4", "--cap", "10")
+    assert done.returncode == 2
+    assert "--no-noise" in done.stderr
+
+
+def test_a_field_wider_than_its_width_is_named(events):
+    done = ipa(
+        "simulate",
+        "--input",
+        str(events),
+        "--breakdowns",
+        "4",
+        "--cap",
+        "10",
+        "--no-noise",
+        "--timestamp-bits",
+        "4",
+    )
+    assert done.returncode == 2
+    assert "field timestamp" in done.stderr and "4 bits" in done.stderr
