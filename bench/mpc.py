@@ -143,7 +143,7 @@ def measure(case: Case, rows: int) -> dict[str, Any] | None:
     return {"seconds": seconds, "rows_per_s": rows / seconds, **communication(result, rows)}
 
 
-def _machine() -> str:
+def machine() -> str:
     return (
         f"# {os.cpu_count()} cpus, {platform.system()} {platform.machine()}, "
         f"python {platform.python_version()}, numpy {np.__version__}; "
@@ -151,7 +151,7 @@ def _machine() -> str:
     )
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
@@ -203,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    print(_machine())
+    print(machine())
     print(_HEADER)
     figures: dict[str, dict[str, Any]] = {}
     wrong = []
@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         figures[name] = m
         print(_row(name, args.rows, m), flush=True)
-    print(f"# peak RSS {_peak_rss_mib():,.0f} MiB (whole process: three helpers, plaintext and shares)")
+    print(f"# peak RSS {peak_rss_mib():,.0f} MiB (whole process: three helpers, plaintext and shares)")
     if wrong:
         return 1
     if args.json:

@@ -11,6 +11,7 @@ helper go to ``extra_info`` (see ``--benchmark-json``). Shuffle and sort on
 
 import pytest
 from mpc import PRIMITIVES, communication, make_case
+from pipeline import measure as measure_pipeline
 
 from ipa.mpc.memory import run_three
 
@@ -33,3 +34,9 @@ def test_primitive(benchmark, name, rows):
     )
     assert case.check(result.outputs), f"{name} on {rows} rows differs from plaintext"
     benchmark.extra_info.update(rows=rows, **communication(result, rows))
+
+
+@pytest.mark.parametrize("events", [10**4, pytest.param(10**5, marks=pytest.mark.slow)])
+def test_pipeline(benchmark, events):
+    figures = benchmark.pedantic(measure_pipeline, args=(events, 1), rounds=1, iterations=1)
+    benchmark.extra_info.update(rounds=figures["rounds"], bytes_per_row=figures["bytes_per_row"]["total"])

@@ -1,0 +1,96 @@
+"""Time and communication of the whole attribution query, per phase, in memory.
+
+    python bench/pipeline.py --events N [--json F] [--seed S]
+
+Synthetic events (``ipa.synthetic``) are shared as the report collector would
+(not timed), then :func:`ipa.attribution.pipeline.run_query` runs in the
+in-memory three-party runner with 16 breakdowns, cap 100, a one-day window
+and K = 64. The released sums are checked against ``ipa.reference`` (exit 1
+on any difference). Printed per phase: seconds (slowest helper) and bytes
+sent per row by each helper; then rounds and the process's peak RSS (all
+three helpers are threads of this process). ``--json F`` writes
+``{"events": N, "seconds": {phase: s, "total": s}, "bytes_per_row": {phase: [H1, H2, H3]},
+"rounds": R, "peak_rss_mb": M}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from mpc import machine, peak_rss_mib
+
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.pipeline import PHASES, run_query
+from ipa.attribution.rows import share_events
+from ipa.mpc.memory import run_three
+from ipa.mpc.sharing import reconstruct
+from ipa.reference import attribute
+from ipa.synthetic import generate
+
+CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64)
+# Step prefixes of each phase's traffic (the "attribute" phase is boundaries + last touch).
+TRAFFIC = {
+    "sort": ["root/sort"],
+    "attribute": ["root/boundaries", "root/last_touch"],
+    "cap": ["root/cap"],
+    "aggregate": ["root/aggregate"],
+    "noise": ["root/noise"],
+}
+
+
+def measure(events: int, seed: int) -> dict:
+    """Run the query once on ``events`` synthetic events; return the figures."""
+    data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns)
+    shares = share_events(data, CONFIG)
+    start = time.perf_counter()
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG), shares)
+    total = time.perf_counter() - start
+    released = reconstruct([o.sums for o in result.outputs])
+    expected = attribute(
+        data, num_breakdowns=16, cap=CONFIG.cap, window=CONFIG.window, max_events_per_user=64
+    )
+    if not np.array_equal(released, expected):
+        raise SystemExit("bench/pipeline.py: MPC result differs from the reference")
+    rows = max(events, 1)
+    per_row = {
+        phase: [sum(result.bytes_sent(p)[h] for p in prefixes) / rows for h in range(3)]
+        for phase, prefixes in TRAFFIC.items()
+    }
+    per_row["total"] = [b / rows for b in result.bytes_sent()]
+    seconds = {p: max(o.seconds[p] for o in result.outputs) for p in PHASES} | {"total": total}
+    return {
+        "events": events,
+        "seconds": seconds,
+        "bytes_per_row": per_row,
+        "rounds": result.rounds,
+        "peak_rss_mb": peak_rss_mib(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", metavar="F")
+    args = parser.parse_args(argv)
+    figures = measure(args.events, args.seed)
+    print(machine())
+    print(f"{'phase':<10} {'seconds':>8}  bytes/row H1, H2, H3")
+    for phase, seconds in figures["seconds"].items():
+        traffic = ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"][phase])
+        print(f"{phase:<10} {seconds:>8.2f}  {traffic}")
+    rate = args.events / figures["seconds"]["total"]
+    print(f"# {args.events:,} events, {rate:,.0f} events/s, {figures['rounds']} rounds,", end=" ")
+    print(f"peak RSS {figures['peak_rss_mb']:,.0f} MiB (three helpers in one process)")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(figures, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
