@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import threading
 
 import numpy as np
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from randomgen import AESCounter
 
 from ipa.errors import ProtocolError
-from ipa.mpc.channel import Peer
+from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import bool_dtype, mask
 
@@ -86,3 +87,14 @@ class PRSS:
         """
         key = int.from_bytes(self._key(step, peer), "little")
         return np.random.Generator(AESCounter(key=key)).permutation(n)
+
+
+def agree_seeds(channel: Channel, step: str = "setup/prss") -> PRSS:
+    """Set up PRSS over a channel: each party draws, from the OS CSPRNG, the seed it
+    shares with its next neighbour and sends it there (the channel must be
+    confidential, e.g. TLS). 1 round, 16 bytes per party.
+    """
+    mine = os.urandom(SEED_BYTES)
+    channel.send(step, Peer.NEXT, [np.frombuffer(mine, np.uint8)])
+    (theirs,) = channel.receive(step, Peer.PREV, [np.zeros(SEED_BYTES, np.uint8)])
+    return PRSS(prev_seed=theirs.tobytes(), next_seed=mine)

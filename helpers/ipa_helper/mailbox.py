@@ -1,0 +1,60 @@
+"""Where MPC messages from peers wait until the local protocol asks for them.
+
+The ``Peer.Send`` servicer stores each complete message under
+(query id, sender, step) and returns at once; :class:`~ipa_helper.transport.GrpcChannel`
+takes it out. Aborting a query wakes every receiver waiting on it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ipa.errors import TransportError
+
+__all__ = ["Mailbox"]
+
+
+class Mailbox:
+    """Messages of all running queries in one helper, keyed by (query id, sender, step)."""
+
+    def __init__(self) -> None:
+        self._messages: dict[tuple[str, int, str], list[np.ndarray]] = {}
+        self._aborted: dict[str, str] = {}
+        self._cond = threading.Condition()
+
+    def put(self, query_id: str, sender: int, step: str, arrays: list[np.ndarray]) -> None:
+        """Store one message; a second message for the same key is a TransportError."""
+        key = (query_id, sender, step)
+        with self._cond:
+            if key in self._messages:
+                raise TransportError(f"duplicate message for step {step!r} from H{sender + 1}")
+            self._messages[key] = arrays
+            self._cond.notify_all()
+
+    def take(self, query_id: str, sender: int, step: str, timeout: float) -> list[np.ndarray]:
+        """Wait for and remove one message; TransportError on timeout or abort."""
+        key = (query_id, sender, step)
+        with self._cond:
+            self._cond.wait_for(lambda: key in self._messages or query_id in self._aborted, timeout)
+            if key in self._messages:
+                return self._messages.pop(key)
+            if query_id in self._aborted:
+                raise TransportError(f"query aborted: {self._aborted[query_id]}")
+        raise TransportError(f"no message at step {step!r} from H{sender + 1} within {timeout:g} s")
+
+    def abort(self, query_id: str, reason: str) -> None:
+        """Wake every receiver of ``query_id`` with ``reason``; later messages are dropped."""
+        with self._cond:
+            self._aborted.setdefault(query_id, reason)
+            for key in [k for k in self._messages if k[0] == query_id]:
+                del self._messages[key]
+            self._cond.notify_all()
+
+    def forget(self, query_id: str) -> None:
+        """Drop everything held for a finished query."""
+        with self._cond:
+            self._aborted.pop(query_id, None)
+            for key in [k for k in self._messages if k[0] == query_id]:
+                del self._messages[key]

@@ -1,0 +1,119 @@
+"""The gRPC implementation of the MPC channel interface.
+
+A message (the arrays one step sends to one neighbour) travels as one
+client-streaming ``Peer.Send`` call: the first chunk names the query, step,
+sender and array layouts, and the bytes follow in chunks of about 1 MiB.
+The receiving helper's :class:`PeerServicer` stores it in its
+:class:`~ipa_helper.mailbox.Mailbox`; :meth:`GrpcChannel.receive` takes it
+from there. Every call has a deadline; a late or missing message is a
+TransportError, so a stalled or dead peer fails the query instead of hanging it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+import numpy as np
+
+from ipa.errors import TransportError
+from ipa.mpc.channel import Channel, Peer
+from ipa_helper.mailbox import Mailbox
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
+
+__all__ = ["CHUNK_BYTES", "GrpcChannel", "PeerServicer", "decode_message", "encode_message"]
+
+CHUNK_BYTES = 1 << 20
+
+
+def encode_message(
+    query_id: str, step: str, sender: int, arrays: list[np.ndarray]
+) -> Iterator[peer_pb2.ShareChunk]:
+    """The chunks of one message; the first carries the header."""
+    headers = [peer_pb2.ArrayHeader(dtype=a.dtype.str, shape=a.shape) for a in arrays]
+    data = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    view = memoryview(data)
+    yield peer_pb2.ShareChunk(
+        query_id=query_id, step=step, sender=sender, arrays=headers, data=bytes(view[:CHUNK_BYTES])
+    )
+    for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
+        yield peer_pb2.ShareChunk(data=bytes(view[start : start + CHUNK_BYTES]))
+
+
+def decode_message(chunks: Iterator[peer_pb2.ShareChunk]) -> tuple[str, str, int, list[np.ndarray]]:
+    """Reassemble one message: (query id, step, sender, read-only arrays)."""
+    first = next(chunks, None)
+    if first is None:
+        raise TransportError("empty peer message")
+    data = b"".join([first.data, *(c.data for c in chunks)])
+    arrays, offset = [], 0
+    for header in first.arrays:
+        dtype = np.dtype(header.dtype)
+        count = int(np.prod(header.shape, dtype=np.int64))
+        size = count * dtype.itemsize
+        if dtype.kind != "u" or offset + size > len(data):
+            raise TransportError(f"malformed peer message at step {first.step!r}")
+        arrays.append(np.frombuffer(data, dtype, count, offset).reshape(tuple(header.shape)))
+        offset += size
+    if offset != len(data):
+        raise TransportError(f"malformed peer message at step {first.step!r}")
+    return first.query_id, first.step, first.sender, arrays
+
+
+class PeerServicer(peer_pb2_grpc.PeerServicer):
+    """Receives peers' MPC messages into a mailbox.
+
+    ``identify(context)`` returns the party index of the caller as established
+    by its TLS certificate, or None on an insecure dev network (then the
+    ``sender`` field is trusted). Only the two neighbours may send.
+    """
+
+    def __init__(self, party: int, mailbox: Mailbox, identify: Callable[[grpc.ServicerContext], int | None]):
+        self._party = party
+        self._mailbox = mailbox
+        self._identify = identify
+
+    def Send(self, request_iterator, context):  # noqa: N802 (gRPC method name)
+        try:
+            query_id, step, sender, arrays = decode_message(request_iterator)
+        except (TransportError, ValueError, TypeError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        neighbours = (Peer.NEXT.of(self._party), Peer.PREV.of(self._party))
+        caller = self._identify(context)
+        if sender not in neighbours or caller not in (None, sender):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sender is not one of this helper's peers")
+        try:
+            self._mailbox.put(query_id, sender, step, arrays)
+        except TransportError as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        return peer_pb2.SendAck()
+
+
+class GrpcChannel(Channel):
+    """The channel of one party in one query, over gRPC stubs to its two neighbours."""
+
+    def __init__(
+        self,
+        party: int,
+        query_id: str,
+        stubs: dict[Peer, peer_pb2_grpc.PeerStub],
+        mailbox: Mailbox,
+        timeout: float,
+    ) -> None:
+        super().__init__(party)
+        self._query_id = query_id
+        self._stubs = stubs
+        self._mailbox = mailbox
+        self._timeout = timeout
+
+    def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
+        chunks = encode_message(self._query_id, step, self.party, arrays)
+        try:
+            self._stubs[to].Send(chunks, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            peer = f"H{to.of(self.party) + 1}"
+            reason = f"{exc.code().name}: {exc.details()}"
+            raise TransportError(f"sending step {step!r} to {peer} failed: {reason}") from None
+
+    def _collect(self, step: str, frm: Peer) -> list[np.ndarray]:
+        return self._mailbox.take(self._query_id, frm.of(self.party), step, self._timeout)

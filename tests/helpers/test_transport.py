@@ -1,0 +1,70 @@
+"""Protocols run unchanged over the gRPC channel; failures surface as TransportError."""
+
+import numpy as np
+import pytest
+from grpc_world import GrpcWorld
+
+from ipa.errors import TransportError
+from ipa.mpc.channel import Peer
+from ipa.mpc.multiply import multiply
+from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
+from ipa.mpc.sort import sort
+from ipa_helper.transport import CHUNK_BYTES, decode_message, encode_message
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = GrpcWorld()
+    yield w
+    w.close()
+
+
+def test_multiply_over_grpc(world):
+    x = np.arange(1000, dtype=np.uint64) * np.uint64(2**40 + 3)
+    shares = list(zip(share_arithmetic(x), share_arithmetic(x + np.uint64(1)), strict=True))
+    outputs, channels = world.run(lambda ctx, xy: multiply(ctx.narrow("m"), *xy), shares, "mul")
+    assert np.array_equal(reconstruct(outputs), x * (x + np.uint64(1)))
+    assert channels[0].stats.under("root/m").total_bytes == 8000
+
+
+def test_sort_over_grpc_with_multi_chunk_messages(world):
+    n = 3 * CHUNK_BYTES // 8  # 24 MiB of keys: every message spans several chunks
+    keys = np.random.default_rng(1).integers(0, 2**20, n, dtype=np.uint64)
+    payload = np.arange(n, dtype=np.uint64)
+    shares = list(zip(share_boolean(keys, 20), share_arithmetic(payload), strict=True))
+    outputs, _ = world.run(lambda ctx, kp: sort(ctx, kp[0], [kp[1]], digit_bits=4), shares, "sort")
+    assert np.array_equal(reconstruct([o[0] for o in outputs]), np.argsort(keys, kind="stable"))
+
+
+def test_a_silent_peer_times_out(world):
+    def wait(ctx, _):
+        ctx.receive(Peer.PREV, np.zeros(1, np.uint64))
+
+    with pytest.raises(TransportError, match="within"):
+        world.run(wait, [None] * 3, "silent", timeout=0.5)
+
+
+def test_abort_wakes_waiting_receivers(world):
+    def wait(ctx, _):
+        if ctx.party == 0:
+            world.mailboxes[1].abort("aborted", "peer H1 failed")
+            world.mailboxes[2].abort("aborted", "peer H1 failed")
+            raise RuntimeError("H1 stops")
+        ctx.receive(Peer.PREV, np.zeros(1, np.uint64))
+
+    with pytest.raises((RuntimeError, TransportError)):
+        world.run(wait, [None] * 3, "aborted", timeout=20)
+
+
+def test_message_encoding_round_trip():
+    arrays = [np.arange(5, dtype=np.uint32), np.zeros((2, 3), np.uint8)]
+    query, step, sender, back = decode_message(iter(encode_message("q", "s/t", 2, arrays)))
+    assert (query, step, sender) == ("q", "s/t", 2)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(arrays, back, strict=True))
+
+
+def test_truncated_message_is_refused():
+    chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
+    chunks[0].data = chunks[0].data[:-1]
+    with pytest.raises(TransportError, match="malformed"):
+        decode_message(iter(chunks))
