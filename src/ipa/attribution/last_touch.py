@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ipa.mpc.adder import add, carry_save
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
@@ -61,8 +63,8 @@ def _scan(ctx: Context, word: BShares, span: BShares, max_events_per_user: int) 
 def _within_window(ctx: Context, t_trigger: BShares, t_source: BShares, window: int) -> BShares:
     """``t_trigger − t_source ≤ window`` for timestamps of b bits (t_trigger ≥ t_source)."""
     width = t_trigger.width + 2
-    offset = public_bits(ctx.party, [(1 << width) - window], width)
-    offset = offset.map(lambda a: a.repeat(len(t_trigger)))
+    constant = ((1 << width) - window) % (1 << width)  # −window mod 2^width
+    offset = public_bits(ctx.party, np.full(len(t_trigger), constant, np.uint64), width)
     s, c = carry_save(
         ctx.narrow("carry_save"), t_trigger.resize(width), t_source.resize(width).invert(ctx.party), offset
     )
