@@ -17,3 +17,16 @@ def test_simulate_query_matches_the_true_answer():
     ).stdout
     assert "MPC result equals the true answer" in out
     assert "3,000 events" in out
+
+
+def test_upload_example_produces_uploads_the_helpers_decode():
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "upload.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "4 reports; upload bytes for H1, H2, H3" in out
+    assert "sums per breakdown key: [0, 0, 30, 100]" in out
+    assert "as expected" in out

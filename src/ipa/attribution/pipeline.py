@@ -22,7 +22,7 @@ from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import sort
 
-__all__ = ["PHASES", "NoiseHook", "QueryResult", "no_noise", "run_query"]
+__all__ = ["PHASES", "NoiseHook", "PhaseHook", "QueryResult", "no_noise", "run_query"]
 
 PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
 
@@ -43,15 +43,22 @@ class QueryResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+PhaseHook = Callable[[str], None]
+"""Called with each phase's name as it finishes (progress reporting)."""
+
+
 class _Clock:
-    def __init__(self) -> None:
+    def __init__(self, on_phase: PhaseHook | None) -> None:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._on_phase = on_phase
 
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
         self.seconds[phase] = now - self._last
         self._last = now
+        if self._on_phase:
+            self._on_phase(phase)
 
 
 def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tuple[BShares, ...]:
@@ -69,13 +76,17 @@ def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tupl
 
 
 def run_query(
-    ctx: Context, rows: SharedRows, config: QueryConfig, noise: NoiseHook = no_noise
+    ctx: Context,
+    rows: SharedRows,
+    config: QueryConfig,
+    noise: NoiseHook = no_noise,
+    on_phase: PhaseHook | None = None,
 ) -> QueryResult:
     """Shares of the B attributed, capped, noised sums of ``rows`` (see ``ipa.reference``).
 
     Every helper learns n and ``config``; nothing else is opened to it.
     """
-    clock = _Clock()
+    clock = _Clock(on_phase)
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
         return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES})

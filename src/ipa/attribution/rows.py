@@ -9,6 +9,11 @@ selections); the trigger value is an arithmetic share in Z_2^64 (it is summed).
 (timestamp, sources before triggers), ties in input order: it knows its own
 timestamps, so this costs the MPC nothing. A stable sort on
 (match key, constraint id) then yields the order the attribution rules use.
+
+:func:`share_events` makes all three parties' rows at once (tests, ``ipa
+simulate``). With encrypted reports the report collector shares only its own
+columns (:func:`share_collector_fields`), the match keys come from user agents,
+and each helper decodes its rows with :func:`ipa.reports.decode_batch`.
 """
 
 from __future__ import annotations
@@ -23,7 +28,24 @@ from ipa.events import Events
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 
-__all__ = ["SharedRows", "presort", "share_events"]
+__all__ = [
+    "COLLECTOR_FIELDS",
+    "SharedRows",
+    "check_ranges",
+    "presort",
+    "presort_order",
+    "share_collector_fields",
+    "share_events",
+]
+
+COLLECTOR_FIELDS: tuple[str, ...] = (
+    "constraint_id",
+    "timestamp",
+    "is_trigger",
+    "breakdown_key",
+    "trigger_value",
+)
+"""The columns the report collector shares itself (the match key comes from user agents)."""
 
 
 @dataclass(frozen=True)
@@ -41,18 +63,46 @@ class SharedRows:
         return len(self.match_key)
 
 
+def presort_order(events: Events) -> np.ndarray:
+    """The row order the report collector submits: (timestamp, sources first), stable."""
+    return np.lexsort((events.is_trigger, events.timestamp))
+
+
 def presort(events: Events) -> Events:
     """The events in the order the report collector submits: (timestamp, sources first), stable."""
-    return events.take(np.lexsort((events.is_trigger, events.timestamp)))
+    return events.take(presort_order(events))
 
 
-def _check_ranges(events: Events, config: QueryConfig) -> None:
+def check_ranges(events: Events, config: QueryConfig, fields: tuple[str, ...] | None = None) -> None:
+    """InputError naming the first event whose field (of ``fields``, default all) overflows its width."""
     for field, bits in config.field_bits().items():
+        if fields is not None and field not in fields:
+            continue
         column = getattr(events, field)
         too_big = np.flatnonzero(column.astype(np.uint64) >> np.uint64(bits)) if bits < 64 else []
         if len(too_big):
             row = int(too_big[0])
             raise InputError(f"event {row}: field {field} = {int(column[row])} does not fit in {bits} bits")
+
+
+def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, list[AShares | BShares]]:
+    """The three parties' shares of the report collector's columns, in the events' order.
+
+    Keys are :data:`COLLECTOR_FIELDS`; each value is the three parties' shares.
+    Triggers' breakdown keys and sources' trigger values are ignored by the
+    rules, so they are shared as zero; ``is_trigger`` is a 1-bit boolean
+    sharing. Raises InputError naming the first event whose field does not
+    fit its width.
+    """
+    check_ranges(events, config, COLLECTOR_FIELDS)
+    trigger = events.is_trigger.astype(np.uint64)
+    return {
+        "constraint_id": share_boolean(events.constraint_id, config.constraint_bits),
+        "timestamp": share_boolean(events.timestamp, config.timestamp_bits),
+        "is_trigger": share_boolean(trigger, 1),
+        "breakdown_key": share_boolean(events.breakdown_key * (1 - trigger), config.breakdown_bits),
+        "trigger_value": share_arithmetic(events.trigger_value * trigger, np.uint64),
+    }
 
 
 def share_events(events: Events, config: QueryConfig) -> list[SharedRows]:
@@ -62,15 +112,8 @@ def share_events(events: Events, config: QueryConfig) -> list[SharedRows]:
     rules, so they are shared as zero. Raises InputError naming the first
     event whose field does not fit its width.
     """
-    _check_ranges(events, config)
+    check_ranges(events, config)
     ev = presort(events)
-    trigger = ev.is_trigger.astype(np.uint64)
-    columns = {
-        "match_key": share_boolean(ev.match_key, config.match_key_bits),
-        "constraint_id": share_boolean(ev.constraint_id, config.constraint_bits),
-        "timestamp": share_boolean(ev.timestamp, config.timestamp_bits),
-        "is_trigger": share_boolean(trigger, 1),
-        "breakdown_key": share_boolean(ev.breakdown_key * (1 - trigger), config.breakdown_bits),
-        "trigger_value": share_arithmetic(ev.trigger_value * trigger, np.uint64),
-    }
+    columns: dict[str, list] = {"match_key": share_boolean(ev.match_key, config.match_key_bits)}
+    columns |= share_collector_fields(ev, config)
     return [SharedRows(**{name: shares[i] for name, shares in columns.items()}) for i in range(3)]
