@@ -16,7 +16,7 @@ then
 
 The collector does not check the match keys' bindings: the helpers do, and
 refuse (or drop) reports made for another site, collector or epoch.
-Submitting batches over the network comes with the helper servers.
+:meth:`submit` runs the query on a helper network over gRPC.
 
 :func:`simulate_user_agents` plays one user agent per distinct ``match_key``
 of an event set (the event CSV format's plain match keys): the test and demo
@@ -25,7 +25,7 @@ path from ``ipa gen-events`` output to encrypted reports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -33,10 +33,11 @@ from ipa._checks import integer
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.rows import COLLECTOR_FIELDS, check_ranges, presort_order, share_collector_fields
 from ipa.crypto.binding import Binding
-from ipa.errors import InputError, InvalidReportError
+from ipa.errors import InputError, InvalidReportError, IpaError
 from ipa.events import COLUMNS, Events
 from ipa.network import Network
 from ipa.reports import DEFAULT_CHUNK_ROWS, FIELD_RECORD, EncryptedMatchKey, encode_batch
+from ipa_client.query_client import QueryClient, query_params
 from ipa_client.user_agent import UserAgent
 
 __all__ = ["ReportCollector", "simulate_user_agents"]
@@ -114,6 +115,40 @@ class ReportCollector:
                 fields[name][:, 1] = shares[name][helper].right
             batches.append(encode_batch(public_key, self.binding, match_keys, fields, chunk_rows))
         return batches[0], batches[1], batches[2]
+
+    def submit(
+        self,
+        client: QueryClient,
+        *,
+        epsilon: float = 0.0,
+        delta: float = 0.0,
+        no_noise: bool = False,
+        drop_invalid: bool = False,
+        on_progress: Callable[[str, float], None] | None = None,
+    ) -> tuple[str, np.ndarray]:
+        """Run the query on the client's network: (query id, released sums).
+
+        The batches are made first, so a bad field fails before any helper
+        hears of the query; if an upload fails, the query is cancelled.
+        Raises QueryFailedError with the refusing or failing helper's reason.
+        """
+        batches = self.uploads()
+        params = query_params(
+            self.binding,
+            self.config,
+            epsilon=epsilon,
+            delta=delta,
+            no_noise=no_noise,
+            drop_invalid=drop_invalid,
+        )
+        query_id = client.create(params)
+        try:
+            client.upload(query_id, batches)
+        except IpaError:
+            client.cancel(query_id)
+            raise
+        client.wait(query_id, on_progress)
+        return query_id, client.results(query_id)
 
     def _add(
         self,

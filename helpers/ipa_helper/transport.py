@@ -3,7 +3,7 @@
 A message (the arrays one step sends to one neighbour) travels as one
 client-streaming ``Peer.Send`` call: the first chunk names the query, step,
 sender and array layouts, and the bytes follow in chunks of about 1 MiB.
-The receiving helper's :class:`PeerServicer` stores it in its
+The receiving helper's ``Peer`` servicer (:mod:`ipa_helper.services`) stores it in its
 :class:`~ipa_helper.mailbox.Mailbox`; :meth:`GrpcChannel.receive` takes it
 from there. Every call has a deadline; a late or missing message is a
 TransportError, so a stalled or dead peer fails the query instead of hanging it.
@@ -11,7 +11,7 @@ TransportError, so a stalled or dead peer fails the query instead of hanging it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -21,7 +21,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa_helper.mailbox import Mailbox
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
-__all__ = ["CHUNK_BYTES", "GrpcChannel", "PeerServicer", "decode_message", "encode_message"]
+__all__ = ["CHUNK_BYTES", "GrpcChannel", "decode_message", "encode_message"]
 
 CHUNK_BYTES = 1 << 20
 
@@ -58,35 +58,6 @@ def decode_message(chunks: Iterator[peer_pb2.ShareChunk]) -> tuple[str, str, int
     if offset != len(data):
         raise TransportError(f"malformed peer message at step {first.step!r}")
     return first.query_id, first.step, first.sender, arrays
-
-
-class PeerServicer(peer_pb2_grpc.PeerServicer):
-    """Receives peers' MPC messages into a mailbox.
-
-    ``identify(context)`` returns the party index of the caller as established
-    by its TLS certificate, or None on an insecure dev network (then the
-    ``sender`` field is trusted). Only the two neighbours may send.
-    """
-
-    def __init__(self, party: int, mailbox: Mailbox, identify: Callable[[grpc.ServicerContext], int | None]):
-        self._party = party
-        self._mailbox = mailbox
-        self._identify = identify
-
-    def Send(self, request_iterator, context):  # noqa: N802 (gRPC method name)
-        try:
-            query_id, step, sender, arrays = decode_message(request_iterator)
-        except (TransportError, ValueError, TypeError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        neighbours = (Peer.NEXT.of(self._party), Peer.PREV.of(self._party))
-        caller = self._identify(context)
-        if sender not in neighbours or caller not in (None, sender):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "sender is not one of this helper's peers")
-        try:
-            self._mailbox.put(query_id, sender, step, arrays)
-        except TransportError as exc:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return peer_pb2.SendAck()
 
 
 class GrpcChannel(Channel):

@@ -1,54 +1,93 @@
-"""Three helpers' peer services on loopback gRPC ports, in this process (insecure)."""
+"""A helper network for tests: keys, certificates and configs from ``ipa keygen``'s
+functions in a temporary directory, on free loopback ports.
+
+``InProcessNetwork`` starts the three helpers' servers in this process (fast,
+for transport and lifecycle tests); ``tests/e2e`` starts real processes from
+the same files.
+"""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Sequence
-from concurrent import futures
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-import grpc
-
-from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
-from ipa_helper.mailbox import Mailbox
-from ipa_helper.transport import GrpcChannel, PeerServicer
-from ipa_rpc.v1 import peer_pb2_grpc
+from ipa_client.commands.keygen import (
+    write_helper_configs,
+    write_hpke_keys,
+    write_network,
+    write_tls_identities,
+)
+from ipa_helper.config import load_config
+from ipa_helper.server import RunningHelper, start
+from ipa_helper.transport import GrpcChannel
 
 
-class GrpcWorld:
-    def __init__(self) -> None:
-        self.mailboxes = [Mailbox() for _ in range(3)]
-        self.servers, self.ports = [], []
-        for party in range(3):
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-            peer_pb2_grpc.add_PeerServicer_to_server(
-                PeerServicer(party, self.mailboxes[party], lambda ctx: None), server
-            )
-            self.ports.append(server.add_insecure_port("127.0.0.1:0"))
-            server.start()
-            self.servers.append(server)
-        self.channels = [grpc.insecure_channel(f"127.0.0.1:{p}") for p in self.ports]
+def free_base_port() -> int:
+    """A port P such that P … P+5 are free on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 5 > 65535:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + 6):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no six free consecutive ports")
+
+
+def make_network(directory: Path, *, allow_unnoised: bool = True) -> Path:
+    """Write a whole network into ``directory``; return the path of network.toml."""
+    base = free_base_port()
+    registries, _ = write_hpke_keys(directory)
+    write_tls_identities(directory, ["localhost", "127.0.0.1"])
+    write_helper_configs(
+        directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False
+    )
+    return write_network(directory, registries, host="127.0.0.1", base_port=base)
+
+
+class InProcessNetwork:
+    """Three helpers' servers (TLS on) in this process."""
+
+    def __init__(self, directory: Path, *, allow_unnoised: bool = True, timeout: float = 30.0) -> None:
+        self.network_file = make_network(directory, allow_unnoised=allow_unnoised)
+        self.configs = [load_config(directory / f"helper{i}.toml") for i in (1, 2, 3)]
+        self.configs = [replace(c, timeout_seconds=timeout) for c in self.configs]
+        self.helpers: list[RunningHelper] = [start(c) for c in self.configs]
 
     def run(
-        self,
-        protocol: Callable[[Context, Any], Any],
-        inputs: Sequence[Any],
-        query_id: str = "q1",
-        timeout: float = 30.0,
-    ) -> tuple[list[Any], list[GrpcChannel]]:
+        self, protocol: Callable[[Context, Any], Any], inputs: Sequence[Any], query_id: str
+    ) -> tuple[list, list]:
+        """Run ``protocol`` as the three helpers over their real peer connections."""
         outputs: list[Any] = [None] * 3
         errors: list[BaseException] = []
         channels = []
-        for party in range(3):
-            stubs = {p: peer_pb2_grpc.PeerStub(self.channels[p.of(party)]) for p in Peer}
-            channels.append(GrpcChannel(party, query_id, stubs, self.mailboxes[party], timeout))
+        for party, running in enumerate(self.helpers):
+            helper = running.helper
+            channels.append(
+                GrpcChannel(party, query_id, helper.peers, helper.mailbox, helper.config.timeout_seconds)
+            )
 
         def body(party: int) -> None:
             try:
-                prss = agree_seeds(channels[party])
-                outputs[party] = protocol(Context(party, channels[party], prss), inputs[party])
+                ctx = Context(party, channels[party], agree_seeds(channels[party]))
+                outputs[party] = protocol(ctx, inputs[party])
             except BaseException as exc:
                 errors.append(exc)
 
@@ -62,7 +101,5 @@ class GrpcWorld:
         return outputs, channels
 
     def close(self) -> None:
-        for c in self.channels:
-            c.close()
-        for s in self.servers:
-            s.stop(None)
+        for running in self.helpers:
+            running.stop(grace=None)

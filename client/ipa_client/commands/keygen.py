@@ -1,17 +1,22 @@
-"""``ipa keygen``: make a helper network's keys and its ``network.toml``.
+"""``ipa keygen``: make everything a three-helper network needs.
 
-Writes, in ``--out DIR``:
+Writes, in ``--out DIR``, for I = 1, 2, 3:
 
-- ``helper1.hpke.toml``, ``helper2.hpke.toml``, ``helper3.hpke.toml``: each
-  helper's HPKE key registry (private; mode 0600; ``ipa.network.read_key_registry``),
-- ``network.toml``: the three public keys, for user agents and report
-  collectors (``ipa.network.Network.load``).
+- ``helperI.hpke.toml``: the helper's HPKE key registry (private, mode 0600);
+- ``helperI.pem`` / ``helperI.key``: its TLS certificate and key (key mode 0600);
+- ``helperI.toml``: its config, so ``ipa-helper --config DIR/helperI.toml``
+  starts it (see ``ipa_helper.config``);
+- ``network.toml``: for user agents and report collectors: each helper's
+  HPKE public key, address and certificate.
+
+Helper I listens for collectors on ``--base-port`` + 2(I−1) and for its
+peers on the next port, at ``--host``. With ``--compose`` the helpers listen
+on all interfaces and reach each other as ``helperI`` (the service names of
+``docker-compose.yml``), while ``network.toml`` still points at ``--host``.
+``--allow-unnoised`` makes a test network that honours ``--no-noise``.
 
 Existing files are kept unless ``--force``. Prints one JSON object:
-``{"out": DIR, "network": path, "hpke_keys": [path, path, path], "suite": name}``.
-
-The pieces are functions (:func:`write_hpke_keys`, :func:`write_network`) so
-that certificates and helper configs can be added to the same command.
+``{"out": DIR, "network": path, "hpke_keys": [...], "helper_configs": [...], "suite": name}``.
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
+from ipa.certs import make_identity
 from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InputError
-from ipa.network import Network, write_key_registry
+from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry
+from ipa_client.commands._types import positive_int
 
 __all__ = [
     "HELP",
     "NAME",
     "NETWORK_FILE",
     "add_arguments",
+    "helper_ports",
     "hpke_key_file",
     "run",
+    "write_helper_configs",
     "write_hpke_keys",
     "write_network",
+    "write_tls_identities",
 ]
 
 NAME = "keygen"
@@ -50,9 +60,26 @@ def hpke_key_file(helper: int) -> str:
     return f"helper{helper + 1}.hpke.toml"
 
 
+def helper_ports(base_port: int, helper: int) -> tuple[int, int]:
+    """(collector port, peer port) of helper ``helper`` (0, 1, 2)."""
+    return base_port + 2 * helper, base_port + 2 * helper + 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register ``--out``, ``--suite`` and ``--force``."""
+    """Register the output directory, the network's shape and ``--force``."""
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the files to")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="host the helpers are reached at (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--base-port", type=positive_int, default=7100, metavar="P", help="first of six ports (default: 7100)"
+    )
+    parser.add_argument(
+        "--allow-unnoised", action="store_true", help="a test network: helpers honour --no-noise"
+    )
+    parser.add_argument(
+        "--compose", action="store_true", help="helper configs for docker-compose.yml (service names helperI)"
+    )
     parser.add_argument(
         "--suite",
         choices=sorted(_SUITES),
@@ -81,13 +108,84 @@ def write_hpke_keys(
 
 
 def write_network(
-    out_dir: str | PathLike[str], registries: Sequence[KeyRegistry], *, force: bool = False
+    out_dir: str | PathLike[str],
+    registries: Sequence[KeyRegistry],
+    *,
+    host: str | None = None,
+    base_port: int = 7100,
+    force: bool = False,
 ) -> Path:
-    """Write ``network.toml`` publishing the current keys of ``registries``; return its path."""
+    """Write ``network.toml`` publishing the current keys of ``registries``; return its path.
+
+    With ``host``, each helper's entry also names its address and certificate file.
+    """
     path = Path(out_dir) / NETWORK_FILE
     _refuse_existing([path], force)
-    Network.from_registries(registries).save(path)
+    network = Network.from_registries(registries)
+    if host is not None:
+        entries = tuple(
+            HelperEntry(
+                h.hpke, {"address": f"{host}:{helper_ports(base_port, i)[0]}", "cert": f"helper{i + 1}.pem"}
+            )
+            for i, h in enumerate(network.helpers)
+        )
+        network = Network(entries)
+    network.save(path)
     return path
+
+
+def write_tls_identities(out_dir: str | PathLike[str], hosts: Sequence[str], *, force: bool = False) -> None:
+    """A TLS key and self-signed certificate per helper (``helperI.pem``, ``helperI.key``)."""
+    out = Path(out_dir)
+    _refuse_existing([out / f"helper{i}.key" for i in (1, 2, 3)], force)
+    for i in (1, 2, 3):
+        cert, key = make_identity(i, [*hosts, f"helper{i}"])
+        (out / f"helper{i}.pem").write_bytes(cert)
+        key_path = out / f"helper{i}.key"
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+
+
+def write_helper_configs(
+    out_dir: str | PathLike[str],
+    *,
+    host: str,
+    base_port: int,
+    allow_unnoised: bool,
+    compose: bool,
+    force: bool = False,
+) -> list[Path]:
+    """``helperI.toml`` for I = 1, 2, 3, naming the files this command writes beside them."""
+    out = Path(out_dir)
+    paths = [out / f"helper{i}.toml" for i in (1, 2, 3)]
+    _refuse_existing(paths, force)
+
+    def peer_address(i: int) -> str:
+        return f"{f'helper{i + 1}' if compose else host}:{helper_ports(base_port, i)[1]}"
+
+    listen_host = "0.0.0.0" if compose else host
+    for i, path in enumerate(paths):
+        public, peer = helper_ports(base_port, i)
+        config = {
+            "helper": {
+                "index": i + 1,
+                "listen": f"{listen_host}:{public}",
+                "peer_listen": f"{listen_host}:{peer}",
+                "data_dir": f"data/helper{i + 1}",
+                "allow_unnoised": allow_unnoised,
+            },
+            "tls": {"cert": f"helper{i + 1}.pem", "key": f"helper{i + 1}.key"},
+            "hpke": {"keys": hpke_key_file(i)},
+            "peers": [
+                {"index": j + 1, "address": peer_address(j), "cert": f"helper{j + 1}.pem"}
+                for j in range(3)
+                if j != i
+            ],
+        }
+        path.write_text(
+            f"# Config of helper H{i + 1}: ipa-helper --config {path.name}\n" + dumps_toml(config)
+        )
+    return paths
 
 
 def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
@@ -101,11 +199,21 @@ def run(args: argparse.Namespace) -> int:
     suite = _SUITES[args.suite]
     _refuse_existing([Path(args.out) / NETWORK_FILE], args.force)
     registries, key_paths = write_hpke_keys(args.out, suite, force=args.force)
-    network_path = write_network(args.out, registries, force=True)
+    write_tls_identities(args.out, ["localhost", "127.0.0.1", args.host], force=args.force)
+    configs = write_helper_configs(
+        args.out,
+        host=args.host,
+        base_port=args.base_port,
+        allow_unnoised=args.allow_unnoised,
+        compose=args.compose,
+        force=args.force,
+    )
+    network_path = write_network(args.out, registries, host=args.host, base_port=args.base_port, force=True)
     summary = {
         "out": args.out,
         "network": str(network_path),
         "hpke_keys": [str(p) for p in key_paths],
+        "helper_configs": [str(p) for p in configs],
         "suite": suite.label,
     }
     print(json.dumps(summary))

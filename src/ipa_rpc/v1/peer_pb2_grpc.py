@@ -40,6 +40,16 @@ class PeerStub:
                 request_serializer=ipa_dot_v1_dot_peer__pb2.ShareChunk.SerializeToString,
                 response_deserializer=ipa_dot_v1_dot_peer__pb2.SendAck.FromString,
                 _registered_method=True)
+        self.Prepare = channel.unary_unary(
+                '/ipa.v1.Peer/Prepare',
+                request_serializer=ipa_dot_v1_dot_peer__pb2.PrepareRequest.SerializeToString,
+                response_deserializer=ipa_dot_v1_dot_peer__pb2.PrepareResponse.FromString,
+                _registered_method=True)
+        self.Abort = channel.unary_unary(
+                '/ipa.v1.Peer/Abort',
+                request_serializer=ipa_dot_v1_dot_peer__pb2.AbortRequest.SerializeToString,
+                response_deserializer=ipa_dot_v1_dot_peer__pb2.AbortResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -54,6 +64,21 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prepare(self, request, context):
+        """Leader to followers: register a query; refusing (INVALID_ARGUMENT,
+        PERMISSION_DENIED, ...) makes the leader refuse it everywhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Abort(self, request, context):
+        """Any helper to its peers: the query failed or was cancelled here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +86,16 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Send,
                     request_deserializer=ipa_dot_v1_dot_peer__pb2.ShareChunk.FromString,
                     response_serializer=ipa_dot_v1_dot_peer__pb2.SendAck.SerializeToString,
+            ),
+            'Prepare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prepare,
+                    request_deserializer=ipa_dot_v1_dot_peer__pb2.PrepareRequest.FromString,
+                    response_serializer=ipa_dot_v1_dot_peer__pb2.PrepareResponse.SerializeToString,
+            ),
+            'Abort': grpc.unary_unary_rpc_method_handler(
+                    servicer.Abort,
+                    request_deserializer=ipa_dot_v1_dot_peer__pb2.AbortRequest.FromString,
+                    response_serializer=ipa_dot_v1_dot_peer__pb2.AbortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +125,60 @@ class Peer:
             '/ipa.v1.Peer/Send',
             ipa_dot_v1_dot_peer__pb2.ShareChunk.SerializeToString,
             ipa_dot_v1_dot_peer__pb2.SendAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prepare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ipa.v1.Peer/Prepare',
+            ipa_dot_v1_dot_peer__pb2.PrepareRequest.SerializeToString,
+            ipa_dot_v1_dot_peer__pb2.PrepareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Abort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ipa.v1.Peer/Abort',
+            ipa_dot_v1_dot_peer__pb2.AbortRequest.SerializeToString,
+            ipa_dot_v1_dot_peer__pb2.AbortResponse.FromString,
             options,
             channel_credentials,
             insecure,

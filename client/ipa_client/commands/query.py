@@ -1,0 +1,86 @@
+"""``ipa query``: run one query on a helper network and print its result.
+
+Plays the user agents of the events' match keys (their encrypted match
+keys, bound to ``--site``, ``--report-collector``, the provider and
+``--epoch``), builds the report collector's three uploads, submits them to
+the network in ``--network`` and prints ``{"query_id": ..., "sums": [...]}``.
+A progress bar goes to stderr when it is a terminal. A refused or failed
+query exits with status 2 and the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ipa.crypto.binding import Binding
+from ipa.errors import InputError
+from ipa.events import read_csv
+from ipa.network import Network
+from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
+from ipa_client.commands._types import non_negative_int
+from ipa_client.progress import ProgressBar
+from ipa_client.query_client import QueryClient, endpoints
+
+__all__ = ["HELP", "NAME", "add_arguments", "run"]
+
+NAME = "query"
+HELP = "run a query over an event CSV file on a helper network"
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", required=True, metavar="FILE", help="the network.toml of the helpers")
+    add_query_arguments(parser)
+    parser.add_argument("--site", required=True, help="the site whose events these are")
+    parser.add_argument("--epoch", type=non_negative_int, required=True, help="the epoch they belong to")
+    parser.add_argument("--report-collector", default="report-collector", help="this collector's name")
+    parser.add_argument("--match-key-provider", default="ipa-cli", help="who set the events' match keys")
+    noise = parser.add_mutually_exclusive_group(required=True)
+    noise.add_argument("--epsilon", type=_positive_float, help="the query's DP budget ε")
+    noise.add_argument("--no-noise", action="store_true", help="exact sums: test networks only")
+    parser.add_argument("--delta", type=float, default=1e-9, help="DP δ (default 1e-9)")
+    parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
+    parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
+    add_width_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    binding = Binding(
+        site=args.site,
+        report_collector=args.report_collector,
+        epoch=args.epoch,
+        match_key_provider=args.match_key_provider,
+    )
+    network = Network.load(args.network)
+    events = read_csv(args.input)
+    if not len(events):
+        raise InputError(f"{args.input} has no events")
+    collector = ReportCollector(network, binding, config)
+    collector.add_events(events, simulate_user_agents(events, network, binding))
+    with (
+        QueryClient(endpoints(args.network), insecure=args.insecure) as client,
+        ProgressBar(sys.stderr) as bar,
+    ):
+        query_id, sums = collector.submit(
+            client,
+            epsilon=args.epsilon or 0.0,
+            delta=args.delta,
+            no_noise=args.no_noise,
+            drop_invalid=args.drop_invalid,
+            on_progress=bar.update,
+        )
+    print(json.dumps({"query_id": query_id, "sums": sums.tolist()}))
+    return 0

@@ -1,0 +1,218 @@
+"""Talking to a helper network: create a query, upload, follow progress, rebuild the result.
+
+The helpers' addresses and TLS certificates come from ``network.toml``
+(``address`` and ``cert`` of each ``[[helpers]]`` entry; ``cert`` is relative
+to the file). Each helper's certificate is pinned: the client trusts exactly
+it for that helper. Every call has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from ipa.attribution.config import QueryConfig
+from ipa.certs import common_name
+from ipa.crypto.binding import Binding
+from ipa.errors import ConfigError, IpaError, TransportError
+from ipa.mpc.replicated import AShares
+from ipa.mpc.sharing import reconstruct
+from ipa.network import Network
+from ipa_rpc.v1 import query_pb2, query_pb2_grpc
+
+__all__ = ["Endpoint", "QueryClient", "QueryFailedError", "endpoints", "query_params"]
+
+CHUNK_BYTES = 1 << 20
+_OPTIONS = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+_FINAL = (query_pb2.COMPLETED, query_pb2.FAILED, query_pb2.CANCELLED)
+
+
+class QueryFailedError(IpaError):
+    """The network refused or failed the query; the message says which helper and why."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where helper ``index`` (1, 2, 3) serves report collectors, and its certificate."""
+
+    index: int
+    address: str
+    cert: bytes | None
+
+
+def endpoints(network_path: str | Path) -> list[Endpoint]:
+    """The three helpers' endpoints from ``network.toml``; ConfigError if one lacks an address."""
+    path = Path(network_path)
+    network = Network.load(path)
+    found = []
+    for entry in network.helpers:
+        address = entry.extra.get("address")
+        if not isinstance(address, str):
+            raise ConfigError(f"{path}: helper {entry.helper + 1} has no address (run ipa keygen --host)")
+        cert = entry.extra.get("cert")
+        try:
+            pem = (path.parent / cert).read_bytes() if isinstance(cert, str) else None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read helper {entry.helper + 1}'s certificate: {exc}") from None
+        found.append(Endpoint(entry.helper + 1, address, pem))
+    return found
+
+
+def query_params(
+    binding: Binding,
+    config: QueryConfig,
+    *,
+    epsilon: float = 0.0,
+    delta: float = 0.0,
+    no_noise: bool = False,
+    drop_invalid: bool = False,
+) -> query_pb2.QueryParams:
+    """The wire parameters of a query over reports made for ``binding``."""
+    params = query_pb2.QueryParams(
+        site=binding.site,
+        epoch=binding.epoch,
+        report_collector=binding.report_collector,
+        match_key_provider=binding.match_key_provider,
+        num_breakdowns=config.num_breakdowns,
+        cap=config.cap,
+        max_events_per_user=config.max_events_per_user,
+        match_key_bits=config.match_key_bits,
+        timestamp_bits=config.timestamp_bits,
+        breakdown_bits=config.breakdown_bits,
+        value_bits=config.value_bits,
+        constraint_bits=config.constraint_bits,
+        epsilon=epsilon,
+        delta=delta,
+        no_noise=no_noise,
+        invalid_reports=query_pb2.DROP if drop_invalid else query_pb2.FAIL,
+    )
+    if config.window is not None:
+        params.window = config.window
+    return params
+
+
+def _details(exc: grpc.RpcError) -> str:
+    return exc.details() or exc.code().name
+
+
+class QueryClient:
+    """A report collector's connection to the three helpers of a network."""
+
+    def __init__(self, helpers: Sequence[Endpoint], *, insecure: bool = False, timeout: float = 60.0) -> None:
+        self._timeout = timeout
+        self._channels = []
+        for h in helpers:
+            if insecure:
+                channel = grpc.insecure_channel(h.address, options=_OPTIONS)
+            elif h.cert is None:
+                raise ConfigError(f"helper {h.index} has no certificate in network.toml (or use --insecure)")
+            else:
+                options = [*_OPTIONS, ("grpc.ssl_target_name_override", common_name(h.index))]
+                credentials = grpc.ssl_channel_credentials(root_certificates=h.cert)
+                channel = grpc.secure_channel(h.address, credentials, options=options)
+            self._channels.append(channel)
+        self._stubs = [query_pb2_grpc.QueryStub(c) for c in self._channels]
+        self.token = secrets.token_bytes(32)  # proves to the helpers that later calls come from us
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def create(self, params: query_pb2.QueryParams) -> str:
+        """Create a query at the leader; QueryFailedError with the reason if any helper refuses."""
+        try:
+            request = query_pb2.CreateQueryRequest(params=params, token=self.token)
+            return self._stubs[0].CreateQuery(request, timeout=self._timeout).query_id
+        except grpc.RpcError as exc:
+            raise QueryFailedError(f"H1 refused the query: {_details(exc)}") from None
+
+    def upload(self, query_id: str, batches: Sequence[bytes]) -> None:
+        """Send each helper its own batch, the three in parallel."""
+        errors: list[str] = []
+
+        def send(helper: int) -> None:
+            data = memoryview(batches[helper])
+
+            def chunks():
+                first = bytes(data[:CHUNK_BYTES])
+                yield query_pb2.UploadChunk(query_id=query_id, token=self.token, data=first)
+                for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
+                    yield query_pb2.UploadChunk(data=bytes(data[start : start + CHUNK_BYTES]))
+
+            try:
+                self._stubs[helper].Upload(chunks(), timeout=self._timeout)
+            except grpc.RpcError as exc:
+                errors.append(f"H{helper + 1} refused the upload: {_details(exc)}")
+
+        threads = [threading.Thread(target=send, args=(h,)) for h in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise QueryFailedError("; ".join(errors))
+
+    def status(self, query_id: str) -> list[query_pb2.QueryStatus]:
+        """Each helper's status of the query."""
+        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
+        try:
+            return [stub.GetStatus(ref, timeout=self._timeout) for stub in self._stubs]
+        except grpc.RpcError as exc:
+            raise TransportError(f"status unavailable: {_details(exc)}") from None
+
+    def wait(
+        self,
+        query_id: str,
+        on_progress: Callable[[str, float], None] | None = None,
+        poll: float = 0.2,
+        deadline: float = 3600.0,
+    ) -> list[query_pb2.QueryStatus]:
+        """Poll until every helper is done; QueryFailedError as soon as one has failed."""
+        end = time.monotonic() + deadline
+        while True:
+            statuses = self.status(query_id)
+            failed = [s for s in statuses if s.state in (query_pb2.FAILED, query_pb2.CANCELLED)]
+            if failed:
+                helper = statuses.index(failed[0]) + 1
+                raise QueryFailedError(f"query {query_id} failed at H{helper}: {failed[0].error}")
+            slowest = min(statuses, key=lambda s: s.progress)
+            if on_progress:
+                on_progress(slowest.phase, slowest.progress)
+            if all(s.state == query_pb2.COMPLETED for s in statuses):
+                return statuses
+            if time.monotonic() > end:
+                raise QueryFailedError(f"query {query_id} did not finish within {deadline:g} s")
+            time.sleep(poll)
+
+    def results(self, query_id: str) -> np.ndarray:
+        """Fetch the three result shares and rebuild the sums (checking that the copies agree)."""
+        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
+        shares = []
+        for helper, stub in enumerate(self._stubs):
+            try:
+                share = stub.GetResults(ref, timeout=self._timeout)
+            except grpc.RpcError as exc:
+                raise QueryFailedError(f"H{helper + 1} gave no result: {_details(exc)}") from None
+            left, right = (np.frombuffer(b, "<u8").astype(np.uint64) for b in (share.left, share.right))
+            shares.append(AShares(left, right))
+        return reconstruct(shares)
+
+    def cancel(self, query_id: str) -> None:
+        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
+        for stub in self._stubs:
+            with contextlib.suppress(grpc.RpcError):  # a helper that is gone has nothing to cancel
+                stub.Cancel(ref, timeout=self._timeout)

@@ -1,0 +1,129 @@
+"""A helper's configuration file (TOML), read and checked once at start-up.
+
+```toml
+[helper]
+index = 1                      # 1, 2 or 3; H1 is the leader
+listen = "127.0.0.1:7001"      # Query and health services, for report collectors (TLS)
+peer_listen = "127.0.0.1:7101" # Peer service, for the two other helpers (mutual TLS)
+data_dir = "data/helper1"
+allow_unnoised = false         # true only on test networks: honour --no-noise
+timeout_seconds = 120          # deadline of every peer call and MPC message
+max_upload_bytes = 2147483648  # a larger upload is refused
+
+[tls]
+cert = "helper1.pem"
+key = "helper1.key"
+
+[hpke]
+keys = "helper1.hpke.toml"     # the helper's HPKE key registry
+
+[[peers]]
+index = 2
+address = "127.0.0.1:7102"     # the peer's peer_listen
+cert = "helper2.pem"
+```
+
+Relative paths are relative to the file's directory. The ``[tls]`` section
+may be absent only when the helper runs with ``--insecure``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ipa.errors import ConfigError
+
+__all__ = ["HelperConfig", "PeerConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    index: int
+    address: str
+    cert: Path | None
+
+
+@dataclass(frozen=True)
+class HelperConfig:
+    index: int
+    listen: str
+    peer_listen: str
+    data_dir: Path
+    hpke_keys: Path
+    peers: tuple[PeerConfig, PeerConfig]
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allow_unnoised: bool = False
+    timeout_seconds: float = 120.0
+    max_upload_bytes: int = 2 << 30
+
+    @property
+    def party(self) -> int:
+        """The 0-based party index used by the MPC code."""
+        return self.index - 1
+
+    @property
+    def secure(self) -> bool:
+        return self.tls_cert is not None
+
+
+def _get(table: dict[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: missing {key}")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path) -> HelperConfig:
+    """Read and check a helper config; ConfigError names the file and the bad key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read helper config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.parent
+    helper = _get(raw, "helper", dict, str(path))
+    where = f"{path} [helper]"
+    index = _get(helper, "index", int, where)
+    if index not in (1, 2, 3):
+        raise ConfigError(f"{where}: index must be 1, 2 or 3, got {index}")
+    peers = tuple(_peer(p, base, f"{path} [[peers]]") for p in _get(raw, "peers", list, str(path)))
+    if sorted(p.index for p in peers) != sorted({1, 2, 3} - {index}):
+        raise ConfigError(f"{path}: [[peers]] must list exactly the two other helpers")
+    tls = raw.get("tls")
+    hpke = _get(raw, "hpke", dict, str(path))
+    return HelperConfig(
+        index=index,
+        listen=_get(helper, "listen", str, where),
+        peer_listen=_get(helper, "peer_listen", str, where),
+        data_dir=base / _get(helper, "data_dir", str, where),
+        hpke_keys=base / _get(hpke, "keys", str, f"{path} [hpke]"),
+        peers=tuple(sorted(peers, key=lambda p: p.index)),  # type: ignore[arg-type]
+        tls_cert=base / _get(tls, "cert", str, f"{path} [tls]") if tls else None,
+        tls_key=base / _get(tls, "key", str, f"{path} [tls]") if tls else None,
+        allow_unnoised=_get(helper, "allow_unnoised", bool, where, False),
+        timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
+        max_upload_bytes=_get(helper, "max_upload_bytes", int, where, 2 << 30),
+    )
+
+
+def _peer(table: Any, base: Path, where: str) -> PeerConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: each peer must be a table")
+    cert = table.get("cert")
+    return PeerConfig(
+        index=_get(table, "index", int, where),
+        address=_get(table, "address", str, where),
+        cert=base / cert if isinstance(cert, str) else None,
+    )

@@ -1,0 +1,24 @@
+"""From a helper's upload to its share columns: its own HPKE keys and ``ipa.reports``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ipa.network import read_key_registry
+from ipa.reports import DecodedBatch, decode_batch
+from ipa_helper.config import HelperConfig
+from ipa_helper.params import QuerySpec
+
+__all__ = ["Decoder", "make_decoder"]
+
+Decoder = Callable[[bytes, QuerySpec], DecodedBatch]
+
+
+def make_decoder(config: HelperConfig) -> Decoder:
+    """A decoder with this helper's key registry (current and previous keys), read once."""
+    keys = read_key_registry(config.hpke_keys)
+
+    def decode(data: bytes, spec: QuerySpec) -> DecodedBatch:
+        return decode_batch(data, keys, spec.binding, spec.config, policy=spec.invalid_reports)
+
+    return decode

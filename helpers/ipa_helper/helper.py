@@ -1,0 +1,228 @@
+"""One helper's query lifecycle, independent of the gRPC plumbing around it.
+
+- The leader (H1) assigns query ids: ``create_query`` checks the parameters,
+  then asks both peers to ``prepare``; if either refuses, the query is aborted
+  everywhere and refused. Nothing runs before all three have accepted.
+- Each helper takes its one upload, decodes its own shares, agrees PRSS seeds
+  with its peers and runs the pipeline in a worker thread.
+- A failure anywhere (bad upload, a peer dead or silent past the deadline,
+  cancel) fails the query on every helper: the failing helper tells its peers
+  (``Peer.Abort``), which wakes their waiting receives. Other queries go on.
+- Result shares go only to the caller holding the query's token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import traceback
+from collections.abc import Iterable
+
+import grpc
+import numpy as np
+
+from ipa.attribution.pipeline import PHASES, no_noise, run_query
+from ipa.attribution.rows import SharedRows
+from ipa.errors import InputError, IpaError
+from ipa.mpc.channel import Channel, Peer
+from ipa.mpc.context import Context
+from ipa.mpc.prss import agree_seeds
+from ipa.mpc.replicated import AShares
+from ipa.reports import DecodedBatch
+from ipa_helper import logs
+from ipa_helper.config import HelperConfig
+from ipa_helper.decode import Decoder
+from ipa_helper.mailbox import Mailbox
+from ipa_helper.params import spec_from_proto
+from ipa_helper.queries import QueryRecord, QueryRegistry, State, token_hash
+from ipa_helper.transport import GrpcChannel
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
+
+__all__ = ["Helper", "RefusedError"]
+
+_STEPS = ("decrypt", *PHASES)
+
+
+class RefusedError(IpaError):
+    """A peer refused to prepare a query; the message is the peer's reason."""
+
+
+class Helper:
+    """The state and behaviour of one helper process."""
+
+    def __init__(
+        self,
+        config: HelperConfig,
+        peers: dict[Peer, peer_pb2_grpc.PeerStub],
+        decode: Decoder,
+        mailbox: Mailbox | None = None,
+    ) -> None:
+        self.config = config
+        self.party = config.party
+        self.queries = QueryRegistry()
+        self.mailbox = mailbox or Mailbox()
+        self._peers = peers
+        self._decode = decode
+
+    @property
+    def peers(self) -> dict[Peer, peer_pb2_grpc.PeerStub]:
+        """Stubs of the Peer service of the two neighbours."""
+        return self._peers
+
+    # --- report collector calls -------------------------------------------------
+
+    def create_query(self, params: query_pb2.QueryParams, token: bytes) -> str:
+        """Leader only: accept the query here and on both peers, or refuse it everywhere."""
+        if self.party != 0:
+            raise InputError("queries are created at the leader, H1")
+        query_id = secrets.token_hex(16)
+        self.prepare(query_id, params, token_hash(token))
+        for peer in Peer:
+            try:
+                request = peer_pb2.PrepareRequest(
+                    query_id=query_id, params=params, token_hash=token_hash(token)
+                )
+                self._peers[peer].Prepare(request, timeout=self.config.timeout_seconds)
+            except grpc.RpcError as exc:
+                reason = f"H{peer.of(self.party) + 1} refused the query: {exc.details() or exc.code().name}"
+                self.fail(self.queries.get(query_id), reason)
+                raise RefusedError(reason) from None
+        return query_id
+
+    def prepare(self, query_id: str, params: query_pb2.QueryParams, digest: bytes) -> None:
+        """Check a query's parameters against this helper's policy and register it."""
+        spec = spec_from_proto(params)
+        if spec.no_noise and not self.config.allow_unnoised:
+            raise InputError("this network releases no unnoised results: --no-noise is refused")
+        if not spec.no_noise:
+            raise InputError("DP noise is not implemented yet: only test networks with --no-noise run")
+        self.queries.add(QueryRecord(query_id, spec, digest))
+        logs.event(
+            self.config.index,
+            "query_prepared",
+            query_id=query_id,
+            site=spec.binding.site,
+            epoch=spec.binding.epoch,
+        )
+
+    def upload(self, query_id: str, token: bytes, chunks: Iterable[bytes]) -> int:
+        """Take this helper's whole upload, then start the query in a worker thread."""
+        record = self.queries.get(query_id, token)
+        self.queries.claim_upload(record)
+        data, size = bytearray(), 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > self.config.max_upload_bytes:
+                self.fail(record, f"upload larger than {self.config.max_upload_bytes} bytes")
+                raise InputError(
+                    f"upload larger than this helper's limit of {self.config.max_upload_bytes} bytes"
+                )
+            data += chunk
+        self.queries.update(record, phase="decrypt")
+        logs.event(self.config.index, "upload_received", query_id=query_id, bytes=size)
+        threading.Thread(target=self._run, args=(record, bytes(data)), name=f"query-{query_id[:8]}").start()
+        return size
+
+    def results(self, query_id: str, token: bytes) -> AShares:
+        record = self.queries.get(query_id, token)
+        if record.state is not State.COMPLETED or record.result is None:
+            raise InputError(f"query {query_id} has no result: it is {record.state.value}")
+        logs.event(self.config.index, "result_released", query_id=query_id)
+        return record.result
+
+    def cancel(self, query_id: str, token: bytes) -> QueryRecord:
+        record = self.queries.get(query_id, token)
+        self.fail(record, "cancelled by the report collector", State.CANCELLED)
+        return record
+
+    # --- peer calls ----------------------------------------------------------------
+
+    def abort_from_peer(self, query_id: str, sender: int | None, reason: str) -> None:
+        """A peer ended the query (``sender`` from its certificate; None on an insecure network)."""
+        record = self.queries.get(query_id)
+        who = f"H{sender + 1}" if sender is not None else "a peer"
+        self.fail(record, f"{who}: {reason}", notify=False)
+
+    # --- running --------------------------------------------------------------------
+
+    def fail(
+        self, record: QueryRecord, reason: str, state: State = State.FAILED, notify: bool = True
+    ) -> None:
+        """End a query here with ``reason``, wake its receivers, and tell the peers once."""
+        if not self.queries.finish(record, state, reason):
+            return
+        self.mailbox.abort(record.query_id, reason)
+        logs.event(self.config.index, "query_" + state.value, query_id=record.query_id, reason=reason)
+        if notify:
+            for peer in Peer:
+                try:
+                    request = peer_pb2.AbortRequest(query_id=record.query_id, reason=reason)
+                    self._peers[peer].Abort(request, timeout=min(10.0, self.config.timeout_seconds))
+                except grpc.RpcError:
+                    pass  # a dead peer will time out on its own
+
+    def _run(self, record: QueryRecord, data: bytes) -> None:
+        query_id = record.query_id
+        try:
+            batch = self._decode(data, record.spec)
+            channel = GrpcChannel(
+                self.party, query_id, self._peers, self.mailbox, self.config.timeout_seconds
+            )
+            rows = _agree_rows(channel, batch)
+            self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
+            self._phase_done(record, "decrypt")
+            ctx = Context(self.party, channel, agree_seeds(channel))
+            result = run_query(ctx, rows, record.spec.config, no_noise, lambda p: self._phase_done(record, p))
+            self.queries.update(record, result=result.sums)
+            if self.queries.finish(record, State.COMPLETED):
+                stats = channel.stats
+                logs.event(
+                    self.config.index,
+                    "query_completed",
+                    query_id=query_id,
+                    rows=len(rows),
+                    bytes_sent=stats.total_bytes,
+                    rounds=stats.rounds,
+                )
+        except (IpaError, ValueError) as exc:
+            self.fail(record, str(exc))  # no-op if a peer's abort already ended it
+        except Exception as exc:  # a bug: fail the query, keep serving, log the type only
+            logs.event(
+                self.config.index,
+                "internal_error",
+                query_id=query_id,
+                kind=type(exc).__name__,
+                where=traceback.extract_tb(exc.__traceback__)[-1].name,
+            )
+            self.fail(record, f"internal error ({type(exc).__name__})")
+        if record.state is State.COMPLETED:
+            self.mailbox.forget(query_id)
+
+    def _phase_done(self, record: QueryRecord, phase: str) -> None:
+        done = _STEPS.index(phase) + 1
+        following = _STEPS[done] if done < len(_STEPS) else "release"
+        self.queries.update(record, phase=following, progress=done / len(_STEPS))
+
+
+def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
+    """The rows valid at all three helpers: each sends its validity mask to both peers.
+
+    The masks say only which reports a helper refused (public facts about the
+    upload, not about users). 2 rounds; n bytes to each peer.
+    """
+    count = np.array([len(batch.reasons)], np.uint64)
+    valid = batch.valid.astype(np.uint8)
+    for peer in Peer:
+        channel.send("setup/count", peer, [count])
+    for peer in Peer:
+        (theirs,) = channel.receive("setup/count", peer, [count])
+        if theirs[0] != count[0]:
+            raise InputError(
+                f"the helpers received different numbers of reports ({count[0]} and {theirs[0]})"
+            )
+    for peer in Peer:
+        channel.send("setup/valid", peer, [valid])
+    for peer in Peer:
+        (theirs,) = channel.receive("setup/valid", peer, [valid])
+        valid &= theirs
+    return batch.select(valid.astype(bool))

@@ -1,0 +1,53 @@
+"""A query's parameters as the helpers check and use them (from ``ipa.v1.QueryParams``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ipa.attribution.config import QueryConfig
+from ipa.crypto.binding import Binding
+from ipa.errors import InputError
+from ipa.reports import InvalidReportPolicy
+from ipa_rpc.v1 import query_pb2
+
+__all__ = ["QuerySpec", "spec_from_proto"]
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """Everything a helper is told about a query (all of it is public to the helpers)."""
+
+    binding: Binding  # site, report collector, match-key provider, epoch
+    config: QueryConfig
+    epsilon: float
+    delta: float
+    no_noise: bool
+    invalid_reports: InvalidReportPolicy
+
+
+def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
+    """Check and convert wire parameters; InputError names the bad one."""
+    binding = Binding(
+        site=p.site,
+        report_collector=p.report_collector,
+        match_key_provider=p.match_key_provider,
+        epoch=p.epoch,
+    )
+    config = QueryConfig(
+        num_breakdowns=p.num_breakdowns,
+        cap=p.cap,
+        window=p.window if p.HasField("window") else None,
+        max_events_per_user=p.max_events_per_user,
+        match_key_bits=p.match_key_bits,
+        timestamp_bits=p.timestamp_bits,
+        breakdown_bits=p.breakdown_bits,
+        value_bits=p.value_bits,
+        constraint_bits=p.constraint_bits,
+    )
+    if not p.no_noise and not (math.isfinite(p.epsilon) and p.epsilon > 0):
+        raise InputError(f"epsilon must be a positive number, got {p.epsilon}")
+    if not p.no_noise and not (0 <= p.delta < 1):
+        raise InputError(f"delta must be in [0, 1), got {p.delta}")
+    policy = InvalidReportPolicy.DROP if p.invalid_reports == query_pb2.DROP else InvalidReportPolicy.FAIL
+    return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy)

@@ -1,0 +1,155 @@
+"""``ipa-helper --config FILE [--insecure]``: run one helper until SIGTERM or Ctrl-C.
+
+Two gRPC servers: the public one (Query and health services, TLS) for report
+collectors, and the peer one (Peer service, mutual TLS pinned to the two
+configured peers' certificates). ``--insecure`` runs both without TLS and is
+for development on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ipa.certs import common_name
+from ipa.errors import ConfigError, IpaError
+from ipa.mpc.channel import Peer
+from ipa_helper import logs
+from ipa_helper.config import HelperConfig, load_config
+from ipa_helper.decode import make_decoder
+from ipa_helper.helper import Helper
+from ipa_helper.services import PeerServicer, QueryServicer
+from ipa_rpc.v1 import peer_pb2_grpc, query_pb2_grpc
+
+__all__ = ["RunningHelper", "main", "start"]
+
+MAX_MESSAGE_BYTES = 8 << 20  # chunks are about 1 MiB; this leaves room for headers
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+@dataclass
+class RunningHelper:
+    helper: Helper
+    public: grpc.Server
+    peer: grpc.Server
+    channels: list[grpc.Channel]
+
+    def stop(self, grace: float | None = 2.0) -> None:
+        for record in self.helper.queries.active():
+            self.helper.fail(record, f"H{self.helper.config.index} is shutting down")
+        self.public.stop(grace)
+        self.peer.stop(grace).wait()
+        for channel in self.channels:
+            channel.close()
+
+
+def _read(path: Path | None, what: str) -> bytes:
+    try:
+        return path.read_bytes()  # type: ignore[union-attr]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _peer_channels(config: HelperConfig, insecure: bool) -> dict[int, grpc.Channel]:
+    channels = {}
+    for peer in config.peers:
+        if insecure:
+            channels[peer.index] = grpc.insecure_channel(peer.address, options=_OPTIONS)
+            continue
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=_read(peer.cert, f"H{peer.index}'s certificate"),
+            private_key=_read(config.tls_key, "TLS key"),
+            certificate_chain=_read(config.tls_cert, "TLS certificate"),
+        )
+        options = [*_OPTIONS, ("grpc.ssl_target_name_override", common_name(peer.index))]
+        channels[peer.index] = grpc.secure_channel(peer.address, credentials, options=options)
+    return channels
+
+
+def _identifier(config: HelperConfig, insecure: bool):
+    """Map a peer call to the caller's party index by the certificate it presented."""
+    pinned = (
+        {} if insecure else {_read(p.cert, "peer certificate").strip(): p.index - 1 for p in config.peers}
+    )
+
+    def identify(context: grpc.ServicerContext) -> int | None:
+        if insecure:
+            return None
+        presented = context.auth_context().get("x509_pem_cert", [b""])[0].strip()
+        if presented not in pinned:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
+        return pinned[presented]
+
+    return identify
+
+
+def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
+    """Start both servers of one helper; returns once they listen."""
+    if not insecure and not config.secure:
+        raise ConfigError("the config has no [tls] section: add one, or run with --insecure")
+    channels = _peer_channels(config, insecure)
+    stubs = {p: peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]) for p in Peer}
+    helper = Helper(config, stubs, make_decoder(config))
+
+    public = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_OPTIONS)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper), public)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
+    peer = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=_OPTIONS)
+    peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(helper, _identifier(config, insecure)), peer)
+
+    if insecure:
+        bound = public.add_insecure_port(config.listen), peer.add_insecure_port(config.peer_listen)
+    else:
+        own = [(_read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate"))]
+        roots = b"".join(_read(p.cert, f"H{p.index}'s certificate") for p in config.peers)
+        bound = (
+            public.add_secure_port(config.listen, grpc.ssl_server_credentials(own)),
+            peer.add_secure_port(
+                config.peer_listen,
+                grpc.ssl_server_credentials(own, root_certificates=roots, require_client_auth=True),
+            ),
+        )
+    if 0 in bound:
+        raise ConfigError(f"cannot listen on {config.listen} and {config.peer_listen}")
+    public.start()
+    peer.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    logs.event(
+        config.index, "listening", listen=config.listen, peer_listen=config.peer_listen, tls=not insecure
+    )
+    return RunningHelper(helper, public, peer, list(channels.values()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ipa-helper", description="Run one IPA helper.")
+    parser.add_argument("--config", required=True, metavar="FILE", help="the helper's TOML config")
+    parser.add_argument("--insecure", action="store_true", help="no TLS: development on loopback only")
+    args = parser.parse_args(argv)
+    try:
+        running = start(load_config(args.config), args.insecure)
+    except IpaError as exc:
+        print(f"ipa-helper: error: {exc}", file=sys.stderr)
+        return 2
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    running.stop()
+    logs.event(running.helper.config.index, "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

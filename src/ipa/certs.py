@@ -1,0 +1,75 @@
+"""Self-signed TLS identities for the helpers of one network.
+
+Each helper gets an ECDSA P-256 key and a self-signed certificate whose
+common name is ``ipa-helper-<index>`` and whose subject alternative names
+cover the hosts it is reached by. Peers pin each other's certificate: a
+helper trusts, as roots, exactly the certificates of its two peers, so no
+third party's certificate is ever accepted. Collectors pin all three.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["common_name", "make_identity"]
+
+
+def common_name(index: int) -> str:
+    """The certificate common name of helper ``index`` (1, 2 or 3)."""
+    return f"ipa-helper-{index}"
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def make_identity(index: int, hosts: Sequence[str], days: int = 825) -> tuple[bytes, bytes]:
+    """A new key and self-signed certificate for helper ``index``: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name(index))])
+    now = datetime.datetime.now(datetime.UTC)
+    names = list(dict.fromkeys([*hosts, common_name(index)]))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
