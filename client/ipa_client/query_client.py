@@ -167,12 +167,16 @@ class QueryClient:
             raise QueryFailedError("; ".join(errors))
 
     def status(self, query_id: str) -> list[query_pb2.QueryStatus]:
-        """Each helper's status of the query."""
+        """Each helper's status of the query; TransportError names a helper that does not answer."""
+        return [self.helper_status(query_id, helper) for helper in range(3)]
+
+    def helper_status(self, query_id: str, helper: int) -> query_pb2.QueryStatus:
+        """The status of the query at helper ``helper`` (0, 1, 2)."""
         ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
         try:
-            return [stub.GetStatus(ref, timeout=self._timeout) for stub in self._stubs]
+            return self._stubs[helper].GetStatus(ref, timeout=self._timeout)
         except grpc.RpcError as exc:
-            raise TransportError(f"status unavailable: {_details(exc)}") from None
+            raise TransportError(f"H{helper + 1} gave no status: {_details(exc)}") from None
 
     def wait(
         self,
@@ -184,7 +188,10 @@ class QueryClient:
         """Poll until every helper is done; QueryFailedError as soon as one has failed."""
         end = time.monotonic() + deadline
         while True:
-            statuses = self.status(query_id)
+            try:
+                statuses = self.status(query_id)
+            except TransportError as exc:
+                raise QueryFailedError(f"query {query_id}: {exc}") from None
             failed = [s for s in statuses if s.state in (query_pb2.FAILED, query_pb2.CANCELLED)]
             if failed:
                 helper = statuses.index(failed[0]) + 1

@@ -82,7 +82,7 @@ class Helper:
                 request = peer_pb2.PrepareRequest(
                     query_id=query_id, params=params, token_hash=token_hash(token)
                 )
-                self._peers[peer].Prepare(request, timeout=self.config.timeout_seconds)
+                self._peers[peer].Prepare(request, timeout=self.config.timeout_seconds, wait_for_ready=True)
             except grpc.RpcError as exc:
                 reason = f"H{peer.of(self.party) + 1} refused the query: {exc.details() or exc.code().name}"
                 self.fail(self.queries.get(query_id), reason)

@@ -87,8 +87,10 @@ class QueryRegistry:
     def claim_upload(self, record: QueryRecord) -> None:
         """Mark the query's one upload as started; IpaError if it cannot take one now."""
         with self._lock:
-            if record.state is not State.AWAITING_UPLOAD or record.uploaded:
-                raise IpaError(f"query {record.query_id} takes no upload now ({record.state.value})")
+            if record.state.final:
+                raise IpaError(f"query {record.query_id} has ended ({record.state.value}): {record.error}")
+            if record.uploaded:
+                raise IpaError(f"query {record.query_id} has its upload already")
             record.uploaded = True
 
     def update(self, record: QueryRecord, **changes: object) -> None:

@@ -35,6 +35,9 @@ MAX_MESSAGE_BYTES = 8 << 20  # chunks are about 1 MiB; this leaves room for head
 _OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # A restarted peer is found again within two seconds, not after gRPC's default minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 

@@ -80,7 +80,7 @@ class GrpcChannel(Channel):
     def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
         chunks = encode_message(self._query_id, step, self.party, arrays)
         try:
-            self._stubs[to].Send(chunks, timeout=self._timeout)
+            self._stubs[to].Send(chunks, timeout=self._timeout, wait_for_ready=True)
         except grpc.RpcError as exc:
             peer = f"H{to.of(self.party) + 1}"
             reason = f"{exc.code().name}: {exc.details()}"

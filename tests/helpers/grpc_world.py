@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
+from ipa.network import dumps_toml
 from ipa_client.commands.keygen import (
     write_helper_configs,
     write_hpke_keys,
@@ -51,24 +52,30 @@ def free_base_port() -> int:
     raise RuntimeError("no six free consecutive ports")
 
 
-def make_network(directory: Path, *, allow_unnoised: bool = True) -> Path:
-    """Write a whole network into ``directory``; return the path of network.toml."""
+def make_network(directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> Path:
+    """Write a whole network into ``directory``; return the path of network.toml.
+
+    ``helper_settings`` (e.g. ``timeout_seconds=5``) are added to every helper's ``[helper]`` table.
+    """
     base = free_base_port()
     registries, _ = write_hpke_keys(directory)
     write_tls_identities(directory, ["localhost", "127.0.0.1"])
-    write_helper_configs(
+    configs = write_helper_configs(
         directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False
     )
+    for path in configs:
+        table = tomllib.loads(path.read_text())
+        table["helper"].update(helper_settings)
+        path.write_text(dumps_toml(table))
     return write_network(directory, registries, host="127.0.0.1", base_port=base)
 
 
 class InProcessNetwork:
     """Three helpers' servers (TLS on) in this process."""
 
-    def __init__(self, directory: Path, *, allow_unnoised: bool = True, timeout: float = 30.0) -> None:
-        self.network_file = make_network(directory, allow_unnoised=allow_unnoised)
+    def __init__(self, directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> None:
+        self.network_file = make_network(directory, allow_unnoised=allow_unnoised, **helper_settings)
         self.configs = [load_config(directory / f"helper{i}.toml") for i in (1, 2, 3)]
-        self.configs = [replace(c, timeout_seconds=timeout) for c in self.configs]
         self.helpers: list[RunningHelper] = [start(c) for c in self.configs]
 
     def run(

@@ -14,7 +14,7 @@ from ipa_helper.transport import CHUNK_BYTES, decode_message, encode_message
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    world = InProcessNetwork(tmp_path_factory.mktemp("net"), timeout=20)
+    world = InProcessNetwork(tmp_path_factory.mktemp("net"), timeout_seconds=20)
     yield world
     world.close()
 
