@@ -23,4 +23,4 @@ clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info src/*.egg-info
 
 demo: $(STAMP)
-	$(BIN)/python examples/simulate_query.py --events 100000
+	$(BIN)/ipa demo --events 100000

@@ -6,28 +6,21 @@ import sys
 import time
 
 import pytest
-from grpc_world import make_network
-from processes import HelperProcess
 
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.network import Network
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.local_network import LocalNetwork
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
 from ipa_rpc.v1 import query_pb2
 
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("network")
-    network_file = make_network(directory, timeout_seconds=5)
-    helpers = [HelperProcess(directory / f"helper{i}.toml", directory / f"helper{i}.log") for i in (1, 2, 3)]
-    for h in helpers:
-        h.start()
-    yield network_file, helpers
-    for h in helpers:
-        h.stop()
+    with LocalNetwork(tmp_path_factory.mktemp("network"), timeout_seconds=5) as local:
+        yield local.network_file, local.helpers
 
 
 def ipa(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,133 @@
+"""A whole helper network on this machine: files from ``ipa keygen``, three ``ipa-helper`` processes.
+
+Used by ``ipa demo``, the end-to-end benchmark and the end-to-end tests. The
+helpers are real processes (``python -m ipa_helper.server``) on free loopback
+ports with TLS on; each logs to ``helperI.log`` in the network directory.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from ipa.errors import IpaError
+from ipa.network import dumps_toml
+from ipa_client.commands.keygen import (
+    write_helper_configs,
+    write_hpke_keys,
+    write_network,
+    write_tls_identities,
+)
+
+__all__ = ["HelperProcess", "LocalNetwork", "free_base_port", "make_network"]
+
+
+def free_base_port() -> int:
+    """A port P such that P … P+5 are free on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        socks = [socket.socket() for _ in range(6)]
+        try:
+            for offset, s in enumerate(socks):
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise IpaError("no six free consecutive ports on 127.0.0.1")
+
+
+def make_network(directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> Path:
+    """Write a whole loopback network into ``directory``; return the path of network.toml.
+
+    ``helper_settings`` (e.g. ``timeout_seconds=5``) go into every helper's ``[helper]`` table.
+    """
+    base = free_base_port()
+    registries, _ = write_hpke_keys(directory)
+    write_tls_identities(directory, ["localhost", "127.0.0.1"])
+    configs = write_helper_configs(
+        directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False
+    )
+    for path in configs:
+        table = tomllib.loads(path.read_text())
+        table["helper"].update(helper_settings)
+        path.write_text(dumps_toml(table))
+    return write_network(directory, registries, host="127.0.0.1", base_port=base)
+
+
+class HelperProcess:
+    """One ``ipa-helper --config FILE`` child process, logging to a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start it and wait until it listens."""
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ipa_helper.server", "--config", str(self.config)],
+                stdout=out,
+                stderr=out,
+            )
+        end = time.monotonic() + timeout
+        while b'"listening"' not in self.log.read_bytes()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > end:
+                self.kill()
+                raise IpaError(f"helper {self.config.name} did not start: {self.log.read_text()[-1000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def kill(self) -> None:
+        """SIGKILL: the helper gets no chance to tell anyone."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class LocalNetwork:
+    """Three helper processes from the files in ``directory``; a context manager that stops them."""
+
+    def __init__(self, directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> None:
+        self.directory = directory
+        self.network_file = make_network(directory, allow_unnoised=allow_unnoised, **helper_settings)
+        self.helpers = [
+            HelperProcess(directory / f"helper{i}.toml", directory / f"helper{i}.log") for i in (1, 2, 3)
+        ]
+
+    def __enter__(self) -> LocalNetwork:
+        try:
+            for helper in self.helpers:
+                helper.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for helper in self.helpers:
+            helper.stop()
