@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ipa.errors import IpaError
-from ipa_client.commands import demo, gen_events, keygen, query, reference, simulate
+from ipa_client.commands import budget, demo, gen_events, keygen, query, reference, simulate
 
 __all__ = ["build_parser", "main"]
 
@@ -27,7 +27,7 @@ class _Command(Protocol):
     run: Callable[[argparse.Namespace], int]
 
 
-_COMMANDS: tuple[_Command, ...] = (gen_events, keygen, reference, simulate, query, demo)  # type: ignore[assignment]
+_COMMANDS: tuple[_Command, ...] = (gen_events, keygen, reference, simulate, query, budget, demo)  # type: ignore[assignment]
 
 
 def build_parser() -> argparse.ArgumentParser:

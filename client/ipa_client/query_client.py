@@ -122,6 +122,11 @@ class QueryClient:
         self._stubs = [query_pb2_grpc.QueryStub(c) for c in self._channels]
         self.token = secrets.token_bytes(32)  # proves to the helpers that later calls come from us
 
+    @property
+    def channels(self) -> list[grpc.Channel]:
+        """The three helpers' channels (for other services, e.g. Budget)."""
+        return self._channels
+
     def close(self) -> None:
         for channel in self._channels:
             channel.close()
@@ -206,7 +211,10 @@ class QueryClient:
             time.sleep(poll)
 
     def results(self, query_id: str) -> np.ndarray:
-        """Fetch the three result shares and rebuild the sums (checking that the copies agree)."""
+        """Fetch the three result shares and rebuild the sums (checking that the copies agree).
+
+        The sums are signed 64-bit integers: DP noise can make a small sum negative.
+        """
         ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
         shares = []
         for helper, stub in enumerate(self._stubs):
@@ -216,7 +224,7 @@ class QueryClient:
                 raise QueryFailedError(f"H{helper + 1} gave no result: {_details(exc)}") from None
             left, right = (np.frombuffer(b, "<u8").astype(np.uint64) for b in (share.left, share.right))
             shares.append(AShares(left, right))
-        return reconstruct(shares)
+        return reconstruct(shares).view(np.int64)
 
     def cancel(self, query_id: str) -> None:
         ref = query_pb2.QueryRef(query_id=query_id, token=self.token)

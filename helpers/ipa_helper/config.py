@@ -7,6 +7,7 @@ listen = "127.0.0.1:7001"      # Query and health services, for report collector
 peer_listen = "127.0.0.1:7101" # Peer service, for the two other helpers (mutual TLS)
 data_dir = "data/helper1"
 allow_unnoised = false         # true only on test networks: honour --no-noise
+epoch_budget = 10.0            # ε each site may spend per epoch
 timeout_seconds = 120          # deadline of every peer call and MPC message
 max_upload_bytes = 2147483648  # a larger upload is refused
 
@@ -59,6 +60,7 @@ class HelperConfig:
     allow_unnoised: bool = False
     timeout_seconds: float = 120.0
     max_upload_bytes: int = 2 << 30
+    epoch_budget: float = 10.0
 
     @property
     def party(self) -> int:
@@ -115,6 +117,7 @@ def load_config(path: str | Path) -> HelperConfig:
         allow_unnoised=_get(helper, "allow_unnoised", bool, where, False),
         timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
         max_upload_bytes=_get(helper, "max_upload_bytes", int, where, 2 << 30),
+        epoch_budget=_get(helper, "epoch_budget", float, where, 10.0),
     )
 
 

@@ -8,6 +8,12 @@
 - A failure anywhere (bad upload, a peer dead or silent past the deadline,
   cancel) fails the query on every helper: the failing helper tells its peers
   (``Peer.Abort``), which wakes their waiting receives. Other queries go on.
+- Privacy budget: a noised query's ε is reserved in every helper's ledger
+  at prepare time (a refusal anywhere refuses it everywhere). When a helper
+  has its noised result share it commits the spend, then tells its peers it
+  has finished; its share is released only once both peers have said so. A
+  failure refunds the spend only where it is still reserved, which is only
+  possible while no share has left any helper (see ``ipa_helper.ledger``).
 - Result shares go only to the caller holding the query's token.
 """
 
@@ -21,8 +27,11 @@ from collections.abc import Iterable
 import grpc
 import numpy as np
 
-from ipa.attribution.pipeline import PHASES, no_noise, run_query
+from ipa.attribution.noise import noise_in_shares
+from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
 from ipa.attribution.rows import SharedRows
+from ipa.dp.calibration import calibrate
+from ipa.dp.sampler import sample_noise
 from ipa.errors import InputError, IpaError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
@@ -32,8 +41,9 @@ from ipa.reports import DecodedBatch
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
+from ipa_helper.ledger import BudgetLedger
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import spec_from_proto
+from ipa_helper.params import QuerySpec, spec_from_proto
 from ipa_helper.queries import QueryRecord, QueryRegistry, State, token_hash
 from ipa_helper.transport import GrpcChannel
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
@@ -55,9 +65,11 @@ class Helper:
         config: HelperConfig,
         peers: dict[Peer, peer_pb2_grpc.PeerStub],
         decode: Decoder,
+        ledger: BudgetLedger,
         mailbox: Mailbox | None = None,
     ) -> None:
         self.config = config
+        self.ledger = ledger
         self.party = config.party
         self.queries = QueryRegistry()
         self.mailbox = mailbox or Mailbox()
@@ -95,7 +107,7 @@ class Helper:
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
         if not spec.no_noise:
-            raise InputError("DP noise is not implemented yet: only test networks with --no-noise run")
+            self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
         self.queries.add(QueryRecord(query_id, spec, digest))
         logs.event(
             self.config.index,
@@ -151,6 +163,7 @@ class Helper:
         """End a query here with ``reason``, wake its receivers, and tell the peers once."""
         if not self.queries.finish(record, state, reason):
             return
+        self.ledger.refund(record.query_id)  # only if still reserved here
         self.mailbox.abort(record.query_id, reason)
         logs.event(self.config.index, "query_" + state.value, query_id=record.query_id, reason=reason)
         if notify:
@@ -172,7 +185,10 @@ class Helper:
             self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
             self._phase_done(record, "decrypt")
             ctx = Context(self.party, channel, agree_seeds(channel))
-            result = run_query(ctx, rows, record.spec.config, no_noise, lambda p: self._phase_done(record, p))
+            noise = _noise_hook(record.spec)
+            result = run_query(ctx, rows, record.spec.config, noise, lambda p: self._phase_done(record, p))
+            self.ledger.commit(query_id)
+            _all_finished(channel)
             self.queries.update(record, result=result.sums)
             if self.queries.finish(record, State.COMPLETED):
                 stats = channel.stats
@@ -226,3 +242,20 @@ def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
         (theirs,) = channel.receive("setup/valid", peer, [valid])
         valid &= theirs
     return batch.select(valid.astype(bool))
+
+
+def _noise_hook(spec: QuerySpec) -> NoiseHook:
+    """Exact sums on a test network; else this helper's discrete Gaussian noise, calibrated."""
+    if spec.no_noise:
+        return no_noise
+    scale = calibrate(spec.epsilon, spec.delta, spec.config.cap).scale
+    return noise_in_shares(lambda size: sample_noise(scale, size))
+
+
+def _all_finished(channel: Channel) -> None:
+    """Tell both peers this helper has its result share, and wait until both have theirs."""
+    done = np.ones(1, np.uint8)
+    for peer in Peer:
+        channel.send("release/finished", peer, [done])
+    for peer in Peer:
+        channel.receive("release/finished", peer, [done])

@@ -26,8 +26,9 @@ from ipa_helper import logs
 from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
-from ipa_helper.services import PeerServicer, QueryServicer
-from ipa_rpc.v1 import peer_pb2_grpc, query_pb2_grpc
+from ipa_helper.ledger import BudgetLedger
+from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
+from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
 
 __all__ = ["RunningHelper", "main", "start"]
 
@@ -55,6 +56,7 @@ class RunningHelper:
         self.peer.stop(grace).wait()
         for channel in self.channels:
             channel.close()
+        self.helper.ledger.close()
 
 
 def _read(path: Path | None, what: str) -> bytes:
@@ -103,10 +105,13 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
         raise ConfigError("the config has no [tls] section: add one, or run with --insecure")
     channels = _peer_channels(config, insecure)
     stubs = {p: peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]) for p in Peer}
-    helper = Helper(config, stubs, make_decoder(config))
+    ledger = BudgetLedger(config.data_dir / "budget.sqlite", config.epoch_budget)
+    refunded = ledger.recover()
+    helper = Helper(config, stubs, make_decoder(config), ledger)
 
     public = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_OPTIONS)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper), public)
+    budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper), public)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
     peer = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=_OPTIONS)
@@ -129,6 +134,8 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     public.start()
     peer.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if refunded:
+        logs.event(config.index, "budget_recovered", refunded=len(refunded))
     logs.event(
         config.index, "listening", listen=config.listen, peer_listen=config.peer_listen, tls=not insecure
     )

@@ -15,11 +15,12 @@ import grpc
 from ipa.errors import InputError, IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa_helper.helper import Helper, RefusedError
+from ipa_helper.ledger import BudgetError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
-from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
+from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
 
-__all__ = ["PeerServicer", "QueryServicer"]
+__all__ = ["BudgetServicer", "PeerServicer", "QueryServicer"]
 
 _STATES = {
     State.AWAITING_UPLOAD: query_pb2.AWAITING_UPLOAD,
@@ -35,6 +36,7 @@ def _abort(context: grpc.ServicerContext, exc: IpaError) -> None:
         UnknownQueryError: grpc.StatusCode.NOT_FOUND,
         AccessDeniedError: grpc.StatusCode.PERMISSION_DENIED,
         RefusedError: grpc.StatusCode.FAILED_PRECONDITION,
+        BudgetError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     }.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
     context.abort(code, str(exc))
 
@@ -150,3 +152,27 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         with contextlib.suppress(UnknownQueryError):  # never prepared here: nothing to abort
             self._helper.abort_from_peer(request.query_id, self._identify(context), request.reason)
         return peer_pb2.AbortResponse()
+
+
+class BudgetServicer(budget_pb2_grpc.BudgetServicer):
+    """Read-only view of this helper's ledger for one (site, epoch)."""
+
+    def __init__(self, helper: Helper) -> None:
+        self._helper = helper
+
+    def Inspect(self, request, context):  # noqa: N802
+        ledger = self._helper.ledger
+        spent = ledger.spent(request.site, request.epoch)
+        spends = [
+            budget_pb2.QuerySpend(query_id=q.query_id, epsilon=q.epsilon, state=q.state)
+            for q in ledger.queries(request.site, request.epoch)
+        ]
+        return budget_pb2.BudgetStatus(
+            helper=self._helper.config.index,
+            site=request.site,
+            epoch=request.epoch,
+            budget=ledger.epoch_budget,
+            spent=spent,
+            remaining=max(ledger.epoch_budget - spent, 0.0),
+            queries=spends,
+        )

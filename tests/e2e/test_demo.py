@@ -25,12 +25,19 @@ def helpers_running(directory: str) -> list[str]:
     return found.stdout.split()
 
 
-def test_demo_prints_the_result_beside_the_true_answer():
-    process = demo("--events", "3000", "--seed", "3")
+def test_demo_without_noise_releases_the_true_answer():
+    process = demo("--events", "3000", "--seed", "3", "--no-noise")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert "released result equals the true answer" in out
     assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 8
+
+
+def test_demo_with_noise_prints_the_noised_result_and_its_scale():
+    process = demo("--events", "3000", "--seed", "3", "--epsilon", "2")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "DP noise: ε = 2" in out
 
 
 def test_ctrl_c_stops_every_helper_process():

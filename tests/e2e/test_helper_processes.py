@@ -62,10 +62,10 @@ def test_a_refused_query_exits_non_zero_with_the_reason(network, tmp_path):
         "--epoch",
         "1",
         "--epsilon",
-        "1.0",
+        "11",
     )
     assert done.returncode == 2
-    assert "refused" in done.stderr and "noise" in done.stderr
+    assert "privacy budget exceeded" in done.stderr and "ε = 11" in done.stderr
 
 
 def test_a_helper_killed_mid_query_fails_it_everywhere_and_the_next_query_runs(network):

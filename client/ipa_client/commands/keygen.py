@@ -13,7 +13,8 @@ Helper I listens for collectors on ``--base-port`` + 2(I−1) and for its
 peers on the next port, at ``--host``. With ``--compose`` the helpers listen
 on all interfaces and reach each other as ``helperI`` (the service names of
 ``docker-compose.yml``), while ``network.toml`` still points at ``--host``.
-``--allow-unnoised`` makes a test network that honours ``--no-noise``.
+``--allow-unnoised`` makes a test network that honours ``--no-noise``;
+``--epoch-budget`` sets the ε each site may spend per epoch (default 10).
 
 Existing files are kept unless ``--force``. Prints one JSON object:
 ``{"out": DIR, "network": path, "hpke_keys": [...], "helper_configs": [...], "suite": name}``.
@@ -32,7 +33,7 @@ from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InputError
 from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry
-from ipa_client.commands._types import positive_int
+from ipa_client.commands._types import positive_float, positive_int
 
 __all__ = [
     "HELP",
@@ -76,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allow-unnoised", action="store_true", help="a test network: helpers honour --no-noise"
+    )
+    parser.add_argument(
+        "--epoch-budget",
+        type=positive_float,
+        default=10.0,
+        metavar="EPS",
+        help="privacy budget (ε) of each site per epoch (default: 10.0)",
     )
     parser.add_argument(
         "--compose", action="store_true", help="helper configs for docker-compose.yml (service names helperI)"
@@ -153,6 +161,7 @@ def write_helper_configs(
     base_port: int,
     allow_unnoised: bool,
     compose: bool,
+    epoch_budget: float = 10.0,
     force: bool = False,
 ) -> list[Path]:
     """``helperI.toml`` for I = 1, 2, 3, naming the files this command writes beside them."""
@@ -173,6 +182,7 @@ def write_helper_configs(
                 "peer_listen": f"{listen_host}:{peer}",
                 "data_dir": f"data/helper{i + 1}",
                 "allow_unnoised": allow_unnoised,
+                "epoch_budget": float(epoch_budget),
             },
             "tls": {"cert": f"helper{i + 1}.pem", "key": f"helper{i + 1}.key"},
             "hpke": {"keys": hpke_key_file(i)},
@@ -206,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         base_port=args.base_port,
         allow_unnoised=args.allow_unnoised,
         compose=args.compose,
+        epoch_budget=args.epoch_budget,
         force=args.force,
     )
     network_path = write_network(args.out, registries, host=args.host, base_port=args.base_port, force=True)

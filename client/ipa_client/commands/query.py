@@ -20,7 +20,7 @@ from ipa.events import read_csv
 from ipa.network import Network
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
-from ipa_client.commands._types import non_negative_int
+from ipa_client.commands._types import non_negative_int, positive_float
 from ipa_client.progress import ProgressBar
 from ipa_client.query_client import QueryClient, endpoints
 
@@ -28,16 +28,6 @@ __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
 NAME = "query"
 HELP = "run a query over an event CSV file on a helper network"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-collector", default="report-collector", help="this collector's name")
     parser.add_argument("--match-key-provider", default="ipa-cli", help="who set the events' match keys")
     noise = parser.add_mutually_exclusive_group(required=True)
-    noise.add_argument("--epsilon", type=_positive_float, help="the query's DP budget ε")
+    noise.add_argument("--epsilon", type=positive_float, help="the query's DP budget ε")
     noise.add_argument("--no-noise", action="store_true", help="exact sums: test networks only")
     parser.add_argument("--delta", type=float, default=1e-9, help="DP δ (default 1e-9)")
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")

@@ -1,0 +1,82 @@
+"""The budget ledger: atomic admission, commit/refund rules, durability across processes."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ipa_helper.ledger import BudgetError, BudgetLedger
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    book = BudgetLedger(tmp_path / "budget.sqlite", epoch_budget=3.0)
+    yield book
+    book.close()
+
+
+def test_admission_stops_at_the_budget_and_names_it(ledger):
+    ledger.admit("q1", "s", 1, 1.0)
+    ledger.admit("q2", "s", 1, 2.0)
+    with pytest.raises(BudgetError, match=r"site 's', epoch 1.*ε = 0.5, 0 of 3 remains"):
+        ledger.admit("q3", "s", 1, 0.5)
+    ledger.admit("q4", "s", 2, 3.0)  # another epoch has its own budget
+    ledger.admit("q5", "t", 1, 3.0)  # and so has another site
+    assert ledger.spent("s", 1) == 3.0
+
+
+def test_admission_is_idempotent_per_query(ledger):
+    ledger.admit("q1", "s", 1, 2.0)
+    ledger.admit("q1", "s", 1, 2.0)
+    assert ledger.spent("s", 1) == 2.0
+    with pytest.raises(BudgetError, match="other parameters"):
+        ledger.admit("q1", "s", 1, 1.0)
+
+
+def test_refund_only_while_reserved(ledger):
+    ledger.admit("q1", "s", 1, 2.0)
+    ledger.admit("q2", "s", 1, 1.0)
+    ledger.commit("q2")
+    assert ledger.refund("q1") is True
+    assert ledger.refund("q2") is False  # committed: the spend stands
+    assert ledger.refund("q1") is False  # no double refund
+    assert ledger.spent("s", 1) == 1.0
+    assert [(q.query_id, q.state) for q in ledger.queries("s", 1)] == [
+        ("q2", "committed"),
+        ("q1", "refunded"),
+    ]
+
+
+def test_concurrent_admissions_admit_exactly_what_fits(ledger):
+    admitted, refused = [], []
+
+    def ask(i):
+        try:
+            ledger.admit(f"q{i}", "s", 1, 0.5)
+            admitted.append(i)
+        except BudgetError:
+            refused.append(i)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 6 and len(refused) == 14
+
+
+def test_reserved_spends_are_refunded_at_restart_and_committed_ones_stand(tmp_path):
+    path = tmp_path / "budget.sqlite"
+    script = (
+        "import os; from pathlib import Path; from ipa_helper.ledger import BudgetLedger; "
+        f"b = BudgetLedger(Path({str(path)!r}), 3.0); "
+        "b.admit('done', 's', 1, 1.0); b.commit('done'); b.admit('running', 's', 1, 1.5); "
+        "os.kill(os.getpid(), 9)"
+    )
+    subprocess.run([sys.executable, "-c", script], check=False)
+    ledger = BudgetLedger(path, 3.0)
+    assert ledger.spent("s", 1) == 2.5  # kill -9 lost nothing
+    assert ledger.recover() == ["running"]
+    assert ledger.spent("s", 1) == 1.0
+    ledger.close()
