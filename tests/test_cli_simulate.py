@@ -33,10 +33,17 @@ def test_simulate_equals_reference(events, extra):
     assert set(result["seconds"]) >= {"sort", "attribute", "cap", "aggregate", "noise", "total"}
 
 
-def test_simulate_refuses_to_release_without_noise_flag(events):
+def test_simulate_needs_a_noise_choice(events):
     done = ipa("simulate", "--input", str(events), "--breakdowns", "4", "--cap", "10")
     assert done.returncode == 2
-    assert "--no-noise" in done.stderr
+    assert "--epsilon" in done.stderr and "--no-noise" in done.stderr
+
+
+def test_simulate_with_noise_stays_near_the_reference(events):
+    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10"]
+    noised = json.loads(ipa("simulate", *query, "--epsilon", "1").stdout)["sums"]
+    exact = json.loads(ipa("reference", *query).stdout)["sums"]
+    assert all(abs(a - b) < 1000 for a, b in zip(noised, exact, strict=True))  # std ≈ 100 here
 
 
 def test_a_field_wider_than_its_width_is_named(events):

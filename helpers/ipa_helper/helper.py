@@ -27,11 +27,9 @@ from collections.abc import Iterable
 import grpc
 import numpy as np
 
-from ipa.attribution.noise import noise_in_shares
 from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
 from ipa.attribution.rows import SharedRows
-from ipa.dp.calibration import calibrate
-from ipa.dp.sampler import sample_noise
+from ipa.dp.release import calibrated_noise
 from ipa.errors import InputError, IpaError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
@@ -246,10 +244,7 @@ def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
 
 def _noise_hook(spec: QuerySpec) -> NoiseHook:
     """Exact sums on a test network; else this helper's discrete Gaussian noise, calibrated."""
-    if spec.no_noise:
-        return no_noise
-    scale = calibrate(spec.epsilon, spec.delta, spec.config.cap).scale
-    return noise_in_shares(lambda size: sample_noise(scale, size))
+    return no_noise if spec.no_noise else calibrated_noise(spec.epsilon, spec.delta, spec.config.cap)
 
 
 def _all_finished(channel: Channel) -> None:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ipa.attribution.noise import noise_in_shares
 from ipa.dp import sample_noise
+from ipa.dp.release import noise_in_shares
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct, share_arithmetic
 

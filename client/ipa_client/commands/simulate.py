@@ -14,13 +14,16 @@ import argparse
 import json
 import time
 
-from ipa.attribution.pipeline import PHASES, run_query
+import numpy as np
+
+from ipa.attribution.pipeline import PHASES, no_noise, run_query
 from ipa.attribution.rows import share_events
-from ipa.errors import InputError
+from ipa.dp.release import calibrated_noise
 from ipa.events import read_csv
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
 from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
+from ipa_client.commands._types import positive_float
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -29,32 +32,30 @@ HELP = "run the MPC query on an event CSV file with three in-memory helpers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the input, the query parameters, the widths and --no-noise."""
+    """Register the input, the query parameters, the widths and the noise."""
     add_query_arguments(parser)
     add_width_arguments(parser)
-    parser.add_argument(
-        "--no-noise",
-        action="store_true",
-        help="release exact sums (required: DP noise arrives with the privacy budget service)",
-    )
+    noise = parser.add_mutually_exclusive_group(required=True)
+    noise.add_argument("--epsilon", type=positive_float, help="add DP noise for this ε (δ from --delta)")
+    noise.add_argument("--no-noise", action="store_true", help="release exact sums")
+    parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Share, run, reconstruct, print the JSON result; return 0."""
-    if not args.no_noise:
-        raise InputError("DP noise is not implemented yet; run with --no-noise to release exact sums")
     config = config_from_args(args)
+    noise = no_noise if args.no_noise else calibrated_noise(args.epsilon, args.delta, config.cap)
     events = read_csv(args.input)
     start = time.perf_counter()
     shares = share_events(events, config)
     shared = time.perf_counter()
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, config), shares)
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares)
     finished = time.perf_counter()
     seconds = {"share": shared - start}
     seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
     seconds["total"] = finished - shared
     output = {
-        "sums": reconstruct([o.sums for o in result.outputs]).tolist(),
+        "sums": reconstruct([o.sums for o in result.outputs]).view(np.int64).tolist(),
         "bytes_sent": result.bytes_sent(),
         "rounds": result.rounds,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},

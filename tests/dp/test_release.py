@@ -1,7 +1,9 @@
 import numpy as np
-from three_party import run
+from three_party_dp import run_noise
 
-from ipa.attribution.noise import noise_in_shares
+from ipa.dp import calibrate
+from ipa.dp.release import noise_in_shares
+from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct, share_arithmetic
 
 
@@ -12,6 +14,14 @@ def test_the_released_sums_carry_every_helpers_own_noise():
     def protocol(ctx, shares):
         return noise_in_shares(lambda size: noise[ctx.party][:size])(ctx, shares)
 
-    result = run(protocol, share_arithmetic(sums))
+    result = run_three(protocol, share_arithmetic(sums))
     released = reconstruct(result.outputs).view(np.int64)
     assert released.tolist() == [5 + 1 - 10 + 100, 7 - 2 + 0 - 100, 0 + 3 + 10 + 0]
+
+
+def test_released_noise_has_three_times_the_per_helper_variance():
+    calibration = calibrate(1.0, 1e-6, 10)
+    released = run_noise(calibration.scale, 30_000)
+    expected = 3 * calibration.scale**2
+    assert abs(released.mean()) < 5 * np.sqrt(expected / 30_000)
+    assert abs(released.var() / expected - 1) < 0.06

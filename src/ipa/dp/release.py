@@ -17,11 +17,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ipa.attribution.pipeline import NoiseHook
+from ipa.dp.calibration import calibrate
+from ipa.dp.sampler import sample_noise
 from ipa.mpc.context import Context
 from ipa.mpc.input import input_from_each
 from ipa.mpc.replicated import AShares
 
-__all__ = ["noise_in_shares"]
+__all__ = ["calibrated_noise", "noise_in_shares"]
 
 
 def noise_in_shares(sample: Callable[[int], np.ndarray]) -> NoiseHook:
@@ -33,3 +35,11 @@ def noise_in_shares(sample: Callable[[int], np.ndarray]) -> NoiseHook:
         return sums + parts[0] + parts[1] + parts[2]
 
     return add_noise
+
+
+def calibrated_noise(epsilon: float, delta: float, cap: int) -> NoiseHook:
+    """The noise hook of a query with budget (ε, δ) and per-user cap: each helper's own
+    discrete Gaussian at the scale :func:`~ipa.dp.calibration.calibrate` gives.
+    """
+    scale = calibrate(epsilon, delta, cap).scale
+    return noise_in_shares(lambda size: sample_noise(scale, size))
