@@ -15,8 +15,9 @@ import tomllib
 from pathlib import Path
 
 from ipa.errors import IpaError
-from ipa.network import dumps_toml
+from ipa.network import dumps_toml, read_key_registry
 from ipa_client.commands.keygen import (
+    hpke_key_file,
     write_helper_configs,
     write_hpke_keys,
     write_network,
@@ -46,21 +47,28 @@ def free_base_port() -> int:
 
 
 def make_network(directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> Path:
-    """Write a whole loopback network into ``directory``; return the path of network.toml.
+    """Write a loopback network into ``directory``; return the path of network.toml.
 
-    ``helper_settings`` (e.g. ``timeout_seconds=5``) go into every helper's ``[helper]`` table.
+    Keys and certificates already in ``directory`` are kept (so reports made
+    for them stay valid); configs and network.toml are rewritten with free
+    ports. ``helper_settings`` (e.g. ``timeout_seconds=5``) go into every
+    helper's ``[helper]`` table.
     """
     base = free_base_port()
-    registries, _ = write_hpke_keys(directory)
-    write_tls_identities(directory, ["localhost", "127.0.0.1"])
+    key_files = [directory / hpke_key_file(h) for h in range(3)]
+    if all(path.exists() for path in key_files):
+        registries = [read_key_registry(path) for path in key_files]
+    else:
+        registries, _ = write_hpke_keys(directory)
+        write_tls_identities(directory, ["localhost", "127.0.0.1"])
     configs = write_helper_configs(
-        directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False
+        directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False, force=True
     )
     for path in configs:
         table = tomllib.loads(path.read_text())
         table["helper"].update(helper_settings)
         path.write_text(dumps_toml(table))
-    return write_network(directory, registries, host="127.0.0.1", base_port=base)
+    return write_network(directory, registries, host="127.0.0.1", base_port=base, force=True)
 
 
 class HelperProcess:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 
@@ -48,7 +49,7 @@ from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
 
 __all__ = ["Helper", "RefusedError"]
 
-_STEPS = ("decrypt", *PHASES)
+_STEPS = ("decrypt", *PHASES, "release")
 
 
 class RefusedError(IpaError):
@@ -128,7 +129,7 @@ class Helper:
                     f"upload larger than this helper's limit of {self.config.max_upload_bytes} bytes"
                 )
             data += chunk
-        self.queries.update(record, phase="decrypt")
+        self.queries.update(record, phase="decrypt", phase_started=time.perf_counter())
         logs.event(self.config.index, "upload_received", query_id=query_id, bytes=size)
         threading.Thread(target=self._run, args=(record, bytes(data)), name=f"query-{query_id[:8]}").start()
         return size
@@ -187,7 +188,8 @@ class Helper:
             result = run_query(ctx, rows, record.spec.config, noise, lambda p: self._phase_done(record, p))
             self.ledger.commit(query_id)
             _all_finished(channel)
-            self.queries.update(record, result=result.sums)
+            self._phase_done(record, "release")
+            self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes)
             if self.queries.finish(record, State.COMPLETED):
                 stats = channel.stats
                 logs.event(
@@ -213,9 +215,15 @@ class Helper:
             self.mailbox.forget(query_id)
 
     def _phase_done(self, record: QueryRecord, phase: str) -> None:
+        now = time.perf_counter()
         done = _STEPS.index(phase) + 1
-        following = _STEPS[done] if done < len(_STEPS) else "release"
-        self.queries.update(record, phase=following, progress=done / len(_STEPS))
+        self.queries.update(
+            record,
+            phase=_STEPS[done] if done < len(_STEPS) else "done",
+            progress=done / len(_STEPS),
+            phase_seconds=record.phase_seconds | {phase: now - record.phase_started},
+            phase_started=now,
+        )
 
 
 def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:

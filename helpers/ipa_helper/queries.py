@@ -59,6 +59,9 @@ class QueryRecord:
     invalid_reports: dict[str, int] = field(default_factory=dict)
     result: AShares | None = None
     uploaded: bool = False
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    phase_started: float = 0.0  # time.perf_counter() when the running phase began
+    bytes_sent: int = 0
 
 
 class QueryRegistry:

@@ -8,6 +8,7 @@ FAILED_PRECONDITION. The details say what was wrong, never a secret.
 from __future__ import annotations
 
 import contextlib
+import resource
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -51,6 +52,9 @@ def _status(record: QueryRecord) -> query_pb2.QueryStatus:
         error=record.error,
         rows=record.rows,
         invalid_reports=record.invalid_reports,
+        phase_seconds=record.phase_seconds,
+        bytes_sent=record.bytes_sent,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
 
 

@@ -1,0 +1,123 @@
+"""One million events end to end: three helper processes over gRPC with TLS, DP noise on.
+
+    python bench/e2e.py --events N [--json F] [--seed S] [--epsilon X] [--cache DIR]
+
+The user agents' and the collector's encryption is done once and cached in
+``--cache`` (default ``bench/.cache``) with the network's keys: it is the user
+agents' cost, spread over many devices, and is reported separately. The timed
+run starts when the collector begins its upload and ends when it has rebuilt
+the result. Printed and written (``--json``): rows/s; seconds per phase
+(upload and the collector's total on its clock; decrypt … release, the
+slowest helper's); MPC bytes sent per row by each helper; peak RSS of each
+helper process. The released sums are checked against ``ipa.reference`` to
+within ten noise standard deviations (exit 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ipa.attribution.config import QueryConfig
+from ipa.crypto.binding import Binding
+from ipa.dp import calibrate
+from ipa.network import Network
+from ipa.reference import attribute
+from ipa.synthetic import generate
+from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.local_network import LocalNetwork
+from ipa_client.query_client import QueryClient, endpoints, query_params
+
+CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64, timestamp_bits=20)
+BINDING = Binding(
+    site="shop.example", report_collector="ads.example", epoch=1, match_key_provider="idp.example"
+)
+DELTA = 1e-9
+HELPER_PHASES = ("decrypt", "sort", "attribute", "cap", "aggregate", "noise", "release")
+
+
+def _batches(directory: Path, events, network_file: Path) -> tuple[list[bytes], float]:
+    """The three upload batches, encrypted once and cached next to the keys they are for."""
+    paths = [directory / f"upload{i}.bin" for i in (1, 2, 3)]
+    meta = directory / "encryption.json"
+    if all(p.exists() for p in paths) and meta.exists():
+        return [p.read_bytes() for p in paths], json.loads(meta.read_text())["seconds"]
+    network = Network.load(network_file)
+    start = time.perf_counter()
+    collector = ReportCollector(network, BINDING, CONFIG)
+    collector.add_events(events, simulate_user_agents(events, network, BINDING))
+    batches = list(collector.uploads())
+    seconds = time.perf_counter() - start
+    for path, batch in zip(paths, batches, strict=True):
+        path.write_bytes(batch)
+    meta.write_text(json.dumps({"seconds": seconds}))
+    return batches, seconds
+
+
+def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
+    """Run one query end to end; return the figures (see the module docstring)."""
+    data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns, timestamp_bits=20)
+    directory = cache / f"e2e-{events}-{seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    # A budget that repeated runs over the same cached reports cannot exhaust.
+    with LocalNetwork(directory, allow_unnoised=False, epoch_budget=1e12, timeout_seconds=600) as local:
+        batches, encryption = _batches(directory, data, local.network_file)
+        with QueryClient(endpoints(local.network_file), timeout=600) as client:
+            query_id = client.create(query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA))
+            start = time.perf_counter()
+            client.upload(query_id, batches)
+            uploaded = time.perf_counter()
+            statuses = client.wait(query_id, poll=0.1, deadline=3600)
+            sums = client.results(query_id)
+            total = time.perf_counter() - start
+    exact = attribute(data, num_breakdowns=16, cap=CONFIG.cap, window=CONFIG.window, max_events_per_user=64)
+    std = np.sqrt(3) * calibrate(epsilon, DELTA, CONFIG.cap).scale
+    if np.any(np.abs(sums - exact.astype(np.int64)) > 10 * std):
+        raise SystemExit(
+            "bench/e2e.py: the released sums are further from the reference than the noise allows"
+        )
+    seconds = {"upload": uploaded - start}
+    seconds |= {p: max(s.phase_seconds.get(p, 0.0) for s in statuses) for p in HELPER_PHASES}
+    seconds["total"] = total
+    return {
+        "events": events,
+        "rows_per_s": events / total,
+        "seconds": seconds,
+        "bytes_per_row": [s.bytes_sent / events for s in statuses],
+        "peak_rss_mb": [s.peak_rss_mb for s in statuses],
+        "encryption_seconds": encryption,
+        "upload_bytes_per_row": [len(b) / events for b in batches],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epsilon", type=float, default=1.0)
+    parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache")
+    parser.add_argument("--json", metavar="F")
+    args = parser.parse_args(argv)
+    figures = measure(args.events, args.seed, args.epsilon, args.cache)
+    print(f"# {args.events:,} events, three helper processes, TLS, DP noise ε = {args.epsilon:g}")
+    print(f"{'phase':<10} {'seconds':>8}")
+    for phase, seconds in figures["seconds"].items():
+        print(f"{phase:<10} {seconds:>8.2f}")
+    print(f"rows/s {figures['rows_per_s']:,.0f}")
+    print("MPC bytes sent per row, H1 H2 H3:", ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"]))
+    print("peak RSS MiB, H1 H2 H3:", ", ".join(f"{m:,.0f}" for m in figures["peak_rss_mb"]))
+    print(
+        f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
