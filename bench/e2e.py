@@ -27,7 +27,7 @@ from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.dp import calibrate
 from ipa.network import Network
-from ipa.reference import attribute
+from ipa.reference import attribute_query
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
@@ -75,7 +75,7 @@ def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
             statuses = client.wait(query_id, poll=0.1, deadline=3600)
             sums = client.results(query_id)
             total = time.perf_counter() - start
-    exact = attribute(data, num_breakdowns=16, cap=CONFIG.cap, window=CONFIG.window, max_events_per_user=64)
+    exact = attribute_query(data, CONFIG)
     std = np.sqrt(3) * calibrate(epsilon, DELTA, CONFIG.cap).scale
     if np.any(np.abs(sums - exact.astype(np.int64)) > 10 * std):
         raise SystemExit(

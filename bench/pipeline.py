@@ -28,7 +28,7 @@ from ipa.attribution.pipeline import PHASES, run_query
 from ipa.attribution.rows import share_events
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
-from ipa.reference import attribute
+from ipa.reference import attribute_query
 from ipa.synthetic import generate
 
 CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64)
@@ -50,9 +50,7 @@ def measure(events: int, seed: int) -> dict:
     result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG), shares)
     total = time.perf_counter() - start
     released = reconstruct([o.sums for o in result.outputs])
-    expected = attribute(
-        data, num_breakdowns=16, cap=CONFIG.cap, window=CONFIG.window, max_events_per_user=64
-    )
+    expected = attribute_query(data, CONFIG)
     if not np.array_equal(released, expected):
         raise SystemExit("bench/pipeline.py: MPC result differs from the reference")
     rows = max(events, 1)

@@ -18,7 +18,7 @@ from ipa.attribution.pipeline import run_query
 from ipa.attribution.rows import share_events
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
-from ipa.reference import attribute
+from ipa.reference import attribute_query
 from ipa.synthetic import generate
 
 
@@ -36,13 +36,7 @@ def main() -> None:
     run = run_three(lambda ctx, rows: run_query(ctx, rows, config), shares)
     seconds = time.perf_counter() - start
     released = reconstruct([out.sums for out in run.outputs])  # the collector rebuilds the result
-    exact = attribute(
-        events,
-        num_breakdowns=config.num_breakdowns,
-        cap=config.cap,
-        window=config.window,
-        max_events_per_user=config.max_events_per_user,
-    )
+    exact = attribute_query(events, config)
 
     print(f"{len(events):,} events, three in-memory helpers, {seconds:.1f} s, {run.rounds} rounds")
     print(f"bytes sent per row by H1, H2, H3: {[round(b / max(len(events), 1)) for b in run.bytes_sent()]}")

@@ -41,10 +41,11 @@ from __future__ import annotations
 import numpy as np
 
 from ipa._checks import integer
+from ipa.attribution.config import QueryConfig
 from ipa.errors import InputError
 from ipa.events import Events
 
-__all__ = ["attribute"]
+__all__ = ["attribute", "attribute_query"]
 
 _U64_MAX = 2**64 - 1
 _LOW32 = np.uint64(0xFFFF_FFFF)
@@ -120,6 +121,17 @@ def attribute(
     kept = attributed & (breakdown_key < np.uint64(num_breakdowns))
     np.add.at(sums, breakdown_key[kept].astype(np.intp), contribution[kept])
     return sums
+
+
+def attribute_query(events: Events, config: QueryConfig) -> np.ndarray:
+    """:func:`attribute` with the parameters of an MPC query's configuration."""
+    return attribute(
+        events,
+        num_breakdowns=config.num_breakdowns,
+        cap=config.cap,
+        window=config.window,
+        max_events_per_user=config.max_events_per_user,
+    )
 
 
 def _capped_increments(value: np.ndarray, new_user: np.ndarray, cap: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.dp import calibrate
 from ipa.network import Network
-from ipa.reference import attribute
+from ipa.reference import attribute_query
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._types import non_negative_int, positive_float, positive_int
@@ -85,13 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 client, epsilon=args.epsilon, delta=DELTA, no_noise=unnoised, on_progress=bar.update
             )
         seconds = time.perf_counter() - start
-    exact = attribute(
-        events,
-        num_breakdowns=CONFIG.num_breakdowns,
-        cap=CONFIG.cap,
-        window=CONFIG.window,
-        max_events_per_user=CONFIG.max_events_per_user,
-    )
+    exact = attribute_query(events, CONFIG)
     print(f"query {query_id}: {seconds:.1f} s from upload to result (cap {CONFIG.cap}, 7-day window)")
     print(f"{'breakdown':>9}  {'released':>10}  {'true answer':>11}")
     for key, (got, want) in enumerate(zip(released.tolist(), exact.tolist(), strict=True)):
