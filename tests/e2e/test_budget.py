@@ -121,9 +121,10 @@ def test_a_helper_killed_before_it_finishes_refunds_and_the_ledger_survives_rest
     with QueryClient(endpoints(network.network_file)) as client:
         collector(network, site).submit(client, epsilon=1.5, delta=1e-9)  # committed spend
         query_id = client.create(query_params(binding(site), CONFIG, epsilon=2.5, delta=1e-9))
-        client.upload(query_id, collector(network, site).uploads())
-        network.helpers[1].kill()  # kill -9 H2 while the query runs (or before it starts)
+        network.helpers[1].kill()  # kill -9 H2 with the spend reserved everywhere
         with pytest.raises(QueryFailedError):
+            client.upload(query_id, collector(network, site).uploads())
+        with pytest.raises(QueryFailedError, match="H2"):  # H1 and H3 give up on H2
             client.wait(query_id, deadline=60)
     network.helpers[1].start()
     for helper in network.helpers:  # and every helper restarts with its ledger intact

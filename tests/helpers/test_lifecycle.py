@@ -157,3 +157,19 @@ def test_a_peer_with_a_foreign_certificate_is_refused(net):
         peer_pb2_grpc.PeerStub(channel).Abort(peer_pb2.AbortRequest(query_id="x", reason="r"), timeout=5)
     channel.close()
     assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_cancel_ends_the_query_everywhere_and_the_result_is_never_released(net, events):
+    with client(net) as c:
+        query_id = c.create(query_params(BINDING, CONFIG, no_noise=True))
+        c.cancel(query_id)
+        statuses = _final(c, query_id)
+        assert [s.state for s in statuses] == [
+            query_pb2.CANCELLED,
+            query_pb2.FAILED,
+            query_pb2.FAILED,
+        ] or all(s.state in (query_pb2.CANCELLED, query_pb2.FAILED) for s in statuses)
+        with pytest.raises(QueryFailedError, match="cancelled|has ended"):
+            c.upload(query_id, collector(net, events).uploads())
+        with pytest.raises(QueryFailedError, match="no result"):
+            c.results(query_id)
