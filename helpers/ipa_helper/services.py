@@ -15,6 +15,7 @@ import grpc
 
 from ipa.errors import InputError, IpaError, TransportError
 from ipa.mpc.channel import Peer
+from ipa.mpc.reveal import reveal_to_outside
 from ipa_helper.helper import Helper, RefusedError
 from ipa_helper.ledger import BudgetError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
@@ -98,10 +99,11 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             sums = self._helper.results(request.query_id, request.token)
         except IpaError as exc:
             _abort(context, exc)
+        left, right = reveal_to_outside(sums)
         return query_pb2.ResultShare(
             helper=self._helper.config.index,
-            left=sums.left.astype("<u8").tobytes(),
-            right=sums.right.astype("<u8").tobytes(),
+            left=left.astype("<u8").tobytes(),
+            right=right.astype("<u8").tobytes(),
         )
 
     def Cancel(self, request, context):  # noqa: N802

@@ -6,12 +6,13 @@ starts real processes with ``ipa_client.local_network.LocalNetwork``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ipa.mpc.context import Context
+from ipa.mpc.memory import run_parties
 from ipa.mpc.prss import agree_seeds
 from ipa_client.local_network import make_network
 from ipa_helper.config import load_config
@@ -31,29 +32,15 @@ class InProcessNetwork:
         self, protocol: Callable[[Context, Any], Any], inputs: Sequence[Any], query_id: str
     ) -> tuple[list, list]:
         """Run ``protocol`` as the three helpers over their real peer connections."""
-        outputs: list[Any] = [None] * 3
-        errors: list[BaseException] = []
-        channels = []
-        for party, running in enumerate(self.helpers):
-            helper = running.helper
-            channels.append(
-                GrpcChannel(party, query_id, helper.peers, helper.mailbox, helper.config.timeout_seconds)
-            )
+        channels = [
+            GrpcChannel(party, query_id, r.helper.peers, r.helper.mailbox, r.helper.config.timeout_seconds)
+            for party, r in enumerate(self.helpers)
+        ]
 
-        def body(party: int) -> None:
-            try:
-                ctx = Context(party, channels[party], agree_seeds(channels[party]))
-                outputs[party] = protocol(ctx, inputs[party])
-            except BaseException as exc:
-                errors.append(exc)
+        def body(channel: GrpcChannel, value: Any) -> Any:  # PRSS seeds agreed over the real connections
+            return protocol(Context(channel.party, channel, agree_seeds(channel)), value)
 
-        threads = [threading.Thread(target=body, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        outputs = run_parties([partial(body, ch, value) for ch, value in zip(channels, inputs, strict=True)])
         return outputs, channels
 
     def close(self) -> None:

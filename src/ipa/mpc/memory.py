@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -22,7 +23,7 @@ from ipa.mpc.channel import Channel, CommStats, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
 
-__all__ = ["RunResult", "run_three"]
+__all__ = ["RunResult", "run_parties", "run_three"]
 
 T = TypeVar("T")
 
@@ -90,6 +91,34 @@ class RunResult(Generic[T]):
         return [(s.under(prefix) if prefix else s).total_bytes for s in self.stats]
 
 
+def run_parties(parties: Sequence[Callable[[], T]], on_failure: Callable[[], None] = lambda: None) -> list[T]:
+    """Run each party's body in its own thread; return their outputs in order.
+
+    ``on_failure`` is called as soon as a party fails (to wake the others);
+    the first failure, in time, is re-raised once all threads have ended.
+    """
+    outputs: list[Any] = [None] * len(parties)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        try:
+            outputs[i] = parties[i]()
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+            on_failure()
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"H{i + 1}") for i in range(len(parties))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return outputs
+
+
 def run_three(
     protocol: Callable[[Context, Any], T],
     inputs: Sequence[Any],
@@ -107,22 +136,6 @@ def run_three(
         Context(i, channels[i], PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]), step)
         for i in range(3)
     ]
-    outputs: list[Any] = [None] * 3
-    errors: list[BaseException] = []  # in the order they happened: the first is the cause
-
-    def party(i: int) -> None:
-        try:
-            outputs[i] = protocol(contexts[i], inputs[i])
-        except BaseException as exc:
-            with exchange.cond:
-                errors.append(exc)
-            exchange.abort()
-
-    threads = [threading.Thread(target=party, args=(i,), name=f"H{i + 1}") for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    bodies = [partial(protocol, ctx, value) for ctx, value in zip(contexts, inputs, strict=True)]
+    outputs = run_parties(bodies, on_failure=exchange.abort)
     return RunResult(outputs, [c.stats for c in channels])
