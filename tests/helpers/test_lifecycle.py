@@ -170,3 +170,26 @@ def test_cancel_ends_the_query_everywhere_and_the_result_is_never_released(net, 
             c.upload(query_id, collector(net, events).uploads())
         with pytest.raises(QueryFailedError, match="no result"):
             c.results(query_id)
+
+
+def test_with_drop_invalid_all_helpers_drop_the_same_reports_and_count_them(net, events):
+    from ipa.attribution.rows import presort_order
+    from ipa.reference import attribute_query
+
+    batches = list(collector(net, events).uploads())
+    dropped = 7  # corrupt report 7's sealed match-key shares in H2's batch only
+    sealed_offset = 42 + 64 + dropped * (29 + 64) + 29 + 5  # header, records before it, its clear head
+    tampered = bytearray(batches[1])
+    tampered[sealed_offset] ^= 0x01
+    batches[1] = bytes(tampered)
+    with client(net) as c:
+        query_id = c.create(query_params(BINDING, CONFIG, no_noise=True, drop_invalid=True))
+        c.upload(query_id, batches)
+        statuses = c.wait(query_id)
+        sums = c.results(query_id)
+    assert [s.rows for s in statuses] == [len(events) - 1] * 3
+    assert dict(statuses[1].invalid_reports) == {"DECRYPTION_FAILED": 1}
+    assert dict(statuses[0].invalid_reports) == {}
+    order = presort_order(events)
+    kept = events.take(np.delete(order, dropped))
+    assert sums.tolist() == attribute_query(kept, CONFIG).tolist()
