@@ -121,7 +121,7 @@ class ReportCollector:
         client: QueryClient,
         *,
         epsilon: float = 0.0,
-        delta: float = 0.0,
+        delta: float = 1e-9,
         no_noise: bool = False,
         drop_invalid: bool = False,
         on_progress: Callable[[str, float], None] | None = None,

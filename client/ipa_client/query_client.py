@@ -9,6 +9,7 @@ it for that helper. Every call has a deadline.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 import threading
 import time
@@ -71,7 +72,7 @@ def query_params(
     config: QueryConfig,
     *,
     epsilon: float = 0.0,
-    delta: float = 0.0,
+    delta: float = 1e-9,
     no_noise: bool = False,
     drop_invalid: bool = False,
 ) -> query_pb2.QueryParams:
@@ -120,7 +121,9 @@ class QueryClient:
                 channel = grpc.secure_channel(h.address, credentials, options=options)
             self._channels.append(channel)
         self._stubs = [query_pb2_grpc.QueryStub(c) for c in self._channels]
-        self.token = secrets.token_bytes(32)  # proves to the helpers that later calls come from us
+        # One secret per helper: each helper learns only the hash of its own, so no
+        # helper (not even the leader, which sees all three hashes) can act as us at another.
+        self._tokens = [secrets.token_bytes(32) for _ in range(3)]
 
     @property
     def channels(self) -> list[grpc.Channel]:
@@ -140,7 +143,8 @@ class QueryClient:
     def create(self, params: query_pb2.QueryParams) -> str:
         """Create a query at the leader; QueryFailedError with the reason if any helper refuses."""
         try:
-            request = query_pb2.CreateQueryRequest(params=params, token=self.token)
+            hashes = [hashlib.sha256(t).digest() for t in self._tokens]
+            request = query_pb2.CreateQueryRequest(params=params, token_hashes=hashes)
             return self._stubs[0].CreateQuery(request, timeout=self._timeout).query_id
         except grpc.RpcError as exc:
             raise QueryFailedError(f"H1 refused the query: {_details(exc)}") from None
@@ -154,7 +158,7 @@ class QueryClient:
 
             def chunks():
                 first = bytes(data[:CHUNK_BYTES])
-                yield query_pb2.UploadChunk(query_id=query_id, token=self.token, data=first)
+                yield query_pb2.UploadChunk(query_id=query_id, token=self._tokens[helper], data=first)
                 for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
                     yield query_pb2.UploadChunk(data=bytes(data[start : start + CHUNK_BYTES]))
 
@@ -177,9 +181,8 @@ class QueryClient:
 
     def helper_status(self, query_id: str, helper: int) -> query_pb2.QueryStatus:
         """The status of the query at helper ``helper`` (0, 1, 2)."""
-        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
         try:
-            return self._stubs[helper].GetStatus(ref, timeout=self._timeout)
+            return self._stubs[helper].GetStatus(self._ref(query_id, helper), timeout=self._timeout)
         except grpc.RpcError as exc:
             raise TransportError(f"H{helper + 1} gave no status: {_details(exc)}") from None
 
@@ -215,11 +218,10 @@ class QueryClient:
 
         The sums are signed 64-bit integers: DP noise can make a small sum negative.
         """
-        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
         shares = []
         for helper, stub in enumerate(self._stubs):
             try:
-                share = stub.GetResults(ref, timeout=self._timeout)
+                share = stub.GetResults(self._ref(query_id, helper), timeout=self._timeout)
             except grpc.RpcError as exc:
                 raise QueryFailedError(f"H{helper + 1} gave no result: {_details(exc)}") from None
             left, right = (np.frombuffer(b, "<u8").astype(np.uint64) for b in (share.left, share.right))
@@ -227,7 +229,9 @@ class QueryClient:
         return reconstruct(shares).view(np.int64)
 
     def cancel(self, query_id: str) -> None:
-        ref = query_pb2.QueryRef(query_id=query_id, token=self.token)
-        for stub in self._stubs:
+        for helper, stub in enumerate(self._stubs):
             with contextlib.suppress(grpc.RpcError):  # a helper that is gone has nothing to cancel
-                stub.Cancel(ref, timeout=self._timeout)
+                stub.Cancel(self._ref(query_id, helper), timeout=self._timeout)
+
+    def _ref(self, query_id: str, helper: int) -> query_pb2.QueryRef:
+        return query_pb2.QueryRef(query_id=query_id, token=self._tokens[helper])

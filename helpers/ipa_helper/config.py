@@ -100,10 +100,12 @@ def load_config(path: str | Path) -> HelperConfig:
     index = _get(helper, "index", int, where)
     if index not in (1, 2, 3):
         raise ConfigError(f"{where}: index must be 1, 2 or 3, got {index}")
-    peers = tuple(_peer(p, base, f"{path} [[peers]]") for p in _get(raw, "peers", list, str(path)))
+    tls = raw.get("tls")
+    peers = tuple(
+        _peer(p, base, f"{path} [[peers]]", tls is not None) for p in _get(raw, "peers", list, str(path))
+    )
     if sorted(p.index for p in peers) != sorted({1, 2, 3} - {index}):
         raise ConfigError(f"{path}: [[peers]] must list exactly the two other helpers")
-    tls = raw.get("tls")
     hpke = _get(raw, "hpke", dict, str(path))
     return HelperConfig(
         index=index,
@@ -121,10 +123,10 @@ def load_config(path: str | Path) -> HelperConfig:
     )
 
 
-def _peer(table: Any, base: Path, where: str) -> PeerConfig:
+def _peer(table: Any, base: Path, where: str, tls: bool) -> PeerConfig:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: each peer must be a table")
-    cert = table.get("cert")
+    cert = _get(table, "cert", str, where) if tls else table.get("cert")
     return PeerConfig(
         index=_get(table, "index", int, where),
         address=_get(table, "address", str, where),

@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import grpc
 import numpy as np
@@ -43,7 +43,7 @@ from ipa_helper.decode import Decoder
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.params import QuerySpec, spec_from_proto
-from ipa_helper.queries import QueryRecord, QueryRegistry, State, token_hash
+from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
 from ipa_helper.transport import GrpcChannel
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
 
@@ -82,17 +82,21 @@ class Helper:
 
     # --- report collector calls -------------------------------------------------
 
-    def create_query(self, params: query_pb2.QueryParams, token: bytes) -> str:
-        """Leader only: accept the query here and on both peers, or refuse it everywhere."""
+    def create_query(self, params: query_pb2.QueryParams, token_hashes: Sequence[bytes]) -> str:
+        """Leader only: accept the query here and on both peers, or refuse it everywhere.
+
+        ``token_hashes`` are the SHA-256 of the collector's token for H1, H2, H3.
+        """
         if self.party != 0:
             raise InputError("queries are created at the leader, H1")
+        if len(token_hashes) != 3 or any(len(h) != TOKEN_HASH_BYTES for h in token_hashes):
+            raise InputError("a query needs three 32-byte token hashes, one per helper")
         query_id = secrets.token_hex(16)
-        self.prepare(query_id, params, token_hash(token))
+        self.prepare(query_id, params, token_hashes[0])
         for peer in Peer:
             try:
-                request = peer_pb2.PrepareRequest(
-                    query_id=query_id, params=params, token_hash=token_hash(token)
-                )
+                digest = token_hashes[peer.of(self.party)]
+                request = peer_pb2.PrepareRequest(query_id=query_id, params=params, token_hash=digest)
                 self._peers[peer].Prepare(request, timeout=self.config.timeout_seconds, wait_for_ready=True)
             except grpc.RpcError as exc:
                 reason = f"H{peer.of(self.party) + 1} refused the query: {exc.details() or exc.code().name}"
@@ -105,9 +109,16 @@ class Helper:
         spec = spec_from_proto(params)
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
+        if len(digest) != TOKEN_HASH_BYTES:
+            raise InputError("the token hash must be 32 bytes")
         if not spec.no_noise:
             self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
-        self.queries.add(QueryRecord(query_id, spec, digest))
+        record = QueryRecord(query_id, spec, digest)
+        self.queries.add(record)
+        # A collector that never uploads must not hold its ε reserved forever.
+        expiry = threading.Timer(self.config.timeout_seconds, self._expire, args=(record,))
+        expiry.daemon = True
+        expiry.start()
         logs.event(
             self.config.index,
             "query_prepared",
@@ -120,19 +131,23 @@ class Helper:
         """Take this helper's whole upload, then start the query in a worker thread."""
         record = self.queries.get(query_id, token)
         self.queries.claim_upload(record)
-        data, size = bytearray(), 0
-        for chunk in chunks:
-            size += len(chunk)
-            if size > self.config.max_upload_bytes:
-                self.fail(record, f"upload larger than {self.config.max_upload_bytes} bytes")
-                raise InputError(
-                    f"upload larger than this helper's limit of {self.config.max_upload_bytes} bytes"
-                )
-            data += chunk
-        self.queries.update(record, phase="decrypt", phase_started=time.perf_counter())
-        logs.event(self.config.index, "upload_received", query_id=query_id, bytes=size)
-        threading.Thread(target=self._run, args=(record, bytes(data)), name=f"query-{query_id[:8]}").start()
-        return size
+        data = bytearray()
+        try:
+            for chunk in chunks:
+                if len(data) + len(chunk) > self.config.max_upload_bytes:
+                    raise InputError(
+                        f"upload larger than this helper's limit of {self.config.max_upload_bytes} bytes"
+                    )
+                data += chunk
+        except BaseException as exc:  # too large, or the stream broke: the query cannot run
+            self.fail(record, str(exc) if isinstance(exc, IpaError) else "the upload was interrupted")
+            raise
+        if record.state.final:  # ended (cancelled, a peer failed) while the upload streamed in
+            raise InputError(f"query {query_id} has ended ({record.state.value}): {record.error}")
+        self.queries.update(record, state=State.RUNNING, phase="decrypt", phase_started=time.perf_counter())
+        logs.event(self.config.index, "upload_received", query_id=query_id, bytes=len(data))
+        threading.Thread(target=self._run, args=(record, data), name=f"query-{query_id[:8]}").start()
+        return len(data)
 
     def results(self, query_id: str, token: bytes) -> AShares:
         record = self.queries.get(query_id, token)
@@ -173,7 +188,11 @@ class Helper:
                 except grpc.RpcError:
                     pass  # a dead peer will time out on its own
 
-    def _run(self, record: QueryRecord, data: bytes) -> None:
+    def _expire(self, record: QueryRecord) -> None:
+        if not record.uploaded:
+            self.fail(record, f"no upload within {self.config.timeout_seconds:g} s")
+
+    def _run(self, record: QueryRecord, data: bytearray) -> None:
         query_id = record.query_id
         try:
             batch = self._decode(data, record.spec)
@@ -186,7 +205,8 @@ class Helper:
             ctx = Context(self.party, channel, agree_seeds(channel))
             noise = _noise_hook(record.spec)
             result = run_query(ctx, rows, record.spec.config, noise, lambda p: self._phase_done(record, p))
-            self.ledger.commit(query_id)
+            if not record.spec.no_noise and not self.ledger.commit(query_id):
+                raise IpaError("the query ended before its budget spend could be committed")
             _all_finished(channel)
             self._phase_done(record, "release")
             self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes)
@@ -211,8 +231,7 @@ class Helper:
                 where=traceback.extract_tb(exc.__traceback__)[-1].name,
             )
             self.fail(record, f"internal error ({type(exc).__name__})")
-        if record.state is State.COMPLETED:
-            self.mailbox.forget(query_id)
+        self.mailbox.abort(query_id, "the query has ended")  # drops late messages too
 
     def _phase_done(self, record: QueryRecord, phase: str) -> None:
         now = time.perf_counter()

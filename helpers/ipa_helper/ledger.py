@@ -90,11 +90,13 @@ class BudgetLedger:
 
         def admit(db: sqlite3.Connection) -> None:
             row = db.execute(
-                "SELECT site, epoch, epsilon FROM spend WHERE query_id = ?", (query_id,)
+                "SELECT site, epoch, epsilon, state FROM spend WHERE query_id = ?", (query_id,)
             ).fetchone()
             if row is not None:
-                if row != (site, epoch, epsilon):
+                if row[:3] != (site, epoch, epsilon):
                     raise BudgetError(f"query {query_id} was admitted with other parameters")
+                if row[3] != "reserved":
+                    raise BudgetError(f"query {query_id} has ended ({row[3]}): it cannot be admitted again")
                 return
             spent = self._spent(db, site, epoch)
             if spent + epsilon > self.epoch_budget + _EPS:
@@ -110,9 +112,12 @@ class BudgetLedger:
 
         self._transaction(admit)
 
-    def commit(self, query_id: str) -> None:
-        """Make the query's reserved spend final (before this helper says it has finished)."""
-        self._move(query_id, "reserved", "committed")
+    def commit(self, query_id: str) -> bool:
+        """Make the query's reserved spend final (before this helper says it has finished).
+
+        False (and nothing changes) if it is not reserved: refunded already, or unknown.
+        """
+        return self._move(query_id, "reserved", "committed")
 
     def refund(self, query_id: str) -> bool:
         """Give back a reserved spend; False (and nothing changes) if it is committed or unknown."""

@@ -2,7 +2,8 @@
 
 The ``Peer.Send`` servicer stores each complete message under
 (query id, sender, step) and returns at once; :class:`~ipa_helper.transport.GrpcChannel`
-takes it out. Aborting a query wakes every receiver waiting on it.
+takes it out. Ending a query (failure, cancel or completion) wakes every receiver still
+waiting on it and drops its messages, including any that arrive later.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ class Mailbox:
         self._cond = threading.Condition()
 
     def put(self, query_id: str, sender: int, step: str, arrays: list[np.ndarray]) -> None:
-        """Store one message; a second message for the same key is a TransportError."""
+        """Store one message (dropped if the query has ended); a duplicate is a TransportError."""
         key = (query_id, sender, step)
         with self._cond:
+            if query_id in self._aborted:
+                return
             if key in self._messages:
                 raise TransportError(f"duplicate message for step {step!r} from H{sender + 1}")
             self._messages[key] = arrays
@@ -38,23 +41,16 @@ class Mailbox:
         key = (query_id, sender, step)
         with self._cond:
             self._cond.wait_for(lambda: key in self._messages or query_id in self._aborted, timeout)
-            if key in self._messages:
-                return self._messages.pop(key)
             if query_id in self._aborted:
                 raise TransportError(f"query aborted: {self._aborted[query_id]}")
+            if key in self._messages:
+                return self._messages.pop(key)
         raise TransportError(f"no message at step {step!r} from H{sender + 1} within {timeout:g} s")
 
     def abort(self, query_id: str, reason: str) -> None:
-        """Wake every receiver of ``query_id`` with ``reason``; later messages are dropped."""
+        """End ``query_id``: wake its receivers with ``reason``, drop its messages now and later."""
         with self._cond:
             self._aborted.setdefault(query_id, reason)
             for key in [k for k in self._messages if k[0] == query_id]:
                 del self._messages[key]
             self._cond.notify_all()
-
-    def forget(self, query_id: str) -> None:
-        """Drop everything held for a finished query."""
-        with self._cond:
-            self._aborted.pop(query_id, None)
-            for key in [k for k in self._messages if k[0] == query_id]:
-                del self._messages[key]

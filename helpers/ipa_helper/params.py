@@ -47,7 +47,7 @@ def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
     )
     if not p.no_noise and not (math.isfinite(p.epsilon) and p.epsilon > 0):
         raise InputError(f"epsilon must be a positive number, got {p.epsilon}")
-    if not p.no_noise and not (0 <= p.delta < 1):
-        raise InputError(f"delta must be in [0, 1), got {p.delta}")
+    if not p.no_noise and not (0 < p.delta < 1):
+        raise InputError(f"delta must be in (0, 1), got {p.delta}")
     policy = InvalidReportPolicy.DROP if p.invalid_reports == query_pb2.DROP else InvalidReportPolicy.FAIL
     return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy)

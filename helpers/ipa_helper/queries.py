@@ -17,7 +17,17 @@ from ipa.errors import IpaError
 from ipa.mpc.replicated import AShares
 from ipa_helper.params import QuerySpec
 
-__all__ = ["AccessDeniedError", "QueryRecord", "QueryRegistry", "State", "UnknownQueryError", "token_hash"]
+__all__ = [
+    "TOKEN_HASH_BYTES",
+    "AccessDeniedError",
+    "QueryRecord",
+    "QueryRegistry",
+    "State",
+    "UnknownQueryError",
+    "token_hash",
+]
+
+TOKEN_HASH_BYTES = 32
 
 
 class State(enum.Enum):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from ipa.errors import InputError, IpaError, TransportError
+from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
 from ipa_helper.helper import Helper, RefusedError
@@ -44,10 +44,9 @@ def _abort(context: grpc.ServicerContext, exc: IpaError) -> None:
 
 
 def _status(record: QueryRecord) -> query_pb2.QueryStatus:
-    state = State.RUNNING if record.state is State.AWAITING_UPLOAD and record.uploaded else record.state
     return query_pb2.QueryStatus(
         query_id=record.query_id,
-        state=_STATES[state],
+        state=_STATES[record.state],
         phase=record.phase,
         progress=record.progress,
         error=record.error,
@@ -68,7 +67,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     def CreateQuery(self, request, context):  # noqa: N802
         try:
             return query_pb2.CreateQueryResponse(
-                query_id=self._helper.create_query(request.params, request.token)
+                query_id=self._helper.create_query(request.params, list(request.token_hashes))
             )
         except IpaError as exc:
             _abort(context, exc)
@@ -140,17 +139,19 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._caller(context, sender)
         try:
+            self._helper.queries.get(query_id)  # only queries this helper has prepared
             self._helper.mailbox.put(query_id, sender, step, arrays)
+        except UnknownQueryError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except TransportError as exc:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return peer_pb2.SendAck()
 
     def Prepare(self, request, context):  # noqa: N802
-        if self._caller(context, 0) != 0:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "only H1 prepares queries")
+        self._caller(context, 0)  # only H1 prepares queries
         try:
             self._helper.prepare(request.query_id, request.params, request.token_hash)
-        except (IpaError, InputError) as exc:
+        except IpaError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return peer_pb2.PrepareResponse()
 

@@ -48,6 +48,7 @@ __all__ = [
     "dumps_toml",
     "read_key_registry",
     "write_key_registry",
+    "write_private",
 ]
 
 NETWORK_FORMAT = 1
@@ -198,12 +199,21 @@ def read_key_registry(path: str | PathLike[str]) -> KeyRegistry:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _write_atomic(path: Path, text: str, mode: int) -> None:
+def write_private(path: str | PathLike[str], data: bytes) -> None:
+    """Write a secret file (mode 0600 from the start, atomically), e.g. a TLS private key."""
+    _write_atomic(Path(path), data, mode=0o600)
+
+
+def _write_atomic(path: Path, text: str | bytes, mode: int) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
+        if isinstance(text, bytes):
+            with os.fdopen(fd, "wb") as out:
+                out.write(text)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+                out.write(text)
         os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:

@@ -375,7 +375,7 @@ def test_field_too_wide_is_an_input_error_naming_it(field, row):
     config = QueryConfig(num_breakdowns=4, cap=10, **SMALL)
     ok = (255, 255, 1, 7, 255, 3)  # every field at its largest allowed value
     share_events(events([ok, ok]), config)
-    with pytest.raises(InputError, match=rf"event 1: field {field} = \d+ does not fit in \d+ bits"):
+    with pytest.raises(InputError, match=rf"event 1: field {field} does not fit in \d+ bits"):
         share_events(events([ok, row]), config)
 
 

@@ -73,7 +73,7 @@ def test_fields_are_checked_against_the_query_widths(network):
     collector = ReportCollector(network, QUERY, CONFIG)
     collector.add_source(mk, timestamp=2, breakdown_key=1)
     collector.add_source(mk, timestamp=1, breakdown_key=256)
-    with pytest.raises(InputError, match="event 1: field breakdown_key = 256 does not fit in 8 bits"):
+    with pytest.raises(InputError, match="event 1: field breakdown_key does not fit in 8 bits"):
         collector.uploads()
     with pytest.raises(InputError, match="timestamp must be in"):
         collector.add_trigger(mk, timestamp=-1, trigger_value=1)

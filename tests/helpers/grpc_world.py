@@ -11,10 +11,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ipa.attribution.config import QueryConfig
+from ipa.crypto.binding import Binding
 from ipa.mpc.context import Context
 from ipa.mpc.memory import run_parties
 from ipa.mpc.prss import agree_seeds
 from ipa_client.local_network import make_network
+from ipa_client.query_client import query_params
 from ipa_helper.config import load_config
 from ipa_helper.server import RunningHelper, start
 from ipa_helper.transport import GrpcChannel
@@ -31,7 +34,16 @@ class InProcessNetwork:
     def run(
         self, protocol: Callable[[Context, Any], Any], inputs: Sequence[Any], query_id: str
     ) -> tuple[list, list]:
-        """Run ``protocol`` as the three helpers over their real peer connections."""
+        """Run ``protocol`` as the three helpers over their real peer connections.
+
+        The query is prepared on every helper first (a helper takes messages
+        only for queries it knows), as a test-network query without noise.
+        """
+        params = query_params(
+            Binding(site="s", report_collector="rc", epoch=1), QueryConfig(1, 0), no_noise=True
+        )
+        for running in self.helpers:
+            running.helper.prepare(query_id, params, bytes(32))
         channels = [
             GrpcChannel(party, query_id, r.helper.peers, r.helper.mailbox, r.helper.config.timeout_seconds)
             for party, r in enumerate(self.helpers)

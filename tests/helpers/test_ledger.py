@@ -37,8 +37,9 @@ def test_admission_is_idempotent_per_query(ledger):
 def test_refund_only_while_reserved(ledger):
     ledger.admit("q1", "s", 1, 2.0)
     ledger.admit("q2", "s", 1, 1.0)
-    ledger.commit("q2")
+    assert ledger.commit("q2") is True
     assert ledger.refund("q1") is True
+    assert ledger.commit("q1") is False  # refunded: it can no longer be committed
     assert ledger.refund("q2") is False  # committed: the spend stands
     assert ledger.refund("q1") is False  # no double refund
     assert ledger.spent("s", 1) == 1.0
@@ -80,3 +81,10 @@ def test_reserved_spends_are_refunded_at_restart_and_committed_ones_stand(tmp_pa
     assert ledger.recover() == ["running"]
     assert ledger.spent("s", 1) == 1.0
     ledger.close()
+
+
+def test_an_ended_query_cannot_be_admitted_again(ledger):
+    ledger.admit("q1", "s", 1, 1.0)
+    ledger.refund("q1")
+    with pytest.raises(BudgetError, match="has ended"):
+        ledger.admit("q1", "s", 1, 1.0)

@@ -32,7 +32,7 @@ from ipa.certs import make_identity
 from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InputError
-from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry
+from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry, write_private
 from ipa_client.commands._types import positive_float, positive_int
 
 __all__ = [
@@ -149,9 +149,7 @@ def write_tls_identities(out_dir: str | PathLike[str], hosts: Sequence[str], *, 
     for i in (1, 2, 3):
         cert, key = make_identity(i, [*hosts, f"helper{i}"])
         (out / f"helper{i}.pem").write_bytes(cert)
-        key_path = out / f"helper{i}.key"
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(key)
+        write_private(out / f"helper{i}.key", key)
 
 
 def write_helper_configs(

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise = parser.add_mutually_exclusive_group(required=True)
     noise.add_argument("--epsilon", type=positive_float, help="the query's DP budget ε")
     noise.add_argument("--no-noise", action="store_true", help="exact sums: test networks only")
-    parser.add_argument("--delta", type=float, default=1e-9, help="DP δ (default 1e-9)")
+    parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
     add_width_arguments(parser)

@@ -82,7 +82,8 @@ def check_ranges(events: Events, config: QueryConfig, fields: tuple[str, ...] | 
         too_big = np.flatnonzero(column.astype(np.uint64) >> np.uint64(bits)) if bits < 64 else []
         if len(too_big):
             row = int(too_big[0])
-            raise InputError(f"event {row}: field {field} = {int(column[row])} does not fit in {bits} bits")
+            # The value itself is not printed: it may be a match key.
+            raise InputError(f"event {row}: field {field} does not fit in {bits} bits")
 
 
 def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, list[AShares | BShares]]:
