@@ -404,3 +404,15 @@ def test_user_agent_output_feeds_the_collector_as_bytes(network, registries):
     decoded = [decode_batch(batches[h], registries[h], QUERY, CONFIG) for h in range(3)]
     assert reconstruct([d.rows.match_key for d in decoded]).tolist() == [77, 77]
     assert decoded[0].distinct_match_keys == 1
+
+
+def test_a_trigger_value_wider_than_value_bits_is_out_of_range_at_every_helper(network, registries):
+    # A trigger value is a boolean sharing, so one helper alone sees a component that is too wide:
+    # a collector cannot pass a huge or "negative" value that would break the DP sensitivity bound.
+    fields = np.zeros(2, dtype=FIELD_RECORD)
+    fields["is_trigger"] = [[1, 0], [1, 0]]
+    fields["trigger_value"] = [[5, 0], [0, 2**CONFIG.value_bits]]
+    batch = encode_batch(network.public_keys[0], QUERY, [emk(network, key=1), emk(network, key=2)], fields)
+    error = refused(batch, registries[0])
+    assert (error.reason, error.index) == (R.OUT_OF_RANGE, 1)
+    assert "trigger_value" in str(error)

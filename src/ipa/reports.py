@@ -73,7 +73,7 @@ helper i's components (x_i, x_{i+1})::
 
     0   16  timestamp       boolean, 2 × u64
     16  16  breakdown key   boolean, 2 × u64 (zero sharing for triggers)
-    32  16  trigger value   arithmetic mod 2^64, 2 × u64 (zero sharing for sources)
+    32  16  trigger value   boolean, 2 × u64 (zero sharing for sources)
     48  16  constraint id   boolean, 2 × u64
     64  2   is_trigger      boolean, 2 × u8 (each 0 or 1)
 
@@ -86,9 +86,10 @@ wrong site, report collector or provider, UNKNOWN_KEY_ID, DECRYPTION_FAILED.
 Each report is then checked, and gets the first failing reason of: CORRUPT
 (version), WRONG_HELPER, EXPIRED_EPOCH, WRONG_EPOCH, WRONG_SITE,
 WRONG_REPORT_COLLECTOR, WRONG_MATCH_KEY_PROVIDER, UNKNOWN_KEY_ID,
-OUT_OF_RANGE (a boolean component above the query's width, or an
-``is_trigger`` component other than 0/1; trigger values are arithmetic
-shares and cannot be range-checked by one helper), DECRYPTION_FAILED,
+OUT_OF_RANGE (a component above the query's width, or an ``is_trigger``
+component other than 0/1; every field is a boolean sharing so that each
+helper can check this alone: a trigger value above ``value_bits`` would
+break the DP sensitivity bound), DECRYPTION_FAILED,
 DUPLICATE (byte-identical to an earlier valid report after decryption).
 With :attr:`InvalidReportPolicy.FAIL` the first invalid report raises;
 with ``DROP`` all are returned with their reasons (:class:`DecodedBatch`).
@@ -123,7 +124,7 @@ from ipa.crypto.hpke import Suite, open_sealed, seal
 from ipa.crypto.keys import HelperPublicKey, KeyRegistry
 from ipa.crypto.opener import group_identical, open_many
 from ipa.errors import InputError, InvalidReportError, InvalidReportReason
-from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.replicated import BShares
 from ipa.mpc.ring import bool_dtype, mask
 from ipa.mpc.sharing import share_boolean
 
@@ -551,6 +552,7 @@ def _check_field_ranges(reasons: np.ndarray, fields: np.ndarray, config: QueryCo
     widths = {
         "timestamp": config.timestamp_bits,
         "breakdown_key": config.breakdown_bits,
+        "trigger_value": config.value_bits,
         "constraint_id": config.constraint_bits,
         "is_trigger": 1,
     }
@@ -591,12 +593,11 @@ def _shared_rows(
         c = c.astype(bool_dtype(width))
         return BShares(np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1]), width)
 
-    value = np.where(keep, fields["trigger_value"], 0).astype(np.uint64)
     return SharedRows(
         match_key=boolean(match_key, config.match_key_bits),
         constraint_id=boolean(fields["constraint_id"], config.constraint_bits),
         timestamp=boolean(fields["timestamp"], config.timestamp_bits),
         is_trigger=boolean(fields["is_trigger"], 1),
         breakdown_key=boolean(fields["breakdown_key"], config.breakdown_bits),
-        trigger_value=AShares(np.ascontiguousarray(value[:, 0]), np.ascontiguousarray(value[:, 1])),
+        trigger_value=boolean(fields["trigger_value"], config.value_bits),
     )

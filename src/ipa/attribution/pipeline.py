@@ -19,6 +19,7 @@ from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import last_touch
 from ipa.attribution.rows import SharedRows
 from ipa.mpc.context import Context
+from ipa.mpc.convert import bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import sort
 
@@ -104,6 +105,9 @@ def run_query(
         window=config.window,
     )
     clock.lap("attribute")
+    # The value travels as boolean shares (so each helper can range-check it on
+    # upload) and becomes arithmetic only here, where it is summed.
+    value = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
     contribution = cap_contributions(ctx.narrow("cap"), found.attributed, value, same_user, config.cap)
     clock.lap("cap")
     sums = aggregate(ctx.narrow("aggregate"), contribution, found.breakdown_key, config.num_breakdowns)

@@ -1,9 +1,11 @@
 """Generic rows: one party's shares of a query's events, sources and triggers alike.
 
 Inside the MPC a source and a trigger look the same: every row has every
-column, and ``is_trigger`` is secret. Match key, constraint id, timestamp,
-is_trigger and breakdown key are boolean shares (they feed comparisons and
-selections); the trigger value is an arithmetic share in Z_2^64 (it is summed).
+column, and ``is_trigger`` is secret. Every column is a boolean sharing of
+its query width, so each helper can check alone that its components fit
+(a trigger value wider than ``value_bits`` would break the DP sensitivity
+bound); the pipeline turns the value into an arithmetic sharing after the
+sort, where it is summed.
 
 **Presort contract.** The report collector submits rows ordered by
 (timestamp, sources before triggers), ties in input order: it knows its own
@@ -25,8 +27,8 @@ import numpy as np
 from ipa.attribution.config import QueryConfig
 from ipa.errors import InputError
 from ipa.events import Events
-from ipa.mpc.replicated import AShares, BShares
-from ipa.mpc.sharing import share_arithmetic, share_boolean
+from ipa.mpc.replicated import BShares
+from ipa.mpc.sharing import share_boolean
 
 __all__ = [
     "COLLECTOR_FIELDS",
@@ -57,7 +59,7 @@ class SharedRows:
     timestamp: BShares
     is_trigger: BShares
     breakdown_key: BShares
-    trigger_value: AShares
+    trigger_value: BShares
 
     def __len__(self) -> int:
         return len(self.match_key)
@@ -86,7 +88,7 @@ def check_ranges(events: Events, config: QueryConfig, fields: tuple[str, ...] | 
             raise InputError(f"event {row}: field {field} does not fit in {bits} bits")
 
 
-def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, list[AShares | BShares]]:
+def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, list[BShares]]:
     """The three parties' shares of the report collector's columns, in the events' order.
 
     Keys are :data:`COLLECTOR_FIELDS`; each value is the three parties' shares.
@@ -102,7 +104,7 @@ def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, lis
         "timestamp": share_boolean(events.timestamp, config.timestamp_bits),
         "is_trigger": share_boolean(trigger, 1),
         "breakdown_key": share_boolean(events.breakdown_key * (1 - trigger), config.breakdown_bits),
-        "trigger_value": share_arithmetic(events.trigger_value * trigger, np.uint64),
+        "trigger_value": share_boolean(events.trigger_value * trigger, config.value_bits),
     }
 
 
