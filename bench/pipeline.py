@@ -36,7 +36,7 @@ CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_u
 TRAFFIC = {
     "sort": ["root/sort"],
     "attribute": ["root/boundaries", "root/last_touch"],
-    "cap": ["root/cap"],
+    "cap": ["root/value_to_arith", "root/cap"],
     "aggregate": ["root/aggregate"],
     "noise": ["root/noise"],
 }

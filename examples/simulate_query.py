@@ -4,8 +4,8 @@
 
 The report collector's part (presort and secret-share the events), the three
 helpers' part (the MPC pipeline, in three threads exchanging real messages),
-and the result beside the exact in-the-clear answer. No noise: this is a
-test setting; DP noise comes with the privacy budget service.
+and the result beside the exact in-the-clear answer. No noise, so the two
+must be equal; ``ipa simulate --epsilon`` and ``ipa demo`` add DP noise.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class Helper:
         self.mailbox = mailbox or Mailbox()
         self._peers = peers
         self._decode = decode
+        self._workers: set[threading.Thread] = set()
 
     @property
     def peers(self) -> dict[Peer, peer_pb2_grpc.PeerStub]:
@@ -146,7 +147,9 @@ class Helper:
             raise InputError(f"query {query_id} has ended ({record.state.value}): {record.error}")
         self.queries.update(record, state=State.RUNNING, phase="decrypt", phase_started=time.perf_counter())
         logs.event(self.config.index, "upload_received", query_id=query_id, bytes=len(data))
-        threading.Thread(target=self._run, args=(record, data), name=f"query-{query_id[:8]}").start()
+        worker = threading.Thread(target=self._run, args=(record, data), name=f"query-{query_id[:8]}")
+        self._workers.add(worker)
+        worker.start()
         return len(data)
 
     def results(self, query_id: str, token: bytes) -> AShares:
@@ -187,6 +190,13 @@ class Helper:
                     self._peers[peer].Abort(request, timeout=min(10.0, self.config.timeout_seconds))
                 except grpc.RpcError:
                     pass  # a dead peer will time out on its own
+
+    def shut_down(self, timeout: float = 10.0) -> None:
+        """Fail every query still running here and wait (bounded) for their workers."""
+        for record in self.queries.active():
+            self.fail(record, f"H{self.config.index} is shutting down")
+        for worker in list(self._workers):
+            worker.join(timeout)
 
     def _expire(self, record: QueryRecord) -> None:
         if not record.uploaded:
@@ -232,6 +242,7 @@ class Helper:
             )
             self.fail(record, f"internal error ({type(exc).__name__})")
         self.mailbox.abort(query_id, "the query has ended")  # drops late messages too
+        self._workers.discard(threading.current_thread())
 
     def _phase_done(self, record: QueryRecord, phase: str) -> None:
         now = time.perf_counter()

@@ -50,8 +50,7 @@ class RunningHelper:
     channels: list[grpc.Channel]
 
     def stop(self, grace: float | None = 2.0) -> None:
-        for record in self.helper.queries.active():
-            self.helper.fail(record, f"H{self.helper.config.index} is shutting down")
+        self.helper.shut_down()  # before the ledger closes: workers may still commit or refund
         self.public.stop(grace)
         self.peer.stop(grace).wait()
         for channel in self.channels:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from three_party import events, mpc_query, reference_query
+from three_party import events, mpc_query
 
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, no_noise
@@ -14,7 +14,7 @@ from ipa.attribution.rows import share_events
 from ipa.errors import InputError
 from ipa.events import Events
 from ipa.mpc.sharing import reconstruct
-from ipa.reference import attribute
+from ipa.reference import attribute, attribute_query
 
 SMALL = {"match_key_bits": 8, "timestamp_bits": 8, "breakdown_bits": 3, "value_bits": 8, "constraint_bits": 2}
 DEFAULT: dict[str, int] = {}  # QueryConfig's defaults: 40, 32, 8, 16, 8
@@ -129,7 +129,7 @@ def queries(draw, max_rows: int = 40) -> tuple[Events, QueryConfig]:
 def test_mpc_query_equals_the_reference(query):
     ev, config = query
     got, _ = mpc_query(ev, config)
-    expected = reference_query(ev, config)
+    expected = attribute_query(ev, config)
     assert got.dtype == np.uint64
     assert got.tolist() == expected.tolist()
     for label in coverage(ev, config, expected):
@@ -169,7 +169,7 @@ def coverage(ev, config, expected):
 
 def check(rows, config, expected):
     ev = events(rows)
-    assert reference_query(ev, config).tolist() == expected  # the hand computation matches the contract
+    assert attribute_query(ev, config).tolist() == expected  # the hand computation matches the contract
     got, results = mpc_query(ev, config)
     assert got.tolist() == expected
     return results
@@ -411,7 +411,7 @@ class RecordingNoise:
 def test_noise_hook_output_is_what_is_released(empty):
     ev = Events.empty() if empty else events(WINDOW_ROWS)
     config = QueryConfig(num_breakdowns=4, cap=1000, window=10, **SMALL)
-    exact = reference_query(ev, config)
+    exact = attribute_query(ev, config)
     hook = RecordingNoise([1, 2**64 - 1, 1000, 0])  # 2**64 - 1 is -1 in the ring
     got, _ = mpc_query(ev, config, hook)
     assert hook.exact().tolist() == exact.tolist()  # the hook sees the exact sums

@@ -15,7 +15,6 @@ from ipa.attribution.rows import share_events
 from ipa.events import COLUMNS, Events
 from ipa.mpc.memory import RunResult, run_three
 from ipa.mpc.sharing import reconstruct
-from ipa.reference import attribute
 
 
 def run(protocol: Callable[..., Any], *shared: Sequence[Any]) -> RunResult:
@@ -37,17 +36,6 @@ def mpc_query(
     """The reconstructed sums of ``run_query`` on ``events``, and each party's QueryResult."""
     result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), share_events(events, config))
     return reconstruct([r.sums for r in result.outputs]), result.outputs
-
-
-def reference_query(events: Events, config: QueryConfig) -> np.ndarray:
-    """``ipa.reference.attribute`` with the query's parameters."""
-    return attribute(
-        events,
-        num_breakdowns=config.num_breakdowns,
-        cap=config.cap,
-        window=config.window,
-        max_events_per_user=config.max_events_per_user,
-    )
 
 
 def events(rows: Sequence[tuple[int, ...]]) -> Events:

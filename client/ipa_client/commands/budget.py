@@ -1,8 +1,11 @@
 """``ipa budget``: a site's privacy budget in one epoch, as every helper's ledger has it.
 
-Prints ``{"site", "epoch", "budget", "spent", "remaining", "queries": [{"query_id",
-"epsilon", "state"}, ...]}`` from H1's ledger, after checking that H2 and H3
-agree on the spend (a disagreement is an error: the ledgers must move together).
+Prints ``{"site", "epoch", "budget", "spent", "remaining", "spent_by_helper": [H1, H2, H3],
+"queries": [{"query_id", "epsilon", "state"}, ...]}``. The ledgers can differ
+for a while: a helper killed between its peers' commit and its own refunds
+its reserved spend on restart while the peers' spends stand. ``spent`` is
+therefore the largest of the three, and ``queries`` lists each query once
+with the state that counts (committed over reserved over refunded).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from ipa_client.query_client import QueryClient, endpoints
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
+
+_WEIGHT = {"refunded": 0, "reserved": 1, "committed": 2}
 
 NAME = "budget"
 HELP = "show a site's privacy budget spend in one epoch"
@@ -39,17 +44,22 @@ def run(args: argparse.Namespace) -> int:
                 statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=30))
             except grpc.RpcError as exc:
                 raise IpaError(f"H{helper + 1} did not answer: {exc.details() or exc.code().name}") from None
-    spends = {s.helper: round(s.spent, 9) for s in statuses}
-    if len(set(spends.values())) != 1:
-        raise IpaError(f"the helpers' ledgers disagree: spent by helper {spends}")
-    first = statuses[0]
+    spent = max(s.spent for s in statuses)
+    budget = min(s.budget for s in statuses)
+    queries: dict[str, dict] = {}
+    for status in statuses:
+        for q in status.queries:
+            known = queries.get(q.query_id)
+            if known is None or _WEIGHT[q.state] > _WEIGHT[known["state"]]:
+                queries[q.query_id] = {"query_id": q.query_id, "epsilon": q.epsilon, "state": q.state}
     output = {
-        "site": first.site,
-        "epoch": first.epoch,
-        "budget": first.budget,
-        "spent": first.spent,
-        "remaining": first.remaining,
-        "queries": [{"query_id": q.query_id, "epsilon": q.epsilon, "state": q.state} for q in first.queries],
+        "site": args.site,
+        "epoch": args.epoch,
+        "budget": budget,
+        "spent": spent,
+        "remaining": max(budget - spent, 0.0),
+        "spent_by_helper": [s.spent for s in statuses],
+        "queries": list(queries.values()),
     }
     print(json.dumps(output))
     return 0

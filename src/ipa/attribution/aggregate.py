@@ -10,7 +10,8 @@ multiplication per high value) and
 is an inner product over rows: all 2^w sums cost one reshare of 2^w words in
 total, however many rows there are. Keys ≥ B are computed and dropped.
 
-Cost per row and party for w-bit keys: about 2.7·w (bit→arith) +
+Cost per row for w-bit keys: 2w words (H1) or w words (H2, H3) for
+bit→arith, plus for every party
 2^⌈w/2⌉ + 2^⌊w/2⌋ − w − 2 (one-hots) + 2^⌊w/2⌋ (T) words of 64 bits;
 2 + 2·⌈log2 ⌈w/2⌉⌉ + 2 rounds. Local work: two (2^⌊w/2⌋ × n)·(n × 2^⌈w/2⌉)
 integer matrix products. Parties learn nothing.

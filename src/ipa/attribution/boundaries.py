@@ -2,8 +2,9 @@
 
 ``same_group[i]`` is 1 when row i has the match key and constraint id of row
 i−1, ``same_user[i]`` when it has the match key of row i−1; row 0 has both 0.
-Both come from one batched equality of adjacent 64-bit words:
-6 rounds, at most 2 words per row per party. Parties learn nothing.
+Both come from one batched equality of adjacent words, padded to 64 bits:
+6 rounds, 20 bytes per row per party (the words halve every round).
+Parties learn nothing.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ rows are kept whole.
 
 Cost: the segmented running sum by doubling takes ⌈log2 n⌉ rounds of 2 words
 (64-bit) per row; the two comparisons with ``cap`` need A2B (8 rounds),
-less-than (7 rounds), bit→arith (2 rounds) and one multiply: about
-⌈log2 n⌉ + 18 rounds. Parties learn nothing.
+less-than (7 rounds), bit→arith (2 rounds) and one multiply, after the
+flags' bit→arith (2) and the value multiply (1): ⌈log2 n⌉ + 21 rounds. Parties learn nothing.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ first shuffled together by a permutation no helper knows, then the shuffled
 data, so opening it reveals nothing; each helper then moves its shares
 locally (Hamada et al. 2012; Asharov et al., CCS 2022).
 
-Cost: the shuffle of ``dest`` and the columns (3 rounds; per row and column
-H1 sends 2 words, H2 and H3 1) plus 1 round and 1 word per row to open
-``dest``. Each helper learns only the random opened permutation.
+Cost: the shuffle of ``dest`` and the columns (2 rounds of latency; per
+row and column H1 sends 2 words, H2 and H3 1) plus 1 round and 1 word per
+row to open ``dest``. Each helper learns only the random opened permutation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = ["move_rows"]
 def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Shares]:
     """Row i of each column goes to position ``dest[i]`` (a shared permutation of range(n)).
 
-    4 rounds; per row H1 sends 2(c+1)+1 words, H2 and H3 (c+1)+1, for c columns.
+    3 rounds; per row H1 sends 2(c+1)+1 words, H2 and H3 (c+1)+1, for c columns.
     Raises ProtocolError if the opened destinations are not a permutation.
     """
     n = len(dest)

@@ -15,7 +15,9 @@ data is a two-party sharing held by the pair that applies the next one:
 Permuting means ``out[k] = in[π[k]]`` along the row (last) axis. Columns may
 mix arithmetic (added) and boolean (XORed) shares and any word sizes.
 
-Cost: 3 rounds; per row and column H1 sends 2 words, H2 and H3 1 word each.
+Cost: per row and column H1 sends 2 words, H2 and H3 1 word each. Latency
+2 rounds: H2's message in step 2 needs nothing from step 1, so it travels
+together with H1's; the channel still counts 3 steps at H1.
 Each message is masked by PRSS words its receiver does not hold, so a helper
 learns nothing, not even the permutation.
 """
@@ -69,7 +71,7 @@ def _permute_and_mask(
 def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
     """Permute equally long share columns by one random permutation no helper knows.
 
-    3 rounds; per row and column H1 sends 2 words, H2 and H3 send 1.
+    2 rounds of latency (3 steps); per row and column H1 sends 2 words, H2 and H3 send 1.
     """
     cols = list(columns)
     if not cols or len(cols[0]) == 0:

@@ -61,7 +61,7 @@ def sort(
 
     ``key`` is one boolean-shared word per row; payload columns are any share
     columns with the same number of rows. Ties keep their input order.
-    Rounds: ⌈w/d⌉ passes of about 8 + ⌈log2 d⌉, then 8. Words per row per
+    Rounds: ⌈w/d⌉ passes of 7 + ⌈log2 d⌉ communication steps, then 8. Words per row per
     party: see the module docstring; ``bench/mpc.py`` prints the measured figures.
     """
     n = len(key)
