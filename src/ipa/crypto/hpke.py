@@ -107,8 +107,22 @@ _HPKE = {
 }
 
 
+class _PicklesRaw:
+    """Pickled as (suite, raw bytes) only, never with the cached library key object."""
+
+    suite: Suite
+    raw: bytes
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"suite": int(self.suite), "raw": self.raw}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        object.__setattr__(self, "suite", Suite(state["suite"]))
+        object.__setattr__(self, "raw", state["raw"])
+
+
 @dataclass(frozen=True)
-class PublicKey:
+class PublicKey(_PicklesRaw):
     """A helper's HPKE public key: its suite and raw bytes (layout in the module docstring)."""
 
     suite: Suite
@@ -119,13 +133,6 @@ class PublicKey:
         expected = _X25519_BYTES if self.suite is Suite.X25519 else _MLKEM_PUBLIC_BYTES + _X25519_BYTES
         if not isinstance(self.raw, bytes) or len(self.raw) != expected:
             raise InputError(f"a {self.suite.label} public key must be {expected} bytes")
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"suite": int(self.suite), "raw": self.raw}  # not the cached library key object
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        object.__setattr__(self, "suite", Suite(state["suite"]))
-        object.__setattr__(self, "raw", state["raw"])
 
     @cached_property
     def _key(self) -> object:
@@ -138,7 +145,7 @@ class PublicKey:
 
 
 @dataclass(frozen=True)
-class PrivateKey:
+class PrivateKey(_PicklesRaw):
     """A helper's HPKE private key. ``repr`` never shows the key bytes."""
 
     suite: Suite
@@ -168,13 +175,6 @@ class PrivateKey:
         kem = mlkem.MLKEM768PrivateKey.from_seed_bytes(self.raw[:_MLKEM_SEED_BYTES]).public_key()
         dh = x25519.X25519PrivateKey.from_private_bytes(self.raw[_MLKEM_SEED_BYTES:]).public_key()
         return PublicKey(self.suite, kem.public_bytes_raw() + dh.public_bytes_raw())
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"suite": int(self.suite), "raw": self.raw}  # not the cached library key object
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        object.__setattr__(self, "suite", Suite(state["suite"]))
-        object.__setattr__(self, "raw", state["raw"])
 
     @cached_property
     def _key(self) -> object:
