@@ -8,6 +8,7 @@ peer_listen = "127.0.0.1:7101" # Peer service, for the two other helpers (mutual
 data_dir = "data/helper1"
 allow_unnoised = false         # true only on test networks: honour --no-noise
 epoch_budget = 10.0            # ε each site may spend per epoch
+retention_seconds = 3600       # how long an ended query's status and result stay available
 timeout_seconds = 120          # deadline of every peer call and MPC message
 max_upload_bytes = 2147483648  # a larger upload is refused
 
@@ -61,6 +62,7 @@ class HelperConfig:
     timeout_seconds: float = 120.0
     max_upload_bytes: int = 2 << 30
     epoch_budget: float = 10.0
+    retention_seconds: float = 3600.0
 
     @property
     def party(self) -> int:
@@ -120,6 +122,7 @@ def load_config(path: str | Path) -> HelperConfig:
         timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
         max_upload_bytes=_get(helper, "max_upload_bytes", int, where, 2 << 30),
         epoch_budget=_get(helper, "epoch_budget", float, where, 10.0),
+        retention_seconds=_get(helper, "retention_seconds", float, where, 3600.0),
     )
 
 

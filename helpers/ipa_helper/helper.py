@@ -115,6 +115,7 @@ class Helper:
         if not spec.no_noise:
             self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
         record = QueryRecord(query_id, spec, digest)
+        self.mailbox.forget(self.queries.prune(self.config.retention_seconds))
         self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
         expiry = threading.Timer(self.config.timeout_seconds, self._expire, args=(record,))

@@ -47,6 +47,12 @@ class Mailbox:
                 return self._messages.pop(key)
         raise TransportError(f"no message at step {step!r} from H{sender + 1} within {timeout:g} s")
 
+    def forget(self, query_ids: list[str]) -> None:
+        """Drop the end markers of long-ended queries (their ids are unknown to the helper now)."""
+        with self._cond:
+            for query_id in query_ids:
+                self._aborted.pop(query_id, None)
+
     def abort(self, query_id: str, reason: str) -> None:
         """End ``query_id``: wake its receivers with ``reason``, drop its messages now and later."""
         with self._cond:

@@ -11,6 +11,7 @@ import enum
 import hashlib
 import hmac
 import threading
+import time
 from dataclasses import dataclass, field
 
 from ipa.errors import IpaError
@@ -71,6 +72,7 @@ class QueryRecord:
     uploaded: bool = False
     phase_seconds: dict[str, float] = field(default_factory=dict)
     phase_started: float = 0.0  # time.perf_counter() when the running phase began
+    ended_at: float | None = None  # time.monotonic() when it reached a final state
     bytes_sent: int = 0
 
 
@@ -118,10 +120,19 @@ class QueryRegistry:
         with self._lock:
             if record.state.final:
                 return False
-            record.state, record.error = state, error
+            record.state, record.error, record.ended_at = state, error, time.monotonic()
             if state is State.COMPLETED:
                 record.progress, record.phase = 1.0, "done"
             return True
+
+    def prune(self, retention: float) -> list[str]:
+        """Forget queries that ended more than ``retention`` seconds ago; return their ids."""
+        horizon = time.monotonic() - retention
+        with self._lock:
+            old = [q for q, r in self._queries.items() if r.ended_at is not None and r.ended_at < horizon]
+            for query_id in old:
+                del self._queries[query_id]
+        return old
 
     def active(self) -> list[QueryRecord]:
         with self._lock:

@@ -1,5 +1,7 @@
 """Query lifecycle against three in-process helpers with TLS: refusals, bad uploads, access."""
 
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -131,7 +133,6 @@ def test_unnoised_release_is_refused_on_a_production_network(tmp_path, events):
 
 
 def _final(c, query_id):
-    import time
 
     for _ in range(100):
         statuses = c.status(query_id)
@@ -193,3 +194,16 @@ def test_with_drop_invalid_all_helpers_drop_the_same_reports_and_count_them(net,
     order = presort_order(events)
     kept = events.take(np.delete(order, dropped))
     assert sums.tolist() == attribute_query(kept, CONFIG).tolist()
+
+
+def test_ended_queries_are_forgotten_after_the_retention_time(tmp_path, events):
+    short = InProcessNetwork(tmp_path, retention_seconds=0.2)
+    try:
+        with client(short) as c:
+            first, _ = collector(short, events).submit(c, no_noise=True)
+            time.sleep(0.3)
+            collector(short, events).submit(c, no_noise=True)  # preparing a query prunes old ones
+            with pytest.raises(Exception, match="unknown query"):
+                c.status(first)
+    finally:
+        short.close()
