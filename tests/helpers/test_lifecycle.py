@@ -8,13 +8,15 @@ import pytest
 from grpc_world import InProcessNetwork
 
 from ipa.attribution.config import QueryConfig
+from ipa.attribution.rows import presort_order
+from ipa.certs import make_identity
 from ipa.crypto.binding import Binding
 from ipa.network import Network
-from ipa.reference import attribute
+from ipa.reference import attribute, attribute_query
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
-from ipa_rpc.v1 import query_pb2
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
 
 CONFIG = QueryConfig(num_breakdowns=8, cap=50, window=86_400, max_events_per_user=16, timestamp_bits=20)
 BINDING = Binding(site="shop.example", report_collector="rc", epoch=7, match_key_provider="mkp")
@@ -143,8 +145,6 @@ def _final(c, query_id):
 
 
 def test_a_peer_with_a_foreign_certificate_is_refused(net):
-    from ipa.certs import make_identity
-    from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
     rogue_cert, rogue_key = make_identity(2, ["127.0.0.1"])  # right name, wrong key
     h1 = net.configs[0]
@@ -174,8 +174,6 @@ def test_cancel_ends_the_query_everywhere_and_the_result_is_never_released(net, 
 
 
 def test_with_drop_invalid_all_helpers_drop_the_same_reports_and_count_them(net, events):
-    from ipa.attribution.rows import presort_order
-    from ipa.reference import attribute_query
 
     batches = list(collector(net, events).uploads())
     dropped = 7  # corrupt report 7's sealed match-key shares in H2's batch only
