@@ -1,5 +1,7 @@
-"""The IPA helper server: gRPC services and the gRPC transport for ``ipa.mpc``.
+"""The IPA helper: one of the three MPC parties, as a gRPC server.
 
-The servers arrive with the helpers issue; this package exists now so that the
-layout (``ipa_client -> ipa <- ipa_helper``) is fixed from the start.
+Modules: ``config`` (the helper's TOML), ``transport`` (the gRPC channel of
+``ipa.mpc``), ``mailbox`` (messages waiting for the protocol), ``helper``
+(the query lifecycle), ``ledger`` (the privacy budget), ``services`` (the
+Query, Peer and Budget servicers), ``server`` (``ipa-helper``).
 """

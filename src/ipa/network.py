@@ -11,9 +11,10 @@ about a helper network; ``ipa keygen`` writes it. Format 1::
     hpke_key_id = 1          # the key id reports name, 1..255
     hpke_public_key = "…"    # base64 of the raw public key (see ipa.crypto.hpke)
 
-Keys this module does not know (a later change adds addresses and
-certificates) are kept in ``extra`` and written back unchanged, so readers
-and writers of different ages can share a file.
+Per helper, ``ipa keygen`` also writes ``address`` (where collectors reach
+it) and ``cert`` (its TLS certificate, relative to the file). Keys this
+module does not know are kept in ``extra`` and written back unchanged, so
+readers and writers of different ages can share a file.
 
 Each helper's private keys live in their own file (``hpke_keys.toml``, mode
 0600, see :meth:`ipa.crypto.keys.KeyRegistry.to_dict`). Reading uses
