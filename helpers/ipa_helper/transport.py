@@ -29,15 +29,20 @@ CHUNK_BYTES = 1 << 20
 def encode_message(
     query_id: str, step: str, sender: int, arrays: list[np.ndarray]
 ) -> Iterator[peer_pb2.ShareChunk]:
-    """The chunks of one message; the first carries the header."""
+    """The chunks of one message; the first carries the header.
+
+    Chunks are cut from each array's own memory, so the bytes are copied once
+    (into the protobuf message), not first into one joined buffer.
+    """
     headers = [peer_pb2.ArrayHeader(dtype=a.dtype.str, shape=a.shape) for a in arrays]
-    data = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
-    view = memoryview(data)
-    yield peer_pb2.ShareChunk(
-        query_id=query_id, step=step, sender=sender, arrays=headers, data=bytes(view[:CHUNK_BYTES])
+    views = [memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8)) for a in arrays]
+    pieces = (
+        view[start : start + CHUNK_BYTES] for view in views for start in range(0, len(view), CHUNK_BYTES)
     )
-    for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
-        yield peer_pb2.ShareChunk(data=bytes(view[start : start + CHUNK_BYTES]))
+    first = next(pieces, b"")
+    yield peer_pb2.ShareChunk(query_id=query_id, step=step, sender=sender, arrays=headers, data=bytes(first))
+    for piece in pieces:
+        yield peer_pb2.ShareChunk(data=bytes(piece))
 
 
 def decode_message(chunks: Iterator[peer_pb2.ShareChunk]) -> tuple[str, str, int, list[np.ndarray]]:
