@@ -257,6 +257,13 @@ class Helper:
         )
 
 
+def _tell_both_peers(channel: Channel, step: str, value: np.ndarray) -> list[np.ndarray]:
+    """Send ``value`` to both peers under ``step`` and return theirs (same layout). 1 round."""
+    for peer in Peer:
+        channel.send(step, peer, [value])
+    return [channel.receive(step, peer, [value])[0] for peer in Peer]
+
+
 def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
     """The rows valid at all three helpers: each sends its validity mask to both peers.
 
@@ -264,19 +271,13 @@ def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
     upload, not about users). 2 rounds; n bytes to each peer.
     """
     count = np.array([len(batch.reasons)], np.uint64)
-    valid = batch.valid.astype(np.uint8)
-    for peer in Peer:
-        channel.send("setup/count", peer, [count])
-    for peer in Peer:
-        (theirs,) = channel.receive("setup/count", peer, [count])
+    for theirs in _tell_both_peers(channel, "setup/count", count):
         if theirs[0] != count[0]:
             raise InputError(
                 f"the helpers received different numbers of reports ({count[0]} and {theirs[0]})"
             )
-    for peer in Peer:
-        channel.send("setup/valid", peer, [valid])
-    for peer in Peer:
-        (theirs,) = channel.receive("setup/valid", peer, [valid])
+    valid = batch.valid.astype(np.uint8)
+    for theirs in _tell_both_peers(channel, "setup/valid", valid):
         valid &= theirs
     return batch.select(valid.astype(bool))
 
@@ -288,8 +289,4 @@ def _noise_hook(spec: QuerySpec) -> NoiseHook:
 
 def _all_finished(channel: Channel) -> None:
     """Tell both peers this helper has its result share, and wait until both have theirs."""
-    done = np.ones(1, np.uint8)
-    for peer in Peer:
-        channel.send("release/finished", peer, [done])
-    for peer in Peer:
-        channel.receive("release/finished", peer, [done])
+    _tell_both_peers(channel, "release/finished", np.ones(1, np.uint8))
