@@ -27,12 +27,11 @@ from ipa.errors import ConfigError, IpaError, TransportError
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
+from ipa_rpc import CHUNK_BYTES, MESSAGE_LIMITS
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
 __all__ = ["Endpoint", "QueryClient", "QueryFailedError", "endpoints", "query_params"]
 
-CHUNK_BYTES = 1 << 20
-_OPTIONS = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
 _FINAL = (query_pb2.COMPLETED, query_pb2.FAILED, query_pb2.CANCELLED)
 
 
@@ -112,11 +111,11 @@ class QueryClient:
         self._channels = []
         for h in helpers:
             if insecure:
-                channel = grpc.insecure_channel(h.address, options=_OPTIONS)
+                channel = grpc.insecure_channel(h.address, options=MESSAGE_LIMITS)
             elif h.cert is None:
                 raise ConfigError(f"helper {h.index} has no certificate in network.toml (or use --insecure)")
             else:
-                options = [*_OPTIONS, ("grpc.ssl_target_name_override", common_name(h.index))]
+                options = [*MESSAGE_LIMITS, ("grpc.ssl_target_name_override", common_name(h.index))]
                 credentials = grpc.ssl_channel_credentials(root_certificates=h.cert)
                 channel = grpc.secure_channel(h.address, credentials, options=options)
             self._channels.append(channel)

@@ -28,15 +28,13 @@ from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
+from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
 
 __all__ = ["RunningHelper", "main", "start"]
 
-MAX_MESSAGE_BYTES = 8 << 20  # chunks are about 1 MiB; this leaves room for headers
 _OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # A restarted peer is found again within two seconds, not after gRPC's default minutes.
+    *MESSAGE_LIMITS,  # A restarted peer is found again within two seconds, not after gRPC's default minutes.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]

@@ -19,11 +19,10 @@ import numpy as np
 from ipa.errors import TransportError
 from ipa.mpc.channel import Channel, Peer
 from ipa_helper.mailbox import Mailbox
+from ipa_rpc import CHUNK_BYTES
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
 __all__ = ["CHUNK_BYTES", "GrpcChannel", "decode_message", "encode_message"]
-
-CHUNK_BYTES = 1 << 20
 
 
 def encode_message(

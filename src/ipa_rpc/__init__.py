@@ -1,4 +1,13 @@
-"""Generated gRPC/protobuf modules of the wire contract in proto/ipa/v1 (see proto/generate.py).
+"""The wire contract shared by ``ipa_client`` and ``ipa_helper``; the core ``ipa`` never imports it.
 
-Shared by ``ipa_client`` and ``ipa_helper``; the core ``ipa`` never imports it.
+``v1`` holds the modules generated from proto/ipa/v1 (see proto/generate.py).
+The limits below are part of the contract: both sides stream in chunks of
+``CHUNK_BYTES`` and accept messages up to ``MAX_MESSAGE_BYTES``.
 """
+
+CHUNK_BYTES = 1 << 20
+MAX_MESSAGE_BYTES = 8 << 20  # a chunk plus its header, with room to spare
+MESSAGE_LIMITS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
