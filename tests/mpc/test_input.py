@@ -1,7 +1,7 @@
 import numpy as np
 
 from harness import run
-from ipa.mpc.input import input_from_each
+from ipa.mpc.input import input_from, input_from_each
 from ipa.mpc.sharing import reconstruct
 
 
@@ -18,3 +18,14 @@ def test_what_the_next_party_receives_is_masked():
     result = run(lambda ctx, v: input_from_each(ctx, v), values)
     received = result.outputs[1][0].left  # H2's copy of component 1 of H1's (all-zero) input
     assert len(np.unique(received)) > 990
+
+
+def test_one_owner_shares_its_values():
+    secret = np.array([3, 2**32 - 1, 0], np.uint32)
+    for owner in range(3):
+        result = run(
+            lambda ctx, v, o=owner: input_from(ctx, o, v),
+            [secret if i == owner else 0 * secret for i in range(3)],
+        )
+        assert np.array_equal(reconstruct(result.outputs), secret)
+        assert result.bytes_sent() == [12 if i == owner else 0 for i in range(3)]

@@ -23,6 +23,7 @@ import numpy as np
 from ipa.mpc.adder import add, carry_save
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
+from ipa.mpc.input import input_from
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import check_arithmetic_dtype
@@ -38,16 +39,8 @@ def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShar
     dtype = check_arithmetic_dtype(dtype)
     left, right = b.left.astype(dtype), b.right.astype(dtype)
     zero = np.zeros_like(left)
-    step = ctx.narrow("input")
-    if ctx.party == 0:  # knows b_0 (left) and b_1 (right)
-        r = step.draw(Peer.PREV, left.shape, dtype)
-        step.send(Peer.NEXT, (left ^ right) - r)
-        y, b2 = AShares(r, (left ^ right) - r), AShares(zero, zero)
-    elif ctx.party == 1:  # knows b_1 (left) and b_2 (right)
-        (masked,) = step.receive(Peer.PREV, left)
-        y, b2 = AShares(masked, zero), AShares(zero, right)
-    else:  # knows b_2 (left) and b_0 (right)
-        y, b2 = AShares(zero, step.draw(Peer.NEXT, left.shape, dtype)), AShares(left, zero)
+    y = input_from(ctx.narrow("input"), 0, left ^ right)  # H1 holds b_0 and b_1: y = b_0 ^ b_1
+    b2 = AShares(left if ctx.party == 2 else zero, right if ctx.party == 1 else zero)  # component 2
     product = multiply(ctx.narrow("multiply"), y, b2)
     return y + b2 - product.scale(2)
 

@@ -5,9 +5,10 @@ neighbour, component o+1 to ``v − r`` (sent to its next neighbour, which
 holds that component), and component o+2 to zero. The next neighbour sees
 ``v − r`` with r unknown to it; the previous one sees only r.
 
-``input_from_each``: all three parties share a value of their own at once
-and get the three sharings back. 1 round; each party sends 1 word per
-element to its next neighbour.
+``input_from``: one owner shares its values; 1 round, the owner sends 1 word
+per element to its next neighbour. ``input_from_each``: all three parties
+share a value of their own at once and get the three sharings back; 1 round,
+each party sends 1 word per element to its next neighbour.
 """
 
 from __future__ import annotations
@@ -18,7 +19,22 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares
 
-__all__ = ["input_from_each"]
+__all__ = ["input_from", "input_from_each"]
+
+
+def input_from(ctx: Context, owner: int, values: np.ndarray) -> AShares:
+    """Shares of party ``owner``'s ``values``; the others pass any array of the same shape and ring."""
+    values = np.asarray(values)
+    zero = np.zeros_like(values)
+    if ctx.party == owner:
+        r = ctx.draw(Peer.PREV, values.shape, values.dtype)  # component `owner`
+        masked = values - r  # component owner+1
+        ctx.send(Peer.NEXT, masked)
+        return AShares(r, masked)
+    if ctx.party == Peer.NEXT.of(owner):
+        (masked,) = ctx.receive(Peer.PREV, values)
+        return AShares(masked, zero)
+    return AShares(zero, ctx.draw(Peer.NEXT, values.shape, values.dtype))
 
 
 def input_from_each(ctx: Context, values: np.ndarray) -> list[AShares]:
