@@ -5,7 +5,7 @@
 For each reuse factor R (reports per distinct encrypted match key: 1 is no
 reuse, every report has its own ciphertext; a user agent that reuses its
 answer for a (collector, site, epoch) gives R > 1) and each worker count W,
-H1 decodes a batch of N reports (:func:`ipa.reports.decode_batch`: header,
+H1 decodes a batch of N reports (:func:`ipa.reports.decode.decode_batch`: header,
 chunk AEADs, every check, the HPKE opens, the share columns). Only H1's part
 of each match key is sealed (the other helpers' parts are not needed to time
 H1), so building the inputs costs one HPKE seal per distinct key.
@@ -31,14 +31,10 @@ from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding, Purpose, info
 from ipa.crypto.hpke import Suite, seal
 from ipa.crypto.keys import KeyRegistry
-from ipa.reports import (
-    FIELD_RECORD,
-    FORMAT_VERSION,
-    EncryptedMatchKey,
-    MatchKeyPart,
-    decode_batch,
-    encode_batch,
-)
+from ipa.reports.batch import encode_batch
+from ipa.reports.decode import decode_batch
+from ipa.reports.layout import FIELD_RECORD, FORMAT_VERSION
+from ipa.reports.match_key import EncryptedMatchKey, MatchKeyPart
 
 __all__ = ["main", "make_batch"]
 

@@ -20,7 +20,7 @@ from ipa.crypto.binding import Binding
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network, read_key_registry
-from ipa.reports import decode_batch
+from ipa.reports.decode import decode_batch
 from ipa_client.collector import ReportCollector
 from ipa_client.commands.keygen import write_hpke_keys, write_network
 from ipa_client.user_agent import UserAgent

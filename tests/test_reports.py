@@ -21,15 +21,10 @@ from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
 from ipa.reference import attribute
-from ipa.reports import (
-    FIELD_RECORD,
-    FORMAT_VERSION,
-    EncryptedMatchKey,
-    InvalidReportPolicy,
-    decode_batch,
-    encode_batch,
-    encrypt_match_key,
-)
+from ipa.reports.batch import encode_batch
+from ipa.reports.decode import InvalidReportPolicy, decode_batch
+from ipa.reports.layout import FIELD_RECORD, FORMAT_VERSION
+from ipa.reports.match_key import EncryptedMatchKey, encrypt_match_key
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.user_agent import UserAgent

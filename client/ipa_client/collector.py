@@ -11,7 +11,7 @@ then
 2. presorts the reports by (timestamp, sources first), stable
    (:func:`ipa.attribution.rows.presort_order`),
 3. secret-shares its fields (:func:`ipa.attribution.rows.share_collector_fields`),
-4. writes one batch per helper (:func:`ipa.reports.encode_batch`): the user
+4. writes one batch per helper (:func:`ipa.reports.batch.encode_batch`): the user
    agents' sealed parts untouched, its own shares sealed per batch.
 
 The collector does not check the match keys' bindings: the helpers do, and
@@ -36,7 +36,9 @@ from ipa.crypto.binding import Binding
 from ipa.errors import InputError, InvalidReportError, IpaError
 from ipa.events import COLUMNS, Events
 from ipa.network import Network
-from ipa.reports import DEFAULT_CHUNK_ROWS, FIELD_RECORD, EncryptedMatchKey, encode_batch
+from ipa.reports.batch import DEFAULT_CHUNK_ROWS, encode_batch
+from ipa.reports.layout import FIELD_RECORD
+from ipa.reports.match_key import EncryptedMatchKey
 from ipa_client.query_client import QueryClient, query_params
 from ipa_client.user_agent import UserAgent
 

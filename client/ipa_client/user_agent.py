@@ -3,7 +3,7 @@
 ``set_match_key(provider, key)`` stores a 64-bit match key for a match-key
 provider; nothing can read it back. ``get_encrypted_match_key(report_collector,
 site, epoch)`` returns the key XOR-split into three shares and sealed to the
-three helpers (:func:`ipa.reports.encrypt_match_key`), bound to the report
+three helpers (:func:`ipa.reports.match_key.encrypt_match_key`), bound to the report
 collector, the site, the match-key provider and the epoch.
 
 - **Always an answer.** If the provider never set a key, the user agent draws
@@ -31,7 +31,7 @@ from os import PathLike
 from ipa.crypto.binding import Binding, check_name
 from ipa.errors import InputError
 from ipa.network import Network
-from ipa.reports import MATCH_KEY_BITS, EncryptedMatchKey, check_match_key, encrypt_match_key
+from ipa.reports.match_key import MATCH_KEY_BITS, EncryptedMatchKey, check_match_key, encrypt_match_key
 
 __all__ = ["UserAgent"]
 

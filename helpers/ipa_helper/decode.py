@@ -1,11 +1,11 @@
-"""From a helper's upload to its share columns: its own HPKE keys and ``ipa.reports``."""
+"""From a helper's upload to its share columns: its own HPKE keys and ``ipa.reports.decode``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ipa.network import read_key_registry
-from ipa.reports import DecodedBatch, decode_batch
+from ipa.reports.decode import DecodedBatch, decode_batch
 from ipa_helper.config import HelperConfig
 from ipa_helper.params import QuerySpec
 

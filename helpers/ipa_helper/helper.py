@@ -36,7 +36,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
-from ipa.reports import DecodedBatch
+from ipa.reports.decode import DecodedBatch
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.errors import InputError
-from ipa.reports import InvalidReportPolicy
+from ipa.reports.decode import InvalidReportPolicy
 from ipa_rpc.v1 import query_pb2
 
 __all__ = ["QuerySpec", "spec_from_proto"]

@@ -8,7 +8,7 @@ from ipa.crypto.binding import Binding
 from ipa.errors import InputError
 from ipa.events import Events, read_csv, write_csv
 from ipa.mpc.sharing import reconstruct
-from ipa.reports import decode_batch
+from ipa.reports.decode import decode_batch
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.user_agent import UserAgent
 

@@ -6,7 +6,8 @@ import pytest
 from ipa.crypto.binding import Binding, Purpose, info
 from ipa.crypto.hpke import open_sealed
 from ipa.errors import InputError
-from ipa.reports import FORMAT_VERSION, EncryptedMatchKey
+from ipa.reports.layout import FORMAT_VERSION
+from ipa.reports.match_key import EncryptedMatchKey
 from ipa_client.user_agent import UserAgent
 
 RC, SITE, EPOCH = "collector.example", "shop.example", 3

@@ -15,7 +15,7 @@ timestamps, so this costs the MPC nothing. A stable sort on
 :func:`share_events` makes all three parties' rows at once (tests, ``ipa
 simulate``). With encrypted reports the report collector shares only its own
 columns (:func:`share_collector_fields`), the match keys come from user agents,
-and each helper decodes its rows with :func:`ipa.reports.decode_batch`.
+and each helper decodes its rows with :func:`ipa.reports.decode.decode_batch`.
 """
 
 from __future__ import annotations

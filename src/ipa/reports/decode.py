@@ -1,0 +1,323 @@
+"""Helper i's decoder: from its own upload batch to its share columns.
+
+Helper i decodes only its own batch (:func:`decode_batch`) into its share
+columns: it learns n, the clear-text header fields (:mod:`ipa.reports.layout`)
+and which reports are invalid; every share it holds is one of its two
+components. NB: identical match-key ciphertexts show a helper which reports
+came from one user agent for this (site, collector, provider, epoch): the
+linkage the report collector already has from the user agent's cache,
+nothing more.
+
+Validation
+----------
+A batch whose header or chunks are bad is refused as a whole
+(:class:`~ipa.errors.InvalidReportError`, ``index`` None or the first report
+of a bad chunk): TRUNCATED, CORRUPT, WRONG_HELPER, wrong or expired epoch,
+wrong site, report collector or provider, UNKNOWN_KEY_ID, DECRYPTION_FAILED.
+Each report is then checked, and gets the first failing reason of: CORRUPT
+(version), WRONG_HELPER, EXPIRED_EPOCH, WRONG_EPOCH, WRONG_SITE,
+WRONG_REPORT_COLLECTOR, WRONG_MATCH_KEY_PROVIDER, UNKNOWN_KEY_ID,
+OUT_OF_RANGE (a component above the query's width, or an ``is_trigger``
+component other than 0/1; every field is a boolean sharing so that each
+helper can check this alone: a trigger value above ``value_bits`` would
+break the DP sensitivity bound), DECRYPTION_FAILED,
+DUPLICATE (byte-identical to an earlier valid report after decryption).
+With :attr:`InvalidReportPolicy.FAIL` the first invalid report raises;
+with ``DROP`` all are returned with their reasons (:class:`DecodedBatch`).
+
+NB: the three helpers must drop the *same* rows, or their shares no longer
+line up. A report can be valid at one helper and not another (a corrupt
+part), so helpers exchange their ``valid`` masks and each keeps the rows
+valid at all three (:meth:`DecodedBatch.select`). Which reports are invalid
+is a property of ciphertext bytes, not of secrets, so the exchange reveals
+nothing protected.
+
+Cost: parsing and every check are numpy over whole columns; HPKE opens are
+per distinct match-key ciphertext (:func:`ipa.crypto.opener.open_many`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ipa._checks import integer
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.rows import SharedRows
+from ipa.crypto.binding import Binding, Purpose, info
+from ipa.crypto.hpke import Suite, open_sealed
+from ipa.crypto.keys import KeyRegistry
+from ipa.crypto.opener import group_identical, open_many
+from ipa.errors import InputError, InvalidReportError, InvalidReportReason
+from ipa.mpc.replicated import BShares
+from ipa.mpc.ring import bool_dtype, mask
+from ipa.reports.layout import (
+    BATCH_HEADER,
+    BATCH_KEY_BYTES,
+    BATCH_MAGIC,
+    FIELD_RECORD,
+    FORMAT_VERSION,
+    MATCH_KEY_PLAINTEXT,
+    TAG_BYTES,
+    chunk_aad,
+    chunk_nonce,
+    match_key_record_dtype,
+)
+
+__all__ = ["DecodedBatch", "InvalidReportPolicy", "decode_batch"]
+
+_R = InvalidReportReason
+
+
+class InvalidReportPolicy(enum.Enum):
+    """What a query does with invalid reports."""
+
+    FAIL = "fail"
+    """The first invalid report fails the query (raises InvalidReportError)."""
+    DROP = "drop"
+    """Invalid reports are dropped and counted by reason."""
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """One helper's decoded batch: all n rows in submitted order, and each row's verdict.
+
+    ``reasons[r]`` is 0 for a valid report, else an InvalidReportReason
+    value; invalid rows hold zero shares. ``distinct_match_keys`` is the
+    number of HPKE opens the batch took.
+    """
+
+    rows: SharedRows
+    reasons: np.ndarray
+    distinct_match_keys: int = 0
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(n,) bool: the reports valid at this helper."""
+        return self.reasons == 0
+
+    def rejected(self) -> dict[str, int]:
+        """Counts of invalid reports by reason name (e.g. ``{"DUPLICATE": 2}``); empty if none."""
+        codes, counts = np.unique(self.reasons[self.reasons != 0], return_counts=True)
+        return {_R(int(c)).name: int(k) for c, k in zip(codes, counts, strict=True)}
+
+    def select(self, keep: np.ndarray | None = None) -> SharedRows:
+        """The rows where ``keep`` (default :attr:`valid`) is true, in order.
+
+        With several helpers, pass the AND of all three helpers' ``valid`` masks.
+        """
+        keep = self.valid if keep is None else np.asarray(keep, dtype=bool)
+        if keep.shape != self.reasons.shape:
+            raise InputError(f"keep must be a ({len(self.reasons)},) mask")
+        r = self.rows
+        return SharedRows(*(getattr(r, f)[keep] for f in SharedRows.__dataclass_fields__))
+
+
+def decode_batch(
+    data: bytes,
+    keys: KeyRegistry,
+    binding: Binding,
+    config: QueryConfig,
+    *,
+    policy: InvalidReportPolicy = InvalidReportPolicy.FAIL,
+    oldest_epoch: int | None = None,
+    workers: int | None = None,
+) -> DecodedBatch:
+    """Helper ``keys.helper``'s share columns from its upload batch, for a query bound to ``binding``.
+
+    ``oldest_epoch`` (default: the query's epoch) is the oldest epoch this
+    helper still accepts: an earlier report is EXPIRED_EPOCH, a later one
+    that is not the query's epoch WRONG_EPOCH. ``workers``: processes for
+    the HPKE opens (default: all cores). Raises InvalidReportError for a bad
+    batch, or (policy FAIL) for the first invalid report; see the module
+    docstring for the checks and their order.
+    """
+    oldest = (
+        binding.epoch if oldest_epoch is None else integer("oldest_epoch", oldest_epoch, 0, binding.epoch)
+    )
+    data = bytes(data)
+    header = _check_header(data, keys, binding, oldest)
+    n, chunk_rows, key_id = header["n"], header["chunk_rows"], header["key_id"]
+    suite = keys.suite
+    record_dtype = match_key_record_dtype(suite)
+    _check_length(data, suite, n, chunk_rows, record_dtype.itemsize)
+    batch_key = keys.private_key(key_id)
+    try:
+        bound = info(Purpose.BATCH_KEY, FORMAT_VERSION, suite, key_id, keys.helper, binding)
+        sealed_key = data[BATCH_HEADER.size : BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)]
+        secret = open_sealed(batch_key, sealed_key, bound)
+    except InvalidReportError:
+        raise InvalidReportError(_R.DECRYPTION_FAILED, detail="batch key") from None
+    records, fields = _read_chunks(data, suite, n, chunk_rows, record_dtype, secret)
+
+    reasons = np.zeros(n, dtype=np.uint8)
+    site, collector, provider = binding.tags()
+    _flag(reasons, records["version"] != FORMAT_VERSION, _R.CORRUPT)
+    _flag(reasons, records["helper"] != keys.helper, _R.WRONG_HELPER)
+    _flag(reasons, records["epoch"] < oldest, _R.EXPIRED_EPOCH)
+    _flag(reasons, records["epoch"] != binding.epoch, _R.WRONG_EPOCH)
+    _flag(reasons, records["site"] != site, _R.WRONG_SITE)
+    _flag(reasons, records["report_collector"] != collector, _R.WRONG_REPORT_COLLECTOR)
+    _flag(reasons, records["match_key_provider"] != provider, _R.WRONG_MATCH_KEY_PROVIDER)
+    _flag(reasons, ~np.isin(records["key_id"], np.array(list(keys.keys), dtype=np.uint8)), _R.UNKNOWN_KEY_ID)
+    range_detail = _check_field_ranges(reasons, fields, config)
+
+    todo = np.flatnonzero(reasons == 0)
+    infos = {k: info(Purpose.MATCH_KEY, FORMAT_VERSION, suite, k, keys.helper, binding) for k in keys.keys}
+    plain, ok, distinct = open_many(
+        keys.keys, infos, records["key_id"][todo], records["sealed"][todo], MATCH_KEY_PLAINTEXT, workers
+    )
+    failed = np.zeros(n, dtype=bool)
+    failed[todo[~ok]] = True
+    _flag(reasons, failed, _R.DECRYPTION_FAILED)
+    _flag(reasons, _duplicates(records, fields, reasons == 0), _R.DUPLICATE)
+
+    if policy is InvalidReportPolicy.FAIL and reasons.any():
+        first = int(np.flatnonzero(reasons)[0])
+        reason = _R(int(reasons[first]))
+        detail = range_detail.get(first, "") if reason is _R.OUT_OF_RANGE else ""
+        raise InvalidReportError(reason, first, detail)
+
+    match_key = np.zeros((n, 2), dtype=np.uint64)
+    match_key[todo] = plain.view("<u8").reshape(-1, 2).astype(np.uint64)
+    rows = _shared_rows(match_key, fields, reasons == 0, config)
+    return DecodedBatch(rows, reasons, distinct)
+
+
+def _check_header(data: bytes, keys: KeyRegistry, binding: Binding, oldest: int) -> dict[str, int]:
+    if len(data) < len(BATCH_MAGIC) or (len(data) < BATCH_HEADER.size and data.startswith(BATCH_MAGIC)):
+        raise InvalidReportError(_R.TRUNCATED, detail="batch header")
+    if not data.startswith(BATCH_MAGIC):
+        raise InvalidReportError(_R.CORRUPT, detail="not an upload batch")
+    _, version, suite_id, helper, key_id, epoch, site, collector, provider, n, chunk_rows = (
+        BATCH_HEADER.unpack_from(data)
+    )
+    if version != FORMAT_VERSION:
+        raise InvalidReportError(_R.CORRUPT, detail=f"unknown batch format version {version}")
+    if suite_id != keys.suite:
+        raise InvalidReportError(_R.CORRUPT, detail="batch HPKE suite is not this helper's")
+    if chunk_rows == 0:
+        raise InvalidReportError(_R.CORRUPT, detail="zero reports per chunk")
+    if helper != keys.helper:
+        raise InvalidReportError(
+            _R.WRONG_HELPER, detail=f"batch for H{helper + 1}, this is H{keys.helper + 1}"
+        )
+    if epoch < oldest:
+        raise InvalidReportError(_R.EXPIRED_EPOCH, detail="batch")
+    if epoch != binding.epoch:
+        raise InvalidReportError(_R.WRONG_EPOCH, detail="batch")
+    expected = binding.tags()
+    for got, want, reason in zip(
+        (site, collector, provider),
+        expected,
+        (_R.WRONG_SITE, _R.WRONG_REPORT_COLLECTOR, _R.WRONG_MATCH_KEY_PROVIDER),
+        strict=True,
+    ):
+        if got != want:
+            raise InvalidReportError(reason, detail="batch")
+    return {"n": n, "chunk_rows": chunk_rows, "key_id": key_id}
+
+
+def _check_length(data: bytes, suite: Suite, n: int, chunk_rows: int, record_width: int) -> None:
+    """TRUNCATED (index: first incomplete report) or CORRUPT (trailing bytes)."""
+    start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    full, last = divmod(n, chunk_rows)
+    per_row = record_width + FIELD_RECORD.itemsize
+    expected = start + n * per_row + (full + (last > 0)) * TAG_BYTES
+    if len(data) < expected:
+        if len(data) < start:
+            raise InvalidReportError(_R.TRUNCATED, detail="sealed batch key")
+        chunk_bytes = chunk_rows * per_row + TAG_BYTES
+        complete_chunks = (len(data) - start) // chunk_bytes
+        raise InvalidReportError(_R.TRUNCATED, min(complete_chunks * chunk_rows, n))
+    if len(data) > expected:
+        raise InvalidReportError(_R.CORRUPT, detail="trailing bytes after the last chunk")
+
+
+def _read_chunks(
+    data: bytes, suite: Suite, n: int, chunk_rows: int, record_dtype: np.dtype, batch_key: bytes
+) -> tuple[np.ndarray, np.ndarray]:
+    aead = AESGCM(batch_key)
+    head = data[: BATCH_HEADER.size]
+    at = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    records, fields = [], []
+    for j, start in enumerate(range(0, n, chunk_rows)):
+        r = min(chunk_rows, n - start)
+        records.append(np.frombuffer(data, dtype=record_dtype, count=r, offset=at))
+        at += r * record_dtype.itemsize
+        sealed_length = r * FIELD_RECORD.itemsize + TAG_BYTES
+        try:
+            plain = aead.decrypt(chunk_nonce(j), data[at : at + sealed_length], chunk_aad(head, j))
+        except InvalidTag:
+            raise InvalidReportError(_R.DECRYPTION_FAILED, start, "field chunk") from None
+        fields.append(np.frombuffer(plain, dtype=FIELD_RECORD))
+        at += sealed_length
+    if not records:
+        return np.zeros(0, dtype=record_dtype), np.zeros(0, dtype=FIELD_RECORD)
+    return np.concatenate(records), np.concatenate(fields)
+
+
+def _flag(reasons: np.ndarray, bad: np.ndarray, reason: InvalidReportReason) -> None:
+    """Give ``reason`` to the rows that are ``bad`` and not yet flagged."""
+    reasons[bad & (reasons == 0)] = reason
+
+
+def _check_field_ranges(reasons: np.ndarray, fields: np.ndarray, config: QueryConfig) -> dict[int, str]:
+    """Flag OUT_OF_RANGE rows; return, per flagged row, which field (for the error message)."""
+    details: dict[int, str] = {}
+    widths = {
+        "timestamp": config.timestamp_bits,
+        "breakdown_key": config.breakdown_bits,
+        "trigger_value": config.value_bits,
+        "constraint_id": config.constraint_bits,
+        "is_trigger": 1,
+    }
+    for name, width in widths.items():
+        components = fields[name]
+        bad = (components >> np.uint64(width)).any(axis=1) if width < 64 else np.zeros(len(fields), bool)
+        for row in np.flatnonzero(bad & (reasons == 0))[:1]:
+            details[int(row)] = f"field {name} has a share component wider than {width} bits"
+        _flag(reasons, bad, _R.OUT_OF_RANGE)
+    return details
+
+
+def _duplicates(records: np.ndarray, fields: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Valid rows byte-identical (match-key record and field record) to an earlier valid row."""
+    index = np.flatnonzero(valid)
+    duplicate = np.zeros(len(records), dtype=bool)
+    if len(index) < 2:
+        return duplicate
+    everything = len(index) == len(records)
+    mk, fv = (records, fields) if everything else (records[index], fields[index])
+    first, _ = group_identical(
+        mk.view(np.uint8).reshape(len(index), -1), fv.view(np.uint8).reshape(len(index), -1)
+    )
+    later = np.ones(len(index), dtype=bool)
+    later[first] = False
+    duplicate[index[later]] = True
+    return duplicate
+
+
+def _shared_rows(
+    match_key: np.ndarray, fields: np.ndarray, valid: np.ndarray, config: QueryConfig
+) -> SharedRows:
+    """This helper's SharedRows; invalid rows are zero shares."""
+    keep = valid[:, None]
+
+    def boolean(components: np.ndarray, width: int) -> BShares:
+        c = np.where(keep, components.astype(np.uint64) & np.uint64(mask(width, np.uint64)), 0)
+        c = c.astype(bool_dtype(width))
+        return BShares(np.ascontiguousarray(c[:, 0]), np.ascontiguousarray(c[:, 1]), width)
+
+    return SharedRows(
+        match_key=boolean(match_key, config.match_key_bits),
+        constraint_id=boolean(fields["constraint_id"], config.constraint_bits),
+        timestamp=boolean(fields["timestamp"], config.timestamp_bits),
+        is_trigger=boolean(fields["is_trigger"], 1),
+        breakdown_key=boolean(fields["breakdown_key"], config.breakdown_bits),
+        trigger_value=boolean(fields["trigger_value"], config.value_bits),
+    )
