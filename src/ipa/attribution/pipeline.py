@@ -18,7 +18,7 @@ from ipa.attribution.cap import cap_contributions
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import last_touch
 from ipa.attribution.rows import SharedRows
-from ipa.mpc.context import Context
+from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.convert import bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import sort
@@ -26,10 +26,6 @@ from ipa.mpc.sort import sort
 __all__ = ["PHASES", "NoiseHook", "PhaseHook", "QueryResult", "no_noise", "run_query"]
 
 PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
-
-NoiseHook = Callable[[Context, AShares], AShares]
-"""Called with the B result shares before release; returns the noised shares."""
-
 
 def no_noise(ctx: Context, sums: AShares) -> AShares:
     """The noise hook of a test network: release the exact sums."""

@@ -16,10 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ipa.attribution.pipeline import NoiseHook
 from ipa.dp.calibration import calibrate
 from ipa.dp.sampler import sample_noise
-from ipa.mpc.context import Context
+from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.input import input_from_each
 from ipa.mpc.replicated import AShares
 

@@ -9,14 +9,16 @@ runs with the same steps see the same correlated randomness.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.prss import PRSS
+from ipa.mpc.replicated import AShares
 
-__all__ = ["Context"]
+__all__ = ["Context", "NoiseHook"]
 
 _STEP_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -51,3 +53,11 @@ class Context:
     def permutation(self, peer: Peer, n: int) -> np.ndarray:
         """A random permutation of ``range(n)`` shared with ``peer`` under this step."""
         return self.prss.permutation(self.step, peer, n)
+
+
+NoiseHook = Callable[[Context, AShares], AShares]
+"""A protocol run on the B result shares before release that returns the noised shares.
+
+Declared here, below both sides: :func:`ipa.attribution.pipeline.run_query`
+calls one, :mod:`ipa.dp.release` makes them.
+"""
