@@ -34,20 +34,38 @@ def test_gen_events_then_reference(tmp_path: Path) -> None:
     summary = json.loads(made.stdout)
     assert summary["rows"] == 3000
     assert summary["sources"] + summary["triggers"] == 3000
+    assert sum(summary["sites"].values()) == 3000 and len(summary["sites"]) == 5
     events = read_csv(path)
     assert len(events) == 3000
     assert events.breakdown_key.max() < 5
     assert events.constraint_id.max() < 2
+    assert events.sites() == sorted(summary["sites"])
 
-    done = ipa("reference", "--input", path, "--breakdowns", "5", "--cap", "400",
-               "--window", "86400", "--max-events-per-user", "16")  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    assert done.stdout.count("\n") == 1  # one JSON object on one line
-    result = json.loads(done.stdout)
-    expected = attribute(events, num_breakdowns=5, cap=400, window=86400, max_events_per_user=16)
-    assert result == {"rows": 3000, "sums": expected.tolist()}
-    assert sum(result["sums"]) > 0
+    for site, query_type in (("news.example", "source"), ("shop.example", "trigger")):
+        done = ipa("reference", "--input", path, "--breakdowns", "5", "--cap", "400", "--window", "86400",
+                   "--max-events-per-user", "16", "--site", site, "--query-type", query_type)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        assert done.stdout.count("\n") == 1  # one JSON object on one line
+        result = json.loads(done.stdout)
+        expected = attribute(events, num_breakdowns=5, cap=400, window=86400, max_events_per_user=16,
+                             site=site, query_type=query_type)  # fmt: skip
+        assert result == {"rows": 3000, "sums": expected.tolist()}
+        assert sum(result["sums"]) > 0
+
+
+def test_reference_of_multi_site_events_needs_the_querying_site(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    assert main(["gen-events", "--events", "50", "--seed", "1", "--out", str(path)]) == 0
+    done = ipa("reference", "--input", path, "--breakdowns", "4", "--cap", "10")
+    assert done.returncode == 2
+    assert "give the querying site" in done.stderr
+
+
+def test_single_site_events_have_no_site_column(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    assert main(["gen-events", "--events", "50", "--seed", "1", "--out", str(path), "--single-site"]) == 0
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
 
 
 def test_gen_events_is_deterministic(tmp_path: Path) -> None:

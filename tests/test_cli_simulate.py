@@ -20,7 +20,19 @@ def events(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("extra", [[], ["--window", "3600"], ["--max-events-per-user", "4", "--cap", "5"]])
+SOURCE_FANOUT = ["--site", "news.example"]
+TRIGGER_FANOUT = ["--site", "shop.example", "--query-type", "trigger"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        SOURCE_FANOUT,
+        TRIGGER_FANOUT,
+        [*SOURCE_FANOUT, "--window", "3600"],
+        [*TRIGGER_FANOUT, "--max-events-per-user", "4", "--cap", "5"],
+    ],
+)
 def test_simulate_equals_reference(events, extra):
     query = ["--input", str(events), "--breakdowns", "12", "--cap", "300", *extra]
     reference = json.loads(ipa("reference", *query).stdout)
@@ -40,7 +52,7 @@ def test_simulate_needs_a_noise_choice(events):
 
 
 def test_simulate_with_noise_stays_near_the_reference(events):
-    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10"]
+    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10", *SOURCE_FANOUT]
     noised = json.loads(ipa("simulate", *query, "--epsilon", "1").stdout)["sums"]
     exact = json.loads(ipa("reference", *query).stdout)["sums"]
     assert all(abs(a - b) < 1000 for a, b in zip(noised, exact, strict=True))  # std ≈ 100 here
@@ -56,6 +68,7 @@ def test_a_field_wider_than_its_width_is_named(events):
         "--cap",
         "10",
         "--no-noise",
+        *SOURCE_FANOUT,
         "--timestamp-bits",
         "4",
     )

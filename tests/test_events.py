@@ -183,3 +183,54 @@ def test_malformed_file_names_line_and_field(tmp_path: Path, text: str, where: s
     message = str(caught.value)
     assert message.startswith(f"{path} {where}")
     assert detail in message
+
+
+# --- sites --------------------------------------------------------------------------------
+
+HEADER7 = HEADER + ",site"
+
+
+def test_site_column_round_trips_and_empty_sites_are_the_querying_site(tmp_path: Path) -> None:
+    path = _write(tmp_path, f"{HEADER7}\n1,7,0,1,0,0,news.example\n2,7,1,0,50,0,\n3,8,1,0,9,1,shop.example\n")
+    events = read_csv(path)
+    assert events.site.tolist() == ["news.example", "", "shop.example"]
+    assert events.sites() == ["news.example", "shop.example"]
+    assert events.off_site("news.example").tolist() == [False, False, True]
+    again = tmp_path / "again.csv"
+    write_csv(events, again)
+    assert again.read_text() == path.read_text()
+    assert read_csv(again) == events
+
+
+def test_files_without_sites_keep_the_six_column_header(tmp_path: Path) -> None:
+    events = _events([(1, 2, 0, 1, 0, 0)])
+    assert events.site.tolist() == [""] and events.sites() == []
+    write_csv(events, tmp_path / "plain.csv")
+    assert (tmp_path / "plain.csv").read_text().splitlines()[0] == HEADER
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f"{HEADER7}\n1,7,0,1,0,0,a.example\n2,7,1,0,50,0\n", "line 3, field site: missing"),
+        (f"{HEADER7}\n1,7,0,1,0,0,a\tb\n", r"line 2, field site: 'a\\tb' is has a comma or a control"),
+        (f"{HEADER7}\n1,7,0,1,0,0,{'x' * 256}\n", "line 2, field site: .* longer than 255"),
+        (f"{HEADER7}\n1,7,0,1,0,x,a.example\n", "line 2, field constraint_id: 'x'"),
+        (f"{HEADER5},site\n1,7,0,1,0,a.example\n", "line 1, field constraint_id: header has 'site'"),
+        (f"{HEADER7},more\n1,7,0,1,0,0,a,b\n", "unexpected 'more' after site"),
+    ],
+)
+def test_bad_sites_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        read_csv(_write(tmp_path, text))
+
+
+def test_site_column_is_checked_in_the_constructor() -> None:
+    with pytest.raises(InputError, match="site 'a,b': has a comma"):
+        Events.from_columns(
+            timestamp=[1], match_key=[1], is_trigger=[0], breakdown_key=[0], trigger_value=[0], site=["a,b"]
+        )
+    with pytest.raises(InputError, match="site must hold strings"):
+        Events.from_columns(
+            timestamp=[1], match_key=[1], is_trigger=[0], breakdown_key=[0], trigger_value=[0], site=[3]
+        )

@@ -131,3 +131,27 @@ def test_parameters_are_checked(kwargs: dict[str, object], message: str) -> None
     arguments: dict[str, object] = {"num_events": 10, "seed": 1, **kwargs}
     with pytest.raises(InputError, match=message):
         generate(**arguments)  # type: ignore[arg-type]
+
+
+def test_multi_site_events_put_sources_on_publishers_and_triggers_on_advertisers() -> None:
+    from ipa.synthetic import ADVERTISERS, PUBLISHERS
+
+    events = generate(20_000, seed=3, publishers=PUBLISHERS, advertisers=ADVERTISERS, max_devices=3)
+    assert set(events.site[~events.is_trigger].tolist()) == set(PUBLISHERS)
+    assert set(events.site[events.is_trigger].tolist()) == set(ADVERTISERS)
+    # People read several publishers: some match keys have sources on two of them.
+    keys = events.match_key[~events.is_trigger]
+    pairs = np.unique(
+        np.stack([keys, np.unique(events.site, return_inverse=True)[1][~events.is_trigger]]), axis=1
+    )
+    assert len(np.unique(pairs[0])) < pairs.shape[1]
+    # Devices without a provider's key look like separate users: more match keys than people.
+    single = generate(20_000, seed=3, publishers=PUBLISHERS, advertisers=ADVERTISERS)
+    assert len(np.unique(events.match_key)) > len(np.unique(single.match_key))
+
+
+def test_sites_need_both_sides() -> None:
+    with pytest.raises(InputError, match="publishers and advertisers must be given together"):
+        generate(10, seed=1, publishers=["a.example"])
+    with pytest.raises(InputError, match="provider_share must be in"):
+        generate(10, seed=1, provider_share=2.0)

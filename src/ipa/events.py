@@ -2,23 +2,27 @@
 
 An event is a *source* (impression or click: ``is_trigger = 0``, carries a
 ``breakdown_key``) or a *trigger* (conversion: ``is_trigger = 1``, carries a
-``trigger_value``). Both carry a ``timestamp``, a ``match_key`` (the user) and a
-``constraint_id`` (a trigger only joins sources of the same constraint id).
+``trigger_value``). Both carry a ``timestamp``, a ``match_key`` (the user), a
+``constraint_id`` (a trigger only joins sources of the same constraint id)
+and the ``site`` where the event happened (``""``: the querying site).
 A source's ``trigger_value`` and a trigger's ``breakdown_key`` are ignored.
 
 CSV format (UTF-8/ASCII, ``\\n`` or ``\\r\\n`` line ends)::
 
-    timestamp,match_key,is_trigger,breakdown_key,trigger_value,constraint_id
-    1700000000,12345,0,3,0,0
-    1700000100,12345,1,0,250,0
+    timestamp,match_key,is_trigger,breakdown_key,trigger_value,constraint_id,site
+    1700000000,12345,0,3,0,0,news.example
+    1700000100,12345,1,0,250,0,shop.example
 
-- Line 1 is exactly that header; the ``constraint_id`` column may be left out
-  (then every constraint id is 0).
-- Every other line is one event: the header's number of fields, each a
-  non-negative decimal integer below 2**64 (digits only: no sign, spaces,
-  or empty fields); ``is_trigger`` is 0 or 1. No blank lines; the file may
-  end with a newline. Widths a query allows (e.g. match-key bits) are checked
-  where the query is, not here.
+- Line 1 is exactly that header; the ``site`` column may be left out (then
+  every event belongs to the querying site), and so may ``constraint_id``
+  when ``site`` is (then every constraint id is 0).
+- Every other line is one event: the header's number of fields. The numeric
+  fields are non-negative decimal integers below 2**64 (digits only: no
+  sign, spaces, or empty fields); ``is_trigger`` is 0 or 1. A ``site`` is
+  at most 255 UTF-8 bytes with no control characters (no comma: fields are
+  not quoted); an empty one means the querying site. No blank lines; the
+  file may end with a newline. Widths a query allows (e.g. match-key bits)
+  are checked where the query is, not here.
 - Any violation raises :class:`~ipa.errors.InputError` naming the file, the
   1-based line number (the header is line 1) and the field.
 
@@ -40,7 +44,7 @@ import numpy.typing as npt
 
 from ipa.errors import InputError
 
-__all__ = ["COLUMNS", "Events", "read_csv", "write_csv"]
+__all__ = ["COLUMNS", "SITE", "Events", "read_csv", "write_csv"]
 
 COLUMNS: tuple[str, ...] = (
     "timestamp",
@@ -50,7 +54,10 @@ COLUMNS: tuple[str, ...] = (
     "trigger_value",
     "constraint_id",
 )
-"""The CSV header, in order; ``constraint_id`` (the last) is optional in a file."""
+"""The numeric CSV columns, in order; ``constraint_id`` (the last) is optional in a file."""
+SITE = "site"
+"""The optional last CSV column: where each event happened (empty: the querying site)."""
+_MAX_SITE_BYTES = 255
 
 _U64_MAX = 2**64 - 1
 _DIGITS = b"0123456789"
@@ -58,13 +65,16 @@ _DIGITS = b"0123456789"
 
 @dataclass(frozen=True, eq=False)
 class Events:
-    """A set of n events as six equal-length, read-only numpy columns.
+    """A set of n events as seven equal-length, read-only numpy columns.
 
-    ``is_trigger`` is ``bool``; every other column is ``uint64``. The
-    constructor accepts any integer array-likes (or ``is_trigger`` as 0/1
-    integers), checks them and stores read-only views; it raises
-    :class:`InputError` for unequal lengths, non-1-D or non-integer columns,
-    values outside ``[0, 2**64)``, or ``is_trigger`` values other than 0 and 1.
+    ``is_trigger`` is ``bool``, ``site`` is a numpy string column (``""``:
+    the querying site; ``None``: every event is on the querying site); every
+    other column is ``uint64``. The constructor accepts any integer
+    array-likes (or ``is_trigger`` as 0/1 integers), checks them and stores
+    read-only views; it raises :class:`InputError` for unequal lengths,
+    non-1-D or non-integer columns, values outside ``[0, 2**64)``,
+    ``is_trigger`` values other than 0 and 1, or a site that is not a string
+    of at most 255 UTF-8 bytes without control characters.
     """
 
     timestamp: npt.NDArray[np.uint64]
@@ -73,10 +83,14 @@ class Events:
     breakdown_key: npt.NDArray[np.uint64]
     trigger_value: npt.NDArray[np.uint64]
     constraint_id: npt.NDArray[np.uint64]
+    site: npt.NDArray[np.str_] = None  # type: ignore[assignment]  # None: all on the querying site
 
     def __post_init__(self) -> None:
+        if self.site is None:
+            object.__setattr__(self, "site", np.full(len(np.asarray(self.timestamp)), "", dtype="<U1"))
         for f in fields(self):
-            column = _as_column(f.name, getattr(self, f.name))
+            value = getattr(self, f.name)
+            column = _as_site_column(value) if f.name == SITE else _as_column(f.name, value)
             column = column.view()
             column.flags.writeable = False
             object.__setattr__(self, f.name, column)
@@ -94,11 +108,13 @@ class Events:
         breakdown_key: npt.ArrayLike,
         trigger_value: npt.ArrayLike,
         constraint_id: npt.ArrayLike | None = None,
+        site: npt.ArrayLike | None = None,
     ) -> Events:
-        """Build from array-likes; ``constraint_id=None`` means all zeros."""
+        """Build from array-likes; ``constraint_id=None`` means all zeros, ``site=None`` all ``""``."""
         if constraint_id is None:
             constraint_id = np.zeros(len(np.asarray(timestamp)), dtype=np.uint64)
-        return cls(timestamp, match_key, is_trigger, breakdown_key, trigger_value, constraint_id)
+        site_column = None if site is None else np.asarray(site)
+        return cls(timestamp, match_key, is_trigger, breakdown_key, trigger_value, constraint_id, site_column)
 
     @classmethod
     def empty(cls) -> Events:
@@ -119,6 +135,48 @@ class Events:
     def take(self, indices: npt.ArrayLike) -> Events:
         """The events at ``indices`` (an index array or boolean mask), in that order."""
         return Events(*(getattr(self, f.name)[indices] for f in fields(self)))
+
+    def sites(self) -> list[str]:
+        """The distinct non-empty sites the events name, sorted."""
+        return sorted(str(s) for s in np.unique(self.site) if s)
+
+    def off_site(self, querying_site: str) -> np.ndarray:
+        """(n,) bool: events made on a site other than ``querying_site`` (``""`` rows are on it)."""
+        return (self.site != "") & (self.site != querying_site)
+
+
+def concat(blocks: Sequence[Events]) -> Events:
+    """The rows of ``blocks`` one after the other."""
+    if not blocks:
+        return Events.empty()
+    return Events(*(np.concatenate([getattr(b, f.name) for b in blocks]) for f in fields(Events)))
+
+
+def _as_site_column(values: npt.ArrayLike) -> np.ndarray:
+    """``values`` as a 1-D numpy string column, or InputError naming the first bad site."""
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise InputError(f"site must be a 1-D column, got shape {array.shape}")
+    if array.size == 0:
+        return np.zeros(0, dtype="<U1")
+    if array.dtype.kind != "U":
+        if array.dtype != object or not all(isinstance(v, str) for v in array):
+            raise InputError(f"site must hold strings, got dtype {array.dtype}")
+        array = array.astype(str)
+    for site in np.unique(array).tolist():
+        problem = _site_problem(site)
+        if problem:
+            raise InputError(f"site {site!r}: {problem}")
+    return array
+
+
+def _site_problem(site: str) -> str:
+    """Why ``site`` is not a valid site name, or ``""``."""
+    if len(site.encode("utf-8")) > _MAX_SITE_BYTES:
+        return f"longer than {_MAX_SITE_BYTES} UTF-8 bytes"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c == "," for c in site):
+        return "has a comma or a control character"
+    return ""
 
 
 def _as_column(name: str, values: npt.ArrayLike) -> np.ndarray:
@@ -172,7 +230,9 @@ def read_csv(path: str | PathLike[str]) -> Events:
     columns = _parse_header(name, header)
     if not body:
         return Events.empty()
-    table = _parse_body_fast(body, len(columns))
+    numeric_columns = columns[:-1] if columns[-1] == SITE else columns
+    numeric, site = _split_sites(body) if columns[-1] == SITE else (body, None)
+    table = _parse_body_fast(numeric, len(numeric_columns))
     if table is None:
         _scan_body(name, body, columns)
         raise InputError(f"{name}: malformed event rows")  # the scan names the line first
@@ -183,31 +243,58 @@ def read_csv(path: str | PathLike[str]) -> Events:
     parsed = list(np.ascontiguousarray(table.T))  # one contiguous array per column
     if len(parsed) < len(COLUMNS):
         parsed.append(np.zeros(len(table), dtype=np.uint64))  # no constraint_id column
-    return Events(*parsed)
+    return Events(*parsed, site=_site_column(name, site) if site is not None else None)
+
+
+def _split_sites(body: bytes) -> tuple[bytes, list[bytes]]:
+    """The numeric part of every line, and every line's last field (its site)."""
+    lines = body.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the file's final newline
+    parts = [line.rpartition(b",") for line in lines]
+    return b"\n".join([p[0] for p in parts]), [p[2] for p in parts]
+
+
+def _site_column(name: str, sites: list[bytes]) -> np.ndarray:
+    """The site field of every line as a string column, or InputError naming the first bad line."""
+    distinct, inverse = np.unique(np.array(sites, dtype=object), return_inverse=True)
+    texts = []
+    for raw in distinct.tolist():
+        line = int(np.flatnonzero(inverse == len(texts))[0]) + 2
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{name} line {line}, field site: not UTF-8") from None
+        problem = _site_problem(text)
+        if problem:
+            raise InputError(f"{name} line {line}, field site: {text!r} is {problem}")
+        texts.append(text)
+    return np.array(texts, dtype=str)[inverse.ravel()] if texts else np.zeros(0, dtype="<U1")
 
 
 def _parse_header(name: str, header: bytes) -> tuple[str, ...]:
-    """The columns named by ``header`` (all six, or the first five), or InputError."""
-    expected = ",".join(COLUMNS)
+    """The columns named by ``header`` (five, six, or six and ``site``), or InputError."""
+    full = (*COLUMNS, SITE)
+    expected = ",".join(full)
     if not header:
         raise InputError(f"{name} line 1: missing header; expected {expected!r}")
     got = header.decode("utf-8", errors="replace").split(",")
-    if got == list(COLUMNS) or got == list(COLUMNS[:-1]):
+    if got in (list(full), list(COLUMNS), list(COLUMNS[:-1])):
         return tuple(got)
-    for column, field in zip(COLUMNS, got, strict=False):
+    for column, field in zip(full, got, strict=False):
         if field != column:
             raise InputError(
                 f"{name} line 1, field {column}: header has {field!r} where {column!r} "
-                f"was expected; expected header {expected!r} (constraint_id optional)"
+                f"was expected; expected header {expected!r} (constraint_id and site optional)"
             )
     if len(got) < len(COLUMNS) - 1:
         raise InputError(
             f"{name} line 1, field {COLUMNS[len(got)]}: header is missing it; "
-            f"expected header {expected!r} (constraint_id optional)"
+            f"expected header {expected!r} (constraint_id and site optional)"
         )
     raise InputError(
-        f"{name} line 1: header has {len(got)} fields, expected at most {len(COLUMNS)}: "
-        f"unexpected {got[len(COLUMNS)]!r} after constraint_id"
+        f"{name} line 1: header has {len(got)} fields, expected at most {len(full)}: "
+        f"unexpected {got[len(full)]!r} after site"
     )
 
 
@@ -254,6 +341,8 @@ def _scan_body(name: str, body: bytes, columns: Sequence[str]) -> None:
             )
         for column, field in zip(columns, fields_, strict=True):
             text = field.decode("utf-8", errors="replace")
+            if column == SITE:
+                continue  # checked with the whole column (_site_column)
             if not field or field.translate(None, _DIGITS):
                 raise InputError(f"{where}, field {column}: {text!r} is not a non-negative integer")
             if int(field) > _U64_MAX:
@@ -263,9 +352,17 @@ def _scan_body(name: str, body: bytes, columns: Sequence[str]) -> None:
 
 
 def write_csv(events: Events, path: str | PathLike[str]) -> None:
-    """Write ``events`` to ``path`` with the full six-column header (about 1 s per 10^6 rows)."""
+    """Write ``events`` to ``path`` (about 1 s per 10^6 rows).
+
+    The header has the six numeric columns, and ``site`` too when some event names a site.
+    """
     columns = [getattr(events, column).astype(np.uint64).tolist() for column in COLUMNS]
-    row_format = ",".join(["%d"] * len(COLUMNS)) + "\n"
-    with open(path, "w", encoding="ascii", newline="\n") as out:
-        out.write(",".join(COLUMNS) + "\n")
+    header, row_format = list(COLUMNS), ",".join(["%d"] * len(COLUMNS))
+    if events.sites():
+        columns.append(events.site.tolist())
+        header.append(SITE)
+        row_format += ",%s"
+    row_format += "\n"
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write(",".join(header) + "\n")
         out.write("".join(map(row_format.__mod__, zip(*columns, strict=True))))

@@ -4,6 +4,16 @@ This module is the contract: the MPC query, with noise off, must return
 exactly :func:`attribute`'s sums. The rules, for events ``e_0 .. e_{n-1}``
 (``i`` is a row's input index):
 
+0. **Sites.** A query is made for one querying site ``Q`` and is a
+   *source-fanout* or a *trigger-fanout* query. A row is made on ``Q`` when
+   its ``site`` is ``Q`` or empty. In a source-fanout query a **source**
+   made on another site is *neutralised*; in a trigger-fanout query, a
+   **trigger** made on another site. A neutralised row keeps its place in
+   rule 1's order (as the source or trigger it was submitted as) and then
+   acts as a trigger of value 0: it is never the source of an attribution,
+   never stands between a trigger and an older source, and adds nothing; it
+   still counts as one of the ``K`` rows of rule 2. (The MPC cannot drop it
+   without revealing which rows were neutralised.)
 1. **Groups.** A group is all rows with the same ``(match_key,
    constraint_id)``. Within a group, rows are ordered by
    ``(timestamp, is_trigger, i)``: by time, sources before triggers at equal
@@ -41,11 +51,11 @@ from __future__ import annotations
 import numpy as np
 
 from ipa._checks import integer
-from ipa.attribution.config import QueryConfig
+from ipa.attribution.config import QueryConfig, QueryType
 from ipa.errors import InputError
 from ipa.events import Events
 
-__all__ = ["attribute", "attribute_query"]
+__all__ = ["attribute", "attribute_query", "neutralised"]
 
 _U64_MAX = 2**64 - 1
 _LOW32 = np.uint64(0xFFFF_FFFF)
@@ -59,6 +69,8 @@ def attribute(
     cap: int,
     window: int | None = None,
     max_events_per_user: int = 64,
+    site: str | None = None,
+    query_type: QueryType | str = QueryType.SOURCE,
 ) -> np.ndarray:
     """The per-breakdown sums of capped, last-touch-attributed trigger values.
 
@@ -68,9 +80,13 @@ def attribute(
     as in the ring Z_2^64 (it cannot when ``cap * number of match keys <
     2**64``).
 
+    ``site`` is the querying site (``None``: every event is on it, which
+    needs events that name no site) and ``query_type`` the query's type.
+
     Raises InputError unless ``num_breakdowns >= 1``, ``0 <= cap < 2**64``,
-    ``window`` is None or ``>= 0``, and ``max_events_per_user`` is a power of
-    two ``>= 1``.
+    ``window`` is None or ``>= 0``, ``max_events_per_user`` is a power of
+    two ``>= 1``, ``query_type`` is ``source`` or ``trigger``, and ``site``
+    is given when the events name sites.
     """
     num_breakdowns = integer("num_breakdowns", num_breakdowns, 1)
     cap = integer("cap", cap, 0, _U64_MAX)
@@ -79,6 +95,7 @@ def attribute(
         raise InputError(f"max_events_per_user must be a power of two, got {max_events_per_user}")
     if window is not None:
         window = integer("window", window, 0)
+    neutral = neutralised(events, site, query_type)
 
     sums = np.zeros(num_breakdowns, dtype=np.uint64)
     n = len(events)
@@ -91,7 +108,9 @@ def attribute(
     match_key = events.match_key[order]
     constraint_id = events.constraint_id[order]
     timestamp = events.timestamp[order]
-    is_trigger = events.is_trigger[order]
+    # Rule 0: neutralised rows keep their place and become triggers of value 0.
+    neutral = neutral[order]
+    is_trigger = events.is_trigger[order] | neutral
     position = np.arange(n)
 
     new_user = np.ones(n, dtype=bool)
@@ -113,7 +132,7 @@ def attribute(
 
     # Rule 3: the per-user order (constraint_id, timestamp, sources first, input order) is
     # the sorted order, so the capped running sum is a segmented prefix sum.
-    value = np.where(attributed, events.trigger_value[order], np.uint64(0))
+    value = np.where(attributed & ~neutral, events.trigger_value[order], np.uint64(0))
     contribution = _capped_increments(value, new_user, cap)
 
     # Rule 4.
@@ -123,15 +142,36 @@ def attribute(
     return sums
 
 
-def attribute_query(events: Events, config: QueryConfig) -> np.ndarray:
-    """:func:`attribute` with the parameters of an MPC query's configuration."""
+def attribute_query(events: Events, config: QueryConfig, site: str | None = None) -> np.ndarray:
+    """:func:`attribute` with the parameters of an MPC query's configuration, for querying ``site``."""
     return attribute(
         events,
         num_breakdowns=config.num_breakdowns,
         cap=config.cap,
         window=config.window,
         max_events_per_user=config.max_events_per_user,
+        site=site,
+        query_type=config.query_type,
     )
+
+
+def neutralised(events: Events, site: str | None, query_type: QueryType | str) -> np.ndarray:
+    """(n,) bool: the rows rule 0 neutralises in a ``query_type`` query for querying ``site``.
+
+    InputError if ``site`` is None while the events name sites.
+    """
+    query_type = QueryType.parse(query_type)
+    if site is None:
+        named = events.sites()
+        if named:
+            raise InputError(
+                f"the events name {len(named)} sites ({', '.join(named[:3])}"
+                f"{', ...' if len(named) > 3 else ''}): give the querying site"
+            )
+        return np.zeros(len(events), dtype=bool)
+    off_site = events.off_site(site)
+    on_querying_side = events.is_trigger if query_type is QueryType.TRIGGER else ~events.is_trigger
+    return off_site & on_querying_side
 
 
 def _capped_increments(value: np.ndarray, new_user: np.ndarray, cap: int) -> np.ndarray:

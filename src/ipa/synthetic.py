@@ -25,6 +25,20 @@ so one seed always gives the same events; this is test data, not secret):
   ``2**(value_bits // 2)``, sigma 1), rounded up and clipped into
   ``[1, 2**value_bits)``. A source's trigger value and a trigger's breakdown
   key are 0.
+- **Sites** (when ``publishers`` and ``advertisers`` are given, as
+  ``ipa gen-events`` does by default). Each person reads one or two
+  publishers (the first weighted ``1 / (k + 1)``, the second uniform, the
+  same one half the time) and shops at one or two advertisers (likewise);
+  each source happens on one of their publishers, each trigger on one of
+  their advertisers, with equal odds. Without sites the ``site`` column is
+  empty (every event is the querying site's).
+- **Devices** (``max_devices > 1``). Each person has 1 to ``max_devices``
+  devices (uniform) and each event happens on one of them (uniform). With
+  probability ``provider_share`` a match-key provider set the person's
+  match key on all their devices: their events share one match key (IPA
+  joins them across devices); otherwise each device has its own random
+  match key and the person's events on different devices look like
+  different users. Match keys are distinct per person or device.
 - **Order.** Rows are sorted by timestamp (stably), as a report collector
   submits them.
 
@@ -34,6 +48,7 @@ Vectorised: about 0.6 s per 10^6 events.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,7 +56,12 @@ from ipa._checks import integer as _integer
 from ipa.errors import InputError
 from ipa.events import Events
 
-__all__ = ["generate"]
+__all__ = ["ADVERTISERS", "PUBLISHERS", "generate"]
+
+PUBLISHERS: tuple[str, ...] = ("news.example", "sport.example", "video.example")
+"""The publishers of ``ipa gen-events``'s multi-site data, most read first."""
+ADVERTISERS: tuple[str, ...] = ("shop.example", "travel.example")
+"""The advertisers of ``ipa gen-events``'s multi-site data, most visited first."""
 
 _ZIPF_EXPONENT = 2.2
 _DAY = 86_400
@@ -61,6 +81,10 @@ def generate(
     value_bits: int = 16,
     trigger_fraction: float = 0.25,
     max_user_events: int = 1000,
+    publishers: Sequence[str] = (),
+    advertisers: Sequence[str] = (),
+    max_devices: int = 1,
+    provider_share: float = 0.5,
 ) -> Events:
     """Exactly ``num_events`` synthetic events, following the module's model.
 
@@ -72,8 +96,10 @@ def generate(
 
     Raises InputError for a negative count or seed, widths outside ``[1, 64]``,
     ``num_breakdowns`` outside ``[1, 2**breakdown_bits]``, ``num_constraint_ids
-    < 1``, ``trigger_fraction`` outside ``[0, 1]``, ``max_user_events < 1``, or
-    more users than ``2**match_key_bits`` distinct match keys.
+    < 1``, ``trigger_fraction`` or ``provider_share`` outside ``[0, 1]``,
+    ``max_user_events < 1``, ``max_devices < 1``, publishers without
+    advertisers (or the reverse), or more users (people or devices) than
+    ``2**match_key_bits`` distinct match keys.
     """
     num_events = _integer("num_events", num_events, 0)
     seed = _integer("seed", seed, 0)
@@ -93,18 +119,36 @@ def generate(
         raise InputError(f"trigger_fraction must be a number, got {trigger_fraction!r}")
     if not 0.0 <= trigger_fraction <= 1.0:  # also refuses NaN
         raise InputError(f"trigger_fraction must be in [0, 1], got {trigger_fraction!r}")
+    max_devices = _integer("max_devices", max_devices, 1)
+    if isinstance(provider_share, bool) or not isinstance(provider_share, int | float):
+        raise InputError(f"provider_share must be a number, got {provider_share!r}")
+    if not 0.0 <= provider_share <= 1.0:
+        raise InputError(f"provider_share must be in [0, 1], got {provider_share!r}")
+    publishers, advertisers = list(publishers), list(advertisers)
+    if bool(publishers) != bool(advertisers):
+        raise InputError("publishers and advertisers must be given together")
+    Events.from_columns(  # checks the site names
+        timestamp=[0] * len(publishers + advertisers),
+        match_key=[0] * len(publishers + advertisers),
+        is_trigger=[0] * len(publishers + advertisers),
+        breakdown_key=[0] * len(publishers + advertisers),
+        trigger_value=[0] * len(publishers + advertisers),
+        site=np.array(publishers + advertisers, dtype=str),
+    )
     if num_events == 0:
         return Events.empty()
 
     rng = np.random.Generator(np.random.PCG64(seed))
     events_per_user = _events_per_user(rng, num_events, max_user_events)
     num_users = len(events_per_user)
-    if num_users > 2 ** bits["match_key_bits"]:
+    user = np.repeat(np.arange(num_users), events_per_user)
+    identity = _identities(rng, user, num_users, max_devices, provider_share)
+    num_keys = int(identity.max()) + 1
+    if num_keys > 2 ** bits["match_key_bits"]:
         raise InputError(
             f"match_key_bits={bits['match_key_bits']} allows {2 ** bits['match_key_bits']} "
-            f"match keys, but the events need {num_users} users"
+            f"match keys, but the events need {num_keys} users"
         )
-    user = np.repeat(np.arange(num_users), events_per_user)
     is_trigger = rng.random(num_events) < trigger_fraction
     timestamp = _timestamps(rng, user, is_trigger, num_users, bits["timestamp_bits"])
 
@@ -123,7 +167,8 @@ def generate(
     trigger_value = np.where(is_trigger, np.maximum(trigger_value, 1.0), 0.0)
     trigger_value = _float_to_uint64(trigger_value, bits["value_bits"])
 
-    match_key = _distinct_keys(rng, num_users, bits["match_key_bits"])[user]
+    match_key = _distinct_keys(rng, num_keys, bits["match_key_bits"])[identity]
+    site = _sites(rng, user, is_trigger, num_users, publishers, advertisers) if publishers else None
 
     order = np.argsort(timestamp, kind="stable")
     return Events(
@@ -133,7 +178,44 @@ def generate(
         breakdown_key[order],
         trigger_value[order],
         constraint_id[order],
+        None if site is None else site[order],
     )
+
+
+def _identities(
+    rng: np.random.Generator, user: np.ndarray, num_users: int, max_devices: int, provider_share: float
+) -> np.ndarray:
+    """Each event's match-key owner, numbered from 0 in order of appearance: a person or a device."""
+    if max_devices == 1:
+        return user
+    devices = rng.integers(1, max_devices, size=num_users, endpoint=True)
+    device = (rng.random(len(user)) * devices[user]).astype(np.int64)
+    provider = rng.random(num_users) < provider_share
+    raw = np.where(provider[user], user * max_devices, user * max_devices + device)
+    _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()]
+
+
+def _sites(
+    rng: np.random.Generator,
+    user: np.ndarray,
+    is_trigger: np.ndarray,
+    num_users: int,
+    publishers: list[str],
+    advertisers: list[str],
+) -> np.ndarray:
+    """Each event's site: one of its person's one or two publishers (sources) or advertisers."""
+    site = np.empty(len(user), dtype=object)
+    for kind, names in ((False, publishers), (True, advertisers)):
+        weights = 1.0 / np.arange(1, len(names) + 1)
+        first = rng.choice(len(names), size=num_users, p=weights / weights.sum())
+        second = np.where(rng.random(num_users) < 0.5, first, rng.integers(0, len(names), size=num_users))
+        pick = np.where(rng.random(len(user)) < 0.5, first[user], second[user])
+        rows = is_trigger == kind
+        site[rows] = np.array(names, dtype=object)[pick[rows]]
+    return site.astype(str)
 
 
 def _events_per_user(rng: np.random.Generator, num_events: int, max_user_events: int) -> np.ndarray:

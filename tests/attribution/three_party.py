@@ -31,10 +31,11 @@ def opened(result: RunResult) -> np.ndarray | list[np.ndarray]:
 
 
 def mpc_query(
-    events: Events, config: QueryConfig, noise: NoiseHook = no_noise
+    events: Events, config: QueryConfig, noise: NoiseHook = no_noise, site: str | None = None
 ) -> tuple[np.ndarray, list[QueryResult]]:
-    """The reconstructed sums of ``run_query`` on ``events``, and each party's QueryResult."""
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), share_events(events, config))
+    """The reconstructed sums of ``run_query`` on ``events`` for querying ``site``, and each QueryResult."""
+    shares = share_events(events, config, site)
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares)
     return reconstruct([r.sums for r in result.outputs]), result.outputs
 
 

@@ -32,7 +32,8 @@ def ipa(*args: str) -> subprocess.CompletedProcess:
 def test_ipa_query_equals_the_reference(network, tmp_path):
     network_file, _ = network
     events = tmp_path / "events.csv"
-    assert ipa("gen-events", "--events", "3000", "--seed", "2", "--out", str(events)).returncode == 0
+    made = ipa("gen-events", "--events", "3000", "--seed", "2", "--out", str(events), "--single-site")
+    assert made.returncode == 0
     query = ["--input", str(events), "--breakdowns", "10", "--cap", "80", "--window", "86400"]
     done = ipa(
         "query", "--network", str(network_file), *query, "--site", "s.example", "--epoch", "4", "--no-noise"
@@ -46,7 +47,7 @@ def test_ipa_query_equals_the_reference(network, tmp_path):
 def test_a_refused_query_exits_non_zero_with_the_reason(network, tmp_path):
     network_file, _ = network
     events = tmp_path / "events.csv"
-    ipa("gen-events", "--events", "50", "--seed", "2", "--out", str(events))
+    ipa("gen-events", "--events", "50", "--seed", "2", "--out", str(events), "--single-site")
     done = ipa(
         "query",
         "--network",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from ipa.attribution.config import QueryConfig
+from ipa.attribution.config import QueryConfig, QueryType
 from ipa_client.commands._types import non_negative_int, positive_int
 
-__all__ = ["add_query_arguments", "add_width_arguments", "config_from_args"]
+__all__ = ["add_query_arguments", "add_site_arguments", "add_width_arguments", "config_from_args"]
 
 _WIDTHS = {
     "match_key_bits": "match key",
@@ -51,6 +51,24 @@ def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_site_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """Register --site (the querying site) and --query-type (source or trigger fanout)."""
+    parser.add_argument(
+        "--site",
+        required=required,
+        default=None,
+        metavar="Q",
+        help="the querying site: events without a site column (or with an empty one) are on it"
+        + ("" if required else " (needed when the events name sites)"),
+    )
+    parser.add_argument(
+        "--query-type",
+        choices=[t.value for t in QueryType],
+        default=QueryType.SOURCE.value,
+        help="source: Q's sources, triggers from any site; trigger: the mirror image (default: source)",
+    )
+
+
 def add_width_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the column bit widths of an MPC query (defaults from QueryConfig)."""
     defaults = QueryConfig(num_breakdowns=1, cap=0)
@@ -71,5 +89,6 @@ def config_from_args(args: argparse.Namespace) -> QueryConfig:
         cap=args.cap,
         window=args.window,
         max_events_per_user=args.max_events_per_user,
+        query_type=getattr(args, "query_type", QueryType.SOURCE),
         **{field: getattr(args, field) for field in _WIDTHS},
     )

@@ -1,7 +1,11 @@
 """``ipa gen-events``: write a synthetic event CSV (model in ``ipa.synthetic``).
 
-Prints one JSON object on stdout: ``{"out": path, "rows": n, "sources": s,
-"triggers": t, "users": u}``.
+By default the events are multi-site: sources on three publishers, triggers
+on two advertisers (``ipa.synthetic.PUBLISHERS`` and ``ADVERTISERS``), people
+on up to three devices, half of them with a provider's match key shared by
+their devices. ``--single-site`` writes the one-site, one-device model (no
+``site`` column). Prints one JSON object on stdout: ``{"out": path, "rows":
+n, "sources": s, "triggers": t, "users": u, "sites": {site: rows, ...}}``.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import json
 import numpy as np
 
 from ipa.events import write_csv
-from ipa.synthetic import generate
+from ipa.synthetic import ADVERTISERS, PUBLISHERS, generate
 from ipa_client.commands._types import non_negative_int, positive_int
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
+
+_MULTI_SITE = {"publishers": PUBLISHERS, "advertisers": ADVERTISERS, "max_devices": 3}
 
 NAME = "gen-events"
 HELP = "write a synthetic event CSV file"
@@ -52,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="C",
         help="constraint ids are in [0, C) (default: 4)",
     )
+    parser.add_argument(
+        "--single-site",
+        action="store_true",
+        help="one site and one device per person (no site column)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         num_breakdowns=args.breakdowns,
         num_constraint_ids=args.constraint_ids,
+        **({} if args.single_site else _MULTI_SITE),
     )
     write_csv(events, args.out)
     triggers = int(events.is_trigger.sum())
@@ -70,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         "sources": len(events) - triggers,
         "triggers": triggers,
         "users": len(np.unique(events.match_key)),
+        "sites": _site_counts(events.site),
     }
     print(json.dumps(summary))
     return 0
+
+
+def _site_counts(site: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(site, return_counts=True)
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True) if k}

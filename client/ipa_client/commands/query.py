@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     events = read_csv(args.input)
     if not len(events):
         raise InputError(f"{args.input} has no events")
+    if set(events.sites()) - {args.site}:
+        raise InputError(f"{args.input} names sites other than {args.site}: not supported yet")
     collector = ReportCollector(network, binding, config)
     collector.add_events(events, simulate_user_agents(events, network, binding))
     with (

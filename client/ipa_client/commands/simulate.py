@@ -22,7 +22,12 @@ from ipa.dp.release import calibrated_noise
 from ipa.events import read_csv
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
-from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
+from ipa_client.commands._query_args import (
+    add_query_arguments,
+    add_site_arguments,
+    add_width_arguments,
+    config_from_args,
+)
 from ipa_client.commands._types import positive_float
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
@@ -34,6 +39,7 @@ HELP = "run the MPC query on an event CSV file with three in-memory helpers"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the input, the query parameters, the widths and the noise."""
     add_query_arguments(parser)
+    add_site_arguments(parser, required=False)
     add_width_arguments(parser)
     noise = parser.add_mutually_exclusive_group(required=True)
     noise.add_argument("--epsilon", type=positive_float, help="add DP noise for this ε (δ from --delta)")
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     noise = no_noise if args.no_noise else calibrated_noise(args.epsilon, args.delta, config.cap)
     events = read_csv(args.input)
     start = time.perf_counter()
-    shares = share_events(events, config)
+    shares = share_events(events, config, args.site)
     shared = time.perf_counter()
     result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares)
     finished = time.perf_counter()

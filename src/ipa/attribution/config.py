@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from ipa._checks import integer
 from ipa.errors import InputError
 
-__all__ = ["QueryConfig"]
+__all__ = ["QueryConfig", "QueryType"]
+
+
+class QueryType(enum.StrEnum):
+    """Which side of a query is the querying site's (IPA's source- and trigger-fanout queries).
+
+    In a ``SOURCE`` (source-fanout) query the sources must be made on the
+    querying site and triggers may come from any site; ``TRIGGER`` is the
+    mirror image. A report on the querying side made on another site is
+    *neutralised*: it becomes a trigger of value 0 (``ipa.reference``, rule 0).
+    """
+
+    SOURCE = "source"
+    TRIGGER = "trigger"
+
+    @classmethod
+    def parse(cls, value: object) -> QueryType:
+        """``value`` (a QueryType or its name) as a QueryType, or InputError."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise InputError(f"query_type must be 'source' or 'trigger', got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -16,7 +38,8 @@ class QueryConfig:
 
     ``window`` is in timestamp units (``None``: no window). ``max_events_per_user``
     (K, a power of two) bounds how far back, within a (match key, constraint id)
-    group, a trigger looks for its source: at most K−1 rows.
+    group, a trigger looks for its source: at most K−1 rows. ``query_type``
+    says which side of the query belongs to the querying site.
     """
 
     num_breakdowns: int
@@ -28,8 +51,10 @@ class QueryConfig:
     breakdown_bits: int = 8
     value_bits: int = 16
     constraint_bits: int = 8
+    query_type: QueryType = QueryType.SOURCE
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "query_type", QueryType.parse(self.query_type))
         for name in ("match_key_bits", "timestamp_bits", "breakdown_bits", "value_bits", "constraint_bits"):
             integer(name, getattr(self, name), 1, 64)
         if self.match_key_bits + self.constraint_bits > 64:

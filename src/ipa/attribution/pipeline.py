@@ -18,6 +18,7 @@ from ipa.attribution.cap import cap_contributions
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import last_touch
 from ipa.attribution.rows import SharedRows
+from ipa.attribution.sites import neutralise
 from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.convert import bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
@@ -81,12 +82,15 @@ def run_query(
 ) -> QueryResult:
     """Shares of the B attributed, capped, noised sums of ``rows`` (see ``ipa.reference``).
 
-    Every helper learns n and ``config``; nothing else is opened to it.
+    Every helper learns n, ``config`` and the public ``rows.off_site``;
+    nothing else is opened to it. Off-site rows on the querying side are
+    neutralised first (:mod:`ipa.attribution.sites`).
     """
     clock = _Clock(on_phase)
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
         return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES})
+    rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
     key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
     clock.lap("sort")
     user = key.shift_right(config.constraint_bits).resize(key.width)

@@ -52,7 +52,12 @@ COLLECTOR_FIELDS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class SharedRows:
-    """One party's share columns of n generic rows."""
+    """One party's share columns of n generic rows.
+
+    ``off_site`` is public, the same at every helper: (n,) bool, rows made on
+    a site other than the querying site (``None``: none), which
+    :func:`ipa.attribution.sites.neutralise` handles.
+    """
 
     match_key: BShares
     constraint_id: BShares
@@ -60,6 +65,13 @@ class SharedRows:
     is_trigger: BShares
     breakdown_key: BShares
     trigger_value: BShares
+    off_site: np.ndarray = None  # type: ignore[assignment]  # None: every row is on the querying site
+
+    def __post_init__(self) -> None:
+        off_site = np.zeros(len(self), bool) if self.off_site is None else np.asarray(self.off_site, bool)
+        if off_site.shape != (len(self),):
+            raise InputError(f"off_site must be a ({len(self)},) mask")
+        object.__setattr__(self, "off_site", off_site)
 
     def __len__(self) -> int:
         return len(self.match_key)
@@ -108,15 +120,21 @@ def share_collector_fields(events: Events, config: QueryConfig) -> dict[str, lis
     }
 
 
-def share_events(events: Events, config: QueryConfig) -> list[SharedRows]:
+def share_events(events: Events, config: QueryConfig, site: str | None = None) -> list[SharedRows]:
     """The three parties' shares of ``events``, presorted, as a report collector makes them.
 
+    ``site`` is the querying site: the rows' public ``off_site`` mask says
+    which events name another one (``None``: the events must name no site).
     Triggers' breakdown keys and sources' trigger values are ignored by the
     rules, so they are shared as zero. Raises InputError naming the first
-    event whose field does not fit its width.
+    event whose field does not fit its width, or if ``site`` is None while
+    events name sites.
     """
     check_ranges(events, config)
     ev = presort(events)
+    if site is None and ev.sites():
+        raise InputError(f"the events name sites ({', '.join(ev.sites()[:3])}): give the querying site")
+    off_site = ev.off_site(site) if site is not None else None
     columns: dict[str, list] = {"match_key": share_boolean(ev.match_key, config.match_key_bits)}
     columns |= share_collector_fields(ev, config)
-    return [SharedRows(**{name: shares[i] for name, shares in columns.items()}) for i in range(3)]
+    return [SharedRows(**{k: v[i] for k, v in columns.items()}, off_site=off_site) for i in range(3)]
