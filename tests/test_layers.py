@@ -29,8 +29,9 @@ LAYERS = [
     ("crypto and keys",               "ipa.crypto.hpke ipa.crypto.binding ipa.crypto.keys ipa.crypto.opener "
                                       "ipa.crypto ipa.certs ipa.network"),
     ("query configuration and rows",  "ipa.attribution ipa.attribution.config ipa.attribution.rows"),
-    ("attribution phases",            "ipa.attribution.boundaries ipa.attribution.last_touch "
-                                      "ipa.attribution.cap ipa.attribution.aggregate"),
+    ("attribution phases",            "ipa.attribution.sites ipa.attribution.boundaries "
+                                      "ipa.attribution.last_touch ipa.attribution.cap "
+                                      "ipa.attribution.aggregate"),
     ("attribution pipeline",          "ipa.attribution.pipeline"),
     ("reference in the clear",        "ipa.reference"),
     ("differential privacy",          "ipa.dp.sampler ipa.dp.calibration ipa.dp ipa.dp.release"),
