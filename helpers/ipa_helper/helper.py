@@ -1,5 +1,10 @@
 """One helper's query lifecycle, independent of the gRPC plumbing around it.
 
+It talks to the other two helpers only through the peer interface
+(:class:`~ipa_helper.peers.PeerLink`: gRPC in ``ipa-helper``, direct calls in
+:mod:`ipa_helper.memory` for in-process tests), and takes checked
+:class:`~ipa_helper.params.QuerySpec` values, never wire messages.
+
 - The leader (H1) assigns query ids: ``create_query`` checks the parameters,
   then asks both peers to ``prepare``; if either refuses, the query is aborted
   everywhere and refused. Nothing runs before all three have accepted.
@@ -25,7 +30,6 @@ import time
 import traceback
 from collections.abc import Iterable, Sequence
 
-import grpc
 import numpy as np
 
 from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
@@ -42,18 +46,13 @@ from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import QuerySpec, spec_from_proto
+from ipa_helper.params import QuerySpec
+from ipa_helper.peers import PeerChannel, PeerLink, RefusedError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
-from ipa_helper.transport import GrpcChannel
-from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
 
 __all__ = ["Helper", "RefusedError"]
 
 _STEPS = ("decrypt", *PHASES, "release")
-
-
-class RefusedError(IpaError):
-    """A peer refused to prepare a query; the message is the peer's reason."""
 
 
 class Helper:
@@ -62,7 +61,7 @@ class Helper:
     def __init__(
         self,
         config: HelperConfig,
-        peers: dict[Peer, peer_pb2_grpc.PeerStub],
+        peers: dict[Peer, PeerLink],
         decode: Decoder,
         ledger: BudgetLedger,
         mailbox: Mailbox | None = None,
@@ -77,13 +76,17 @@ class Helper:
         self._workers: set[threading.Thread] = set()
 
     @property
-    def peers(self) -> dict[Peer, peer_pb2_grpc.PeerStub]:
-        """Stubs of the Peer service of the two neighbours."""
+    def peers(self) -> dict[Peer, PeerLink]:
+        """The links to the two neighbours."""
         return self._peers
+
+    def channel(self, query_id: str) -> PeerChannel:
+        """The MPC channel of ``query_id`` to the two neighbours."""
+        return PeerChannel(self.party, query_id, self._peers, self.mailbox, self.config.timeout_seconds)
 
     # --- report collector calls -------------------------------------------------
 
-    def create_query(self, params: query_pb2.QueryParams, token_hashes: Sequence[bytes]) -> str:
+    def create_query(self, spec: QuerySpec, token_hashes: Sequence[bytes]) -> str:
         """Leader only: accept the query here and on both peers, or refuse it everywhere.
 
         ``token_hashes`` are the SHA-256 of the collector's token for H1, H2, H3.
@@ -93,21 +96,18 @@ class Helper:
         if len(token_hashes) != 3 or any(len(h) != TOKEN_HASH_BYTES for h in token_hashes):
             raise InputError("a query needs three 32-byte token hashes, one per helper")
         query_id = secrets.token_hex(16)
-        self.prepare(query_id, params, token_hashes[0])
+        self.prepare(query_id, spec, token_hashes[0])
         for peer in Peer:
             try:
-                digest = token_hashes[peer.of(self.party)]
-                request = peer_pb2.PrepareRequest(query_id=query_id, params=params, token_hash=digest)
-                self._peers[peer].Prepare(request, timeout=self.config.timeout_seconds, wait_for_ready=True)
-            except grpc.RpcError as exc:
-                reason = f"H{peer.of(self.party) + 1} refused the query: {exc.details() or exc.code().name}"
+                self._peers[peer].prepare(query_id, spec, token_hashes[peer.of(self.party)])
+            except IpaError as exc:  # refused (RefusedError) or unreachable (TransportError)
+                reason = f"H{peer.of(self.party) + 1} refused the query: {exc}"
                 self.fail(self.queries.get(query_id), reason)
                 raise RefusedError(reason) from None
         return query_id
 
-    def prepare(self, query_id: str, params: query_pb2.QueryParams, digest: bytes) -> None:
+    def prepare(self, query_id: str, spec: QuerySpec, digest: bytes) -> None:
         """Check a query's parameters against this helper's policy and register it."""
-        spec = spec_from_proto(params)
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
         if len(digest) != TOKEN_HASH_BYTES:
@@ -132,7 +132,7 @@ class Helper:
     def upload(self, query_id: str, token: bytes, chunks: Iterable[bytes]) -> int:
         """Take this helper's whole upload, then start the query in a worker thread."""
         record = self.queries.get(query_id, token)
-        self.queries.claim_upload(record)
+        self.queries.claim_upload(record)  # atomically: not ended, and the first upload
         data = bytearray()
         try:
             for chunk in chunks:
@@ -144,9 +144,8 @@ class Helper:
         except BaseException as exc:  # too large, or the stream broke: the query cannot run
             self.fail(record, str(exc) if isinstance(exc, IpaError) else "the upload was interrupted")
             raise
-        if record.state.final:  # ended (cancelled, a peer failed) while the upload streamed in
-            raise InputError(f"query {query_id} has ended ({record.state.value}): {record.error}")
-        self.queries.update(record, state=State.RUNNING, phase="decrypt", phase_started=time.perf_counter())
+        # Atomically: raises if it ended (cancelled, a peer failed) while the upload streamed in.
+        self.queries.start(record, phase="decrypt", phase_started=time.perf_counter())
         logs.event(self.config.index, "upload_received", query_id=query_id, bytes=len(data))
         worker = threading.Thread(target=self._run, args=(record, data), name=f"query-{query_id[:8]}")
         self._workers.add(worker)
@@ -167,6 +166,14 @@ class Helper:
 
     # --- peer calls ----------------------------------------------------------------
 
+    def receive_message(self, query_id: str, sender: int, step: str, arrays: list[np.ndarray]) -> None:
+        """A peer's MPC message: kept for the protocol if this helper knows the query.
+
+        UnknownQueryError if it was never prepared here; TransportError if it is a duplicate.
+        """
+        self.queries.get(query_id)
+        self.mailbox.put(query_id, sender, step, arrays)
+
     def abort_from_peer(self, query_id: str, sender: int | None, reason: str) -> None:
         """A peer ended the query (``sender`` from its certificate; None on an insecure network)."""
         record = self.queries.get(query_id)
@@ -186,11 +193,7 @@ class Helper:
         logs.event(self.config.index, "query_" + state.value, query_id=record.query_id, reason=reason)
         if notify:
             for peer in Peer:
-                try:
-                    request = peer_pb2.AbortRequest(query_id=record.query_id, reason=reason)
-                    self._peers[peer].Abort(request, timeout=min(10.0, self.config.timeout_seconds))
-                except grpc.RpcError:
-                    pass  # a dead peer will time out on its own
+                self._peers[peer].abort(record.query_id, reason)
 
     def shut_down(self, timeout: float = 10.0) -> None:
         """Fail every query still running here and wait (bounded) for their workers."""
@@ -207,9 +210,7 @@ class Helper:
         query_id = record.query_id
         try:
             batch = self._decode(data, record.spec)
-            channel = GrpcChannel(
-                self.party, query_id, self._peers, self.mailbox, self.config.timeout_seconds
-            )
+            channel = self.channel(query_id)
             rows = _agree_rows(channel, batch)
             self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
             self._phase_done(record, "decrypt")

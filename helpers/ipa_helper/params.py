@@ -11,7 +11,7 @@ from ipa.errors import InputError
 from ipa.reports.decode import InvalidReportPolicy
 from ipa_rpc.v1 import query_pb2
 
-__all__ = ["QuerySpec", "spec_from_proto"]
+__all__ = ["QuerySpec", "spec_from_proto", "spec_to_proto"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,31 @@ def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
         raise InputError(f"delta must be in (0, 1), got {p.delta}")
     policy = InvalidReportPolicy.DROP if p.invalid_reports == query_pb2.DROP else InvalidReportPolicy.FAIL
     return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy)
+
+
+def spec_to_proto(spec: QuerySpec) -> query_pb2.QueryParams:
+    """The wire parameters of ``spec`` (what the leader forwards to its peers); inverse of the above."""
+    binding, config = spec.binding, spec.config
+    params = query_pb2.QueryParams(
+        site=binding.site,
+        epoch=binding.epoch,
+        report_collector=binding.report_collector,
+        match_key_provider=binding.match_key_provider,
+        num_breakdowns=config.num_breakdowns,
+        cap=config.cap,
+        max_events_per_user=config.max_events_per_user,
+        match_key_bits=config.match_key_bits,
+        timestamp_bits=config.timestamp_bits,
+        breakdown_bits=config.breakdown_bits,
+        value_bits=config.value_bits,
+        constraint_bits=config.constraint_bits,
+        epsilon=spec.epsilon,
+        delta=spec.delta,
+        no_noise=spec.no_noise,
+        invalid_reports=(
+            query_pb2.DROP if spec.invalid_reports is InvalidReportPolicy.DROP else query_pb2.FAIL
+        ),
+    )
+    if config.window is not None:
+        params.window = config.window
+    return params

@@ -108,6 +108,22 @@ class QueryRegistry:
                 raise IpaError(f"query {record.query_id} has its upload already")
             record.uploaded = True
 
+    def start(self, record: QueryRecord, **changes: object) -> None:
+        """AWAITING_UPLOAD → RUNNING with ``changes``, in one step; IpaError if it has ended.
+
+        Checking for a final state and switching under the same lock means a
+        cancel or a peer's abort either comes first (and the query never runs)
+        or finds it RUNNING (and fails it).
+        """
+        with self._lock:
+            if record.state.final:
+                raise IpaError(f"query {record.query_id} has ended ({record.state.value}): {record.error}")
+            if record.state is not State.AWAITING_UPLOAD:
+                raise IpaError(f"query {record.query_id} is {record.state.value} already")
+            record.state = State.RUNNING
+            for key, value in changes.items():
+                setattr(record, key, value)
+
     def update(self, record: QueryRecord, **changes: object) -> None:
         """Change fields of a record that is not final yet (a final record never changes)."""
         with self._lock:
@@ -133,6 +149,10 @@ class QueryRegistry:
             for query_id in old:
                 del self._queries[query_id]
         return old
+
+    def all(self) -> list[QueryRecord]:
+        with self._lock:
+            return list(self._queries.values())
 
     def active(self) -> list[QueryRecord]:
         with self._lock:

@@ -28,6 +28,7 @@ from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
+from ipa_helper.transport import GrpcPeer
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
 
@@ -101,10 +102,17 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     if not insecure and not config.secure:
         raise ConfigError("the config has no [tls] section: add one, or run with --insecure")
     channels = _peer_channels(config, insecure)
-    stubs = {p: peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]) for p in Peer}
+    links = {
+        p: GrpcPeer(
+            p.of(config.party),
+            peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]),
+            config.timeout_seconds,
+        )
+        for p in Peer
+    }
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", config.epoch_budget)
     refunded = ledger.recover()
-    helper = Helper(config, stubs, make_decoder(config), ledger)
+    helper = Helper(config, links, make_decoder(config), ledger)
 
     public = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_OPTIONS)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper), public)

@@ -18,6 +18,7 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
 from ipa_helper.helper import Helper, RefusedError
 from ipa_helper.ledger import BudgetError
+from ipa_helper.params import spec_from_proto
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
@@ -67,7 +68,9 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     def CreateQuery(self, request, context):  # noqa: N802
         try:
             return query_pb2.CreateQueryResponse(
-                query_id=self._helper.create_query(request.params, list(request.token_hashes))
+                query_id=self._helper.create_query(
+                    spec_from_proto(request.params), list(request.token_hashes)
+                )
             )
         except IpaError as exc:
             _abort(context, exc)
@@ -139,8 +142,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._caller(context, sender)
         try:
-            self._helper.queries.get(query_id)  # only queries this helper has prepared
-            self._helper.mailbox.put(query_id, sender, step, arrays)
+            self._helper.receive_message(query_id, sender, step, arrays)
         except UnknownQueryError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except TransportError as exc:
@@ -150,7 +152,7 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def Prepare(self, request, context):  # noqa: N802
         self._caller(context, 0)  # only H1 prepares queries
         try:
-            self._helper.prepare(request.query_id, request.params, request.token_hash)
+            self._helper.prepare(request.query_id, spec_from_proto(request.params), request.token_hash)
         except IpaError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return peer_pb2.PrepareResponse()

@@ -1,28 +1,30 @@
-"""The gRPC implementation of the MPC channel interface.
+"""The gRPC implementation of the peer interface (:class:`~ipa_helper.peers.PeerLink`).
 
-A message (the arrays one step sends to one neighbour) travels as one
+:class:`GrpcPeer` calls a neighbour's ``Peer`` service: ``Prepare``, ``Abort``,
+and ``Send`` for MPC messages. A message (the arrays one step sends to one neighbour) travels as one
 client-streaming ``Peer.Send`` call: the first chunk names the query, step,
 sender and array layouts, and the bytes follow in chunks of about 1 MiB.
 The receiving helper's ``Peer`` servicer (:mod:`ipa_helper.services`) stores it in its
-:class:`~ipa_helper.mailbox.Mailbox`; :meth:`GrpcChannel.receive` takes it
+:class:`~ipa_helper.mailbox.Mailbox`; :class:`~ipa_helper.peers.PeerChannel` takes it
 from there. Every call has a deadline; a late or missing message is a
 TransportError, so a stalled or dead peer fails the query instead of hanging it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import grpc
 import numpy as np
 
 from ipa.errors import TransportError
-from ipa.mpc.channel import Channel, Peer
-from ipa_helper.mailbox import Mailbox
+from ipa_helper.params import QuerySpec, spec_to_proto
+from ipa_helper.peers import PeerLink, RefusedError
 from ipa_rpc import CHUNK_BYTES
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
-__all__ = ["CHUNK_BYTES", "GrpcChannel", "decode_message", "encode_message"]
+__all__ = ["CHUNK_BYTES", "GrpcPeer", "decode_message", "encode_message"]
 
 
 def encode_message(
@@ -64,31 +66,37 @@ def decode_message(chunks: Iterator[peer_pb2.ShareChunk]) -> tuple[str, str, int
     return first.query_id, first.step, first.sender, arrays
 
 
-class GrpcChannel(Channel):
-    """The channel of one party in one query, over gRPC stubs to its two neighbours."""
+def _details(exc: grpc.RpcError) -> str:
+    return exc.details() or exc.code().name
 
-    def __init__(
-        self,
-        party: int,
-        query_id: str,
-        stubs: dict[Peer, peer_pb2_grpc.PeerStub],
-        mailbox: Mailbox,
-        timeout: float,
-    ) -> None:
-        super().__init__(party)
-        self._query_id = query_id
-        self._stubs = stubs
-        self._mailbox = mailbox
+
+class GrpcPeer(PeerLink):
+    """One neighbour's ``Peer`` service, through a stub on a (mutual TLS) channel."""
+
+    def __init__(self, index: int, stub: peer_pb2_grpc.PeerStub, timeout: float) -> None:
+        self.index = index
+        self._stub = stub
         self._timeout = timeout
 
-    def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
-        chunks = encode_message(self._query_id, step, self.party, arrays)
+    def prepare(self, query_id: str, spec: QuerySpec, token_hash: bytes) -> None:
+        params = spec_to_proto(spec)
+        request = peer_pb2.PrepareRequest(query_id=query_id, params=params, token_hash=token_hash)
         try:
-            self._stubs[to].Send(chunks, timeout=self._timeout, wait_for_ready=True)
+            self._stub.Prepare(request, timeout=self._timeout, wait_for_ready=True)
         except grpc.RpcError as exc:
-            peer = f"H{to.of(self.party) + 1}"
-            reason = f"{exc.code().name}: {exc.details()}"
-            raise TransportError(f"sending step {step!r} to {peer} failed: {reason}") from None
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
+                raise RefusedError(_details(exc)) from None
+            raise TransportError(_details(exc)) from None
 
-    def _collect(self, step: str, frm: Peer) -> list[np.ndarray]:
-        return self._mailbox.take(self._query_id, frm.of(self.party), step, self._timeout)
+    def abort(self, query_id: str, reason: str) -> None:
+        request = peer_pb2.AbortRequest(query_id=query_id, reason=reason)
+        with contextlib.suppress(grpc.RpcError):  # a dead peer times out on its own
+            self._stub.Abort(request, timeout=min(10.0, self._timeout))
+
+    def send(self, query_id: str, step: str, sender: int, arrays: list[np.ndarray]) -> None:
+        chunks = encode_message(query_id, step, sender, arrays)
+        try:
+            self._stub.Send(chunks, timeout=self._timeout, wait_for_ready=True)
+        except grpc.RpcError as exc:
+            reason = f"{exc.code().name}: {exc.details()}"
+            raise TransportError(f"sending step {step!r} to H{self.index + 1} failed: {reason}") from None

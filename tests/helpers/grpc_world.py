@@ -19,8 +19,9 @@ from ipa.mpc.prss import agree_seeds
 from ipa_client.local_network import make_network
 from ipa_client.query_client import query_params
 from ipa_helper.config import load_config
+from ipa_helper.params import spec_from_proto
+from ipa_helper.peers import PeerChannel
 from ipa_helper.server import RunningHelper, start
-from ipa_helper.transport import GrpcChannel
 
 
 class InProcessNetwork:
@@ -43,13 +44,10 @@ class InProcessNetwork:
             Binding(site="s", report_collector="rc", epoch=1), QueryConfig(1, 0), no_noise=True
         )
         for running in self.helpers:
-            running.helper.prepare(query_id, params, bytes(32))
-        channels = [
-            GrpcChannel(party, query_id, r.helper.peers, r.helper.mailbox, r.helper.config.timeout_seconds)
-            for party, r in enumerate(self.helpers)
-        ]
+            running.helper.prepare(query_id, spec_from_proto(params), bytes(32))
+        channels = [r.helper.channel(query_id) for r in self.helpers]
 
-        def body(channel: GrpcChannel, value: Any) -> Any:  # PRSS seeds agreed over the real connections
+        def body(channel: PeerChannel, value: Any) -> Any:  # PRSS seeds agreed over the real connections
             return protocol(Context(channel.party, channel, agree_seeds(channel)), value)
 
         outputs = run_parties([partial(body, ch, value) for ch, value in zip(channels, inputs, strict=True)])
