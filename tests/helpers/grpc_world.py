@@ -45,6 +45,8 @@ class InProcessNetwork:
         )
         for running in self.helpers:
             running.helper.prepare(query_id, spec_from_proto(params), bytes(32))
+            # as if uploaded: the no-upload expiry must not end a long protocol run
+            running.helper.queries.claim_upload(running.helper.queries.get(query_id))
         channels = [r.helper.channel(query_id) for r in self.helpers]
 
         def body(channel: PeerChannel, value: Any) -> Any:  # PRSS seeds agreed over the real connections
