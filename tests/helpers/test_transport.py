@@ -9,6 +9,7 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.multiply import multiply
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.sort import sort
+from ipa.mpc.step import Steps
 from ipa_helper.transport import CHUNK_BYTES, decode_message, encode_message
 
 
@@ -22,9 +23,13 @@ def network(tmp_path_factory):
 def test_multiply_over_grpc(network):
     x = np.arange(1000, dtype=np.uint64) * np.uint64(2**40 + 3)
     shares = list(zip(share_arithmetic(x), share_arithmetic(x + np.uint64(1)), strict=True))
-    outputs, channels = network.run(lambda ctx, xy: multiply(ctx.narrow("m"), *xy), shares, "mul")
+    steps = Steps("test.transport", "m")
+    outputs, channels = network.run(
+        lambda ctx, xy: multiply(ctx.enter(steps).narrow("m"), *xy), shares, "mul"
+    )
     assert np.array_equal(reconstruct(outputs), x * (x + np.uint64(1)))
     assert channels[0].stats.under("root/m").total_bytes == 8000
+    assert channels[0].stats.under("root/m").rounds == 1  # message depths travel over gRPC too
 
 
 def test_sort_over_grpc_with_multi_chunk_messages(network):

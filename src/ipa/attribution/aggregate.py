@@ -22,18 +22,29 @@ from __future__ import annotations
 import numpy as np
 
 from ipa.mpc.context import Context
-from ipa.mpc.convert import bit_to_arith
+from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
 from ipa.mpc.multiply import matmul, multiply
-from ipa.mpc.one_hot import one_hot
+from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
 from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.step import Steps
 
-__all__ = ["aggregate"]
+__all__ = ["AGGREGATE_STEPS", "aggregate"]
+
+AGGREGATE_STEPS = Steps(
+    "aggregate",
+    "weight",
+    "sums",
+    to_arith=BIT_TO_ARITH_STEPS,
+    one_hot_low=ONE_HOT_STEPS,
+    one_hot_high=ONE_HOT_STEPS,
+)
 
 _RING = np.dtype(np.uint64)
 
 
 def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int) -> AShares:
     """Shares of the ``num_breakdowns`` sums of ``contribution`` grouped by ``breakdown_key``."""
+    ctx = ctx.enter(AGGREGATE_STEPS)
     width = breakdown_key.width
     low = (width + 1) // 2
     bits = bit_to_arith(ctx.narrow("to_arith"), breakdown_key.bits(0, width), _RING)

@@ -4,18 +4,21 @@
 i−1, ``same_user[i]`` when it has the match key of row i−1; row 0 has both 0.
 Both come from one batched equality of adjacent words, padded to 64 bits:
 6 rounds, 20 bytes per row per party (the words halve every round).
-Parties learn nothing.
+Parties learn nothing. It runs ``equal`` at its own step, so its declared
+steps are :data:`~ipa.mpc.compare.EQUAL_STEPS`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ipa.mpc.compare import equal
+from ipa.mpc.compare import EQUAL_STEPS, equal
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import BShares, concat, public_bits, stack
 
-__all__ = ["adjacent_equal"]
+__all__ = ["BOUNDARIES_STEPS", "adjacent_equal"]
+
+BOUNDARIES_STEPS = EQUAL_STEPS
 
 
 def adjacent_equal(ctx: Context, columns: list[BShares]) -> list[BShares]:

@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipa.mpc.compare import less_than
+from ipa.mpc.compare import LESS_THAN_STEPS, less_than
 from ipa.mpc.context import Context
-from ipa.mpc.convert import arith_to_bool, bit_to_arith
+from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares, public_bits, stack
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["cap_contributions", "running_sum"]
+__all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
+
+RUNNING_SUM_STEPS = Steps("running_sum", level=Family(32))
+"""⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit)."""
+_MIN_STEPS = Steps(
+    "cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, less=LESS_THAN_STEPS, to_arith=BIT_TO_ARITH_STEPS
+)
+CAP_STEPS = Steps("cap", "value", to_arith=BIT_TO_ARITH_STEPS, running_sum=RUNNING_SUM_STEPS, min=_MIN_STEPS)
 
 _RING = np.dtype(np.uint64)
 
@@ -37,10 +45,11 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     ``same_user`` is arithmetic 0/1. ⌈log2 n⌉ rounds, 2 words per row per party
     (1 in the last round).
     """
+    ctx = ctx.enter(RUNNING_SUM_STEPS)
     n, shift, level = len(values), 1, 0
     cum, span = values, same_user
     while shift < n:
-        step = ctx.narrow(f"level_{level}")
+        step = ctx.narrow("level", level)
         if 2 * shift >= n:
             cum = cum + multiply(step, span, cum.lag(shift))
         else:
@@ -52,6 +61,7 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 
 def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
     """``min(x, bound)`` elementwise for x < 2^63 (any shape)."""
+    ctx = ctx.enter(_MIN_STEPS)
     bits = arith_to_bool(ctx.narrow("to_bool"), x)
     limit = public_bits(ctx.party, np.full(x.shape, bound), bits.width)
     below = bit_to_arith(ctx.narrow("to_arith"), less_than(ctx.narrow("less"), bits, limit), _RING)
@@ -63,6 +73,7 @@ def cap_contributions(
     ctx: Context, attributed: BShares, value: AShares, same_user: BShares, cap: int
 ) -> AShares:
     """Each row's capped contribution in Z_2^64 (0 for unattributed rows)."""
+    ctx = ctx.enter(CAP_STEPS)
     flags = bit_to_arith(ctx.narrow("to_arith"), stack([attributed, same_user]), _RING)
     v = multiply(ctx.narrow("value"), flags[0], value)
     cum = running_sum(ctx.narrow("running_sum"), v, flags[1])

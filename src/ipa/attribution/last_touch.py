@@ -24,12 +24,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ipa.mpc.adder import add, carry_save
+from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import BShares, public_bits, stack
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["Attribution", "last_touch"]
+__all__ = ["LAST_TOUCH_STEPS", "Attribution", "last_touch"]
+
+_SCAN_STEPS = Steps("last_touch.scan", level=Family(20, Steps("last_touch.scan.level", "take", "copy")))
+"""log2 K doubling levels, K ≤ 2^20."""
+_WINDOW_STEPS = Steps("last_touch.window", "carry_save", add=ADD_STEPS)
+LAST_TOUCH_STEPS = Steps("last_touch", "is_trigger", "in_window", scan=_SCAN_STEPS, window=_WINDOW_STEPS)
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,11 @@ class Attribution:
 
 def _scan(ctx: Context, word: BShares, span: BShares, max_events_per_user: int) -> BShares:
     """Segmented latest-valid scan; ``valid`` is the top bit of ``word``."""
+    ctx = ctx.enter(_SCAN_STEPS)
     top = word.width - 1
     shift, level = 1, 0
     while shift < max_events_per_user:
-        step = ctx.narrow(f"level_{level}")
+        step = ctx.narrow("level", level)
         valid = word.shift_right(top)
         last = 2 * shift >= max_events_per_user
         if last:
@@ -62,6 +69,7 @@ def _scan(ctx: Context, word: BShares, span: BShares, max_events_per_user: int) 
 
 def _within_window(ctx: Context, t_trigger: BShares, t_source: BShares, window: int) -> BShares:
     """``t_trigger − t_source ≤ window`` for timestamps of b bits (t_trigger ≥ t_source)."""
+    ctx = ctx.enter(_WINDOW_STEPS)
     width = t_trigger.width + 2
     constant = ((1 << width) - window) % (1 << width)  # −window mod 2^width
     offset = public_bits(ctx.party, np.full(len(t_trigger), constant, np.uint64), width)
@@ -83,6 +91,7 @@ def last_touch(
     window: int | None,
 ) -> Attribution:
     """Attribute each trigger to the latest source at most K−1 rows back in its group."""
+    ctx = ctx.enter(LAST_TOUCH_STEPS)
     tb, bb = timestamp.width, breakdown_key.width
     width = 1 + bb + tb
     word = (

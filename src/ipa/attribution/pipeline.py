@@ -12,19 +12,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ipa.attribution.aggregate import aggregate
-from ipa.attribution.boundaries import adjacent_equal
-from ipa.attribution.cap import cap_contributions
+from ipa.attribution.aggregate import AGGREGATE_STEPS, aggregate
+from ipa.attribution.boundaries import BOUNDARIES_STEPS, adjacent_equal
+from ipa.attribution.cap import CAP_STEPS, cap_contributions
 from ipa.attribution.config import QueryConfig
-from ipa.attribution.last_touch import last_touch
+from ipa.attribution.last_touch import LAST_TOUCH_STEPS, last_touch
 from ipa.attribution.rows import SharedRows
 from ipa.attribution.sites import neutralise
 from ipa.mpc.context import Context, NoiseHook
-from ipa.mpc.convert import bool_to_arith
+from ipa.mpc.convert import BOOL_TO_ARITH_STEPS, bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
-from ipa.mpc.sort import sort
+from ipa.mpc.sort import SORT_STEPS, sort
+from ipa.mpc.step import Steps
 
-__all__ = ["PHASES", "NoiseHook", "PhaseHook", "QueryResult", "no_noise", "run_query"]
+__all__ = ["PHASES", "QUERY_STEPS", "NoiseHook", "PhaseHook", "QueryResult", "no_noise", "run_query"]
+
+QUERY_STEPS = Steps(
+    "query",
+    "noise",
+    sort=SORT_STEPS,
+    boundaries=BOUNDARIES_STEPS,
+    last_touch=LAST_TOUCH_STEPS,
+    value_to_arith=BOOL_TO_ARITH_STEPS,
+    cap=CAP_STEPS,
+    aggregate=AGGREGATE_STEPS,
+)
+"""The query's step tree; ``tests/golden/steps.txt`` keeps it and its sub-trees under review.
+The noise hook runs at the leaf ``noise`` (one-step protocols only)."""
 
 PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
 
@@ -86,6 +100,7 @@ def run_query(
     nothing else is opened to it. Off-site rows on the querying side are
     neutralised first (:mod:`ipa.attribution.sites`).
     """
+    ctx = ctx.enter(QUERY_STEPS)
     clock = _Clock(on_phase)
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)

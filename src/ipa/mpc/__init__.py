@@ -4,11 +4,39 @@ Layers, each importing only those above it (``tests/test_layers.py`` checks it):
 
 - ``ring``, ``replicated``, ``sharing``: word types, one party's shares and
   their local operations, splitting and reconstructing secrets;
-- ``channel``, ``prss``, ``context``, ``memory``: messages, correlated
-  randomness, the protocol context and the in-memory three-party runner;
+- ``step``, ``channel``, ``prss``, ``context``, ``memory``: declared steps,
+  messages, correlated randomness, the protocol context and the in-memory
+  three-party runner;
 - ``multiply``, ``reveal``, ``input``: the basic one-round protocols;
 - ``adder``, ``compare``, ``convert``, ``one_hot``: circuits on packed boolean
   words, conversions between boolean and arithmetic sharings, one-hot vectors;
 - ``shuffle``, ``permute``, ``sort``: oblivious shuffle, moving rows to secret
   destinations, and the stable radix sort.
+
+Steps. Every message and every PRSS draw is keyed by a step path such as
+``root/sort/pass_3/move/shuffle/perm_12``. The paths are declared, once per
+protocol, in its own module (:mod:`ipa.mpc.step`)::
+
+    from ipa.mpc.step import Family, Steps
+
+    ADD_STEPS = Steps("add", "generate", carry=PREFIX_STEPS)  # name, leaves, children
+    PREFIX_STEPS = Steps("prefix_carries", level=Family(6))   # level_0 … level_5
+
+    def add(ctx, a, b):
+        ctx = ctx.enter(ADD_STEPS)                  # first line of the protocol
+        g = and_(ctx.narrow("generate"), a, b)      # a leaf: messages are sent there
+        c = prefix_carries(ctx.narrow("carry"), g, a ^ b)  # a child protocol's tree
+
+and in a loop, ``ctx.narrow("level", i)`` (a bounded family). An undeclared
+name, an index past the family's bound, narrowing below a leaf or entering a
+protocol where another tree is declared is a ProtocolError at that line. A
+protocol that never narrows (``multiply``, ``and_``, ``reveal``,
+``input_from``) declares nothing and runs at a leaf of its caller. To add a
+step (a new phase, a malicious check): declare it in the caller's ``Steps``,
+declare the new protocol's own tree, and regenerate ``tests/golden/steps.txt``
+(see ``tests/test_golden.py``), whose difference shows the change in review.
+
+Rounds are communication rounds (latency: the longest chain of messages each
+sent after the previous one arrived), measured by the channel from depths
+carried on every message; ``CommStats.steps`` counts distinct steps.
 """

@@ -15,8 +15,13 @@ from __future__ import annotations
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import BShares, stack
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["add", "carry_save", "prefix_carries"]
+__all__ = ["ADD_STEPS", "PREFIX_STEPS", "add", "carry_save", "prefix_carries"]
+
+PREFIX_STEPS = Steps("prefix_carries", level=Family(6))
+"""One AND per doubling level: ⌈log2 w⌉ ≤ 6 for words of up to 64 bits."""
+ADD_STEPS = Steps("add", "generate", carry=PREFIX_STEPS)
 
 
 def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
@@ -24,10 +29,11 @@ def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
 
     ⌈log2 w⌉ rounds; 2 words per element per round (1 in the last round).
     """
+    ctx = ctx.enter(PREFIX_STEPS)
     shift, level = 1, 0
     while shift < g.width:
         last = 2 * shift >= g.width
-        step = ctx.narrow(f"level_{level}")
+        step = ctx.narrow("level", level)
         if last:
             g = g ^ and_(step, p, g.shift_left(shift))
         else:
@@ -42,6 +48,7 @@ def add(ctx: Context, a: BShares, b: BShares) -> BShares:
 
     1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
     """
+    ctx = ctx.enter(ADD_STEPS)
     g = and_(ctx.narrow("generate"), a, b)
     p = a ^ b
     carries = prefix_carries(ctx.narrow("carry"), g, p)

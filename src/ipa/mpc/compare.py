@@ -10,23 +10,28 @@ Both return 1-bit boolean shares; parties learn nothing.
 
 from __future__ import annotations
 
-from ipa.mpc.adder import prefix_carries
+from ipa.mpc.adder import PREFIX_STEPS, prefix_carries
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import BShares
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["equal", "less_than"]
+__all__ = ["EQUAL_STEPS", "LESS_THAN_STEPS", "equal", "less_than"]
+
+EQUAL_STEPS = Steps("equal", level=Family(6))
+LESS_THAN_STEPS = Steps("less_than", "generate", carry=PREFIX_STEPS)
 
 
 def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
     """``a == b`` as a 1-bit sharing. ⌈log2 w⌉ rounds, ≤ 1 word per element per round."""
+    ctx = ctx.enter(EQUAL_STEPS)
     width = max(a.width, b.width)
     padded = 1 << (width - 1).bit_length()
     same = (a ^ b).resize(padded).invert(ctx.party)  # the padding bits become ones
     level = 0
     while same.width > 1:
         half = same.width // 2
-        same = and_(ctx.narrow(f"level_{level}"), same.resize(half), same.shift_right(half))
+        same = and_(ctx.narrow("level", level), same.resize(half), same.shift_right(half))
         level += 1
     return same
 
@@ -36,6 +41,7 @@ def less_than(ctx: Context, a: BShares, b: BShares) -> BShares:
 
     1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
     """
+    ctx = ctx.enter(LESS_THAN_STEPS)
     width = max(a.width, b.width)
     a, not_b = a.resize(width), b.resize(width).invert(ctx.party)
     g = and_(ctx.narrow("generate"), a, not_b)

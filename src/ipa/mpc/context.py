@@ -1,42 +1,70 @@
 """The context a protocol runs in: who we are, where we are, and how we talk.
 
-Every protocol takes a :class:`Context` first. ``ctx.narrow("name")`` gives the
-context of a sub-step; messages and PRSS draws are keyed by the full step path
-(``sort/pass_3/shuffle/perm_12``), so a path is never reused and two protocol
-runs with the same steps see the same correlated randomness.
+Every protocol takes a :class:`Context` first. A protocol that has sub-steps
+enters its declared tree (:mod:`ipa.mpc.step`) with ``ctx.enter(STEPS)`` and
+narrows only to declared names: ``ctx.narrow("generate")``, or
+``ctx.narrow("level", i)`` in a bounded family. Messages and PRSS draws are
+keyed by the full step path (``sort/pass_3/move/shuffle/perm_12``), so a path
+is never reused and two protocol runs with the same steps see the same
+correlated randomness.
+
+A runner's first context (``root``) is *open*: a protocol may enter any tree
+there, and may send or draw, but narrowing needs a declared tree.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from ipa.errors import ProtocolError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares
+from ipa.mpc.step import Steps
 
-__all__ = ["Context", "NoiseHook"]
+__all__ = ["OPEN", "Context", "NoiseHook"]
 
-_STEP_NAME = re.compile(r"[a-z][a-z0-9_]*")
+OPEN = Steps("open")
+"""The tree of a runner's first context: any protocol's tree may be entered there."""
 
 
 @dataclass(frozen=True)
 class Context:
-    """One party's view of a running protocol at one step."""
+    """One party's view of a running protocol at one step.
+
+    ``steps`` is the tree declared at this step: :data:`OPEN` at a runner's
+    root, the child tree a parent declared here, or ``None`` at a leaf.
+    """
 
     party: int
     channel: Channel
     prss: PRSS
     step: str = "root"
+    steps: Steps | None = OPEN
 
-    def narrow(self, name: str) -> Context:
-        """The context of sub-step ``name`` (lower-case identifier)."""
-        if not _STEP_NAME.fullmatch(name):
-            raise ValueError(f"step name must be a lower-case identifier, got {name!r}")
-        return Context(self.party, self.channel, self.prss, f"{self.step}/{name}")
+    def enter(self, steps: Steps) -> Context:
+        """This context with ``steps`` as its declared tree (a protocol's first line).
+
+        Allowed at an open step or where the parent declared exactly ``steps``;
+        anything else is a ProtocolError naming both trees.
+        """
+        if self.steps is steps:
+            return self
+        if self.steps is OPEN:
+            return Context(self.party, self.channel, self.prss, self.step, steps)
+        here = "a leaf" if self.steps is None else f"declared for {self.steps.name}"
+        raise ProtocolError(f"{steps.name} entered at step {self.step!r}, which is {here}")
+
+    def narrow(self, name: str, index: int | None = None) -> Context:
+        """The context of declared sub-step ``name`` (``name_index`` in a family)."""
+        if self.steps is None or self.steps is OPEN:
+            where = "a leaf" if self.steps is None else "open: enter a declared tree first"
+            raise ProtocolError(f"cannot narrow to {name!r}: step {self.step!r} is {where}")
+        segment, child = self.steps.child(self.step, name, index)
+        return Context(self.party, self.channel, self.prss, f"{self.step}/{segment}", child)
 
     def send(self, to: Peer, *arrays: np.ndarray) -> None:
         """Send arrays to a neighbour under this step."""

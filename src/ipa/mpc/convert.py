@@ -20,15 +20,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipa.mpc.adder import add, carry_save
+from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.input import input_from
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import check_arithmetic_dtype
+from ipa.mpc.step import Steps
 
-__all__ = ["arith_to_bool", "bit_to_arith", "bool_to_arith"]
+__all__ = [
+    "ARITH_TO_BOOL_STEPS",
+    "BIT_TO_ARITH_STEPS",
+    "BOOL_TO_ARITH_STEPS",
+    "arith_to_bool",
+    "bit_to_arith",
+    "bool_to_arith",
+]
+
+BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply")
+ARITH_TO_BOOL_STEPS = Steps("arith_to_bool", "carry_save", add=ADD_STEPS)
+BOOL_TO_ARITH_STEPS = Steps("bool_to_arith", "mask_1", "mask_2", "carry_save", "open", add=ADD_STEPS)
 
 
 def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShares:
@@ -36,6 +48,7 @@ def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShar
 
     2 rounds; H1 sends 2 words per element, H2 and H3 send 1.
     """
+    ctx = ctx.enter(BIT_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
     left, right = b.left.astype(dtype), b.right.astype(dtype)
     zero = np.zeros_like(left)
@@ -59,6 +72,7 @@ def arith_to_bool(ctx: Context, x: AShares) -> BShares:
 
     2 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party.
     """
+    ctx = ctx.enter(ARITH_TO_BOOL_STEPS)
     parts = [_component_as_bool(ctx.party, x, j) for j in range(3)]
     s, c = carry_save(ctx.narrow("carry_save"), *parts)
     return add(ctx.narrow("add"), s, c)
@@ -70,6 +84,7 @@ def bool_to_arith(ctx: Context, x: BShares, dtype: np.dtype = np.uint64) -> ASha
     3 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party, and
     H2 sends 2 more to open the masked value to H1 and H3.
     """
+    ctx = ctx.enter(BOOL_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
     width = dtype.itemsize * 8
     if x.width > width:

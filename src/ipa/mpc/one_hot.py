@@ -18,8 +18,12 @@ import numpy as np
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, public, stack
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["one_hot"]
+__all__ = ["ONE_HOT_STEPS", "one_hot"]
+
+ONE_HOT_STEPS = Steps("one_hot", level=Family(6))
+"""One multiplication per level: ⌈log2 d⌉ ≤ 6 for up to 64 bits."""
 
 
 def one_hot(ctx: Context, bits: AShares) -> AShares:
@@ -29,6 +33,7 @@ def one_hot(ctx: Context, bits: AShares) -> AShares:
     Möbius transform ``f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j``.
     ⌈log2 d⌉ rounds; 2^d − d − 1 words per row per party.
     """
+    ctx = ctx.enter(ONE_HOT_STEPS)
     d, n = bits.shape
     monomial: dict[int, AShares] = {0: public(ctx.party, np.ones(n), bits.dtype)}
     for j in range(d):
@@ -39,7 +44,7 @@ def one_hot(ctx: Context, bits: AShares) -> AShares:
         todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
         lows = [_lowest_bits(s, size) for s in todo]
         product = multiply(
-            ctx.narrow(f"level_{level}"),
+            ctx.narrow("level", level),
             stack([monomial[lo] for lo in lows]),
             stack([monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)]),
         )

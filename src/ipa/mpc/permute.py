@@ -22,9 +22,12 @@ from ipa.errors import ProtocolError
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, Shares
 from ipa.mpc.reveal import reveal
-from ipa.mpc.shuffle import shuffle
+from ipa.mpc.shuffle import SHUFFLE_STEPS, shuffle
+from ipa.mpc.step import Steps
 
-__all__ = ["move_rows"]
+__all__ = ["MOVE_ROWS_STEPS", "move_rows"]
+
+MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS)
 
 
 def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Shares]:
@@ -33,6 +36,7 @@ def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Sh
     3 rounds; per row H1 sends 2(c+1)+1 words, H2 and H3 (c+1)+1, for c columns.
     Raises ProtocolError if the opened destinations are not a permutation.
     """
+    ctx = ctx.enter(MOVE_ROWS_STEPS)
     n = len(dest)
     if n == 0:
         return list(columns)

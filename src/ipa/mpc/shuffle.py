@@ -32,8 +32,15 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, Shares
 from ipa.mpc.ring import mask
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["shuffle"]
+__all__ = ["MAX_COLUMNS", "SHUFFLE_STEPS", "shuffle"]
+
+MAX_COLUMNS = 64
+"""Columns one shuffle moves at most (each column draws its own PRSS masks)."""
+_PERMUTE = Steps("shuffle.permute", "perm", mask=Family(MAX_COLUMNS))
+_LAST = Steps("shuffle.permute_last", "perm", mask=Family(MAX_COLUMNS), output=Family(MAX_COLUMNS))
+SHUFFLE_STEPS = Steps("shuffle", perm_01=_PERMUTE, perm_12=_PERMUTE, perm_20=_LAST)
 
 
 def _draw(ctx: Context, peer: Peer, col: Shares, like: np.ndarray) -> np.ndarray:
@@ -62,7 +69,7 @@ def _permute_and_mask(
     perm = ctx.narrow("perm").permutation(peer, n)
     out = []
     for k, (col, part) in enumerate(zip(cols, parts, strict=True)):
-        r = _draw(ctx.narrow(f"mask_{k}"), peer, col, part)
+        r = _draw(ctx.narrow("mask", k), peer, col, part)
         moved = part[..., perm]
         out.append(_plus(col, moved, r) if add_mask else _minus(col, moved, r))
     return out
@@ -73,9 +80,12 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
 
     2 rounds of latency (3 steps); per row and column H1 sends 2 words, H2 and H3 send 1.
     """
+    ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)
     if not cols or len(cols[0]) == 0:
         return cols
+    if len(cols) > MAX_COLUMNS:
+        raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
     s01, s12, s20 = ctx.narrow("perm_01"), ctx.narrow("perm_12"), ctx.narrow("perm_20")
     if ctx.party == 0:
         a = _permute_and_mask(s01, Peer.NEXT, cols, [_plus(c, c.left, c.right) for c in cols], True)
@@ -83,7 +93,7 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
         c_part = s12.receive(Peer.NEXT, *a)
         f = _permute_and_mask(s20, Peer.PREV, cols, c_part, False)
         z = [
-            _draw(s20.narrow(f"output_{k}"), Peer.PREV, c, p)
+            _draw(s20.narrow("output", k), Peer.PREV, c, p)
             for k, (c, p) in enumerate(zip(cols, f, strict=True))
         ]
         y1 = [_minus(col, fk, zk) for col, fk, zk in zip(cols, f, z, strict=True)]
@@ -101,8 +111,7 @@ def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
     d = _permute_and_mask(s12, Peer.PREV, cols, a, False)
     e = _permute_and_mask(s20, Peer.NEXT, cols, d, True)
     z = [
-        _draw(s20.narrow(f"output_{k}"), Peer.NEXT, c, p)
-        for k, (c, p) in enumerate(zip(cols, e, strict=True))
+        _draw(s20.narrow("output", k), Peer.NEXT, c, p) for k, (c, p) in enumerate(zip(cols, e, strict=True))
     ]
     s20.send(Peer.PREV, *e)
     return [col.like(ek, zk) for col, ek, zk in zip(cols, e, z, strict=True)]

@@ -31,13 +31,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from ipa.mpc.context import Context
-from ipa.mpc.convert import bit_to_arith
+from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
 from ipa.mpc.multiply import inner_product
-from ipa.mpc.one_hot import one_hot
-from ipa.mpc.permute import move_rows
+from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
+from ipa.mpc.permute import MOVE_ROWS_STEPS, move_rows
 from ipa.mpc.replicated import AShares, BShares, Shares, public
+from ipa.mpc.step import Family, Steps
 
-__all__ = ["DEFAULT_DIGIT_BITS", "sort"]
+__all__ = ["DEFAULT_DIGIT_BITS", "SORT_STEPS", "sort"]
+
+_PASS = Steps("sort.pass", "rank", to_arith=BIT_TO_ARITH_STEPS, one_hot=ONE_HOT_STEPS, move=MOVE_ROWS_STEPS)
+SORT_STEPS = Steps("sort", pass_=Family(64, _PASS), invert=MOVE_ROWS_STEPS, apply=MOVE_ROWS_STEPS)
+"""At most 64 passes: keys of up to 64 bits, at least one bit per pass."""
 
 DEFAULT_DIGIT_BITS = 3
 _INDEX = np.dtype(np.uint32)
@@ -64,6 +69,7 @@ def sort(
     Rounds: ⌈w/d⌉ passes of 7 + ⌈log2 d⌉ communication steps, then 8. Words per row per
     party: see the module docstring; ``bench/mpc.py`` prints the measured figures.
     """
+    ctx = ctx.enter(SORT_STEPS)
     n = len(key)
     if not 1 <= digit_bits <= 8:
         raise ValueError(f"digit_bits must be between 1 and 8, got {digit_bits}")
@@ -78,7 +84,7 @@ def sort(
     done, number = 0, 0
     while rest is not None:
         d = min(digit_bits, key.width - done)
-        step = ctx.narrow(f"pass_{number}")
+        step = ctx.narrow("pass", number)
         dest = _destinations(step, rest.bits(0, d))
         done, number = done + d, number + 1
         rest = rest.shift_right(d) if done < key.width else None
