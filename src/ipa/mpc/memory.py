@@ -5,6 +5,11 @@
 seeds come from the operating system's CSPRNG. If one party fails, the others
 are woken with a TransportError instead of waiting forever, and the first
 failure is re-raised in the caller.
+
+A deadlock is detected at once: when every party still running waits for a
+message that nobody has sent (e.g. sender and receiver disagree on a step),
+the waiting parties fail with a ProtocolError naming each party's pending
+receive and every message sent but not received.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from ipa.errors import TransportError
+from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.channel import Channel, CommStats, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
@@ -29,18 +34,48 @@ T = TypeVar("T")
 
 
 class _Exchange:
-    """Mailboxes shared by the three in-memory channels."""
+    """Mailboxes shared by the three in-memory channels, and who waits for what.
+
+    ``boxes`` maps (sender, receiver, step) to a message; ``waiting`` maps a
+    blocked party to the (sender, step) it waits for.
+    """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.boxes: dict[tuple[int, int, str], list[np.ndarray]] = {}
         self.cond = threading.Condition()
         self.failed = False
+        self.deadlock = ""
+        self.running = {0, 1, 2}
+        self.waiting: dict[int, tuple[int, str]] = {}
 
     def abort(self) -> None:
         with self.cond:
             self.failed = True
             self.cond.notify_all()
+
+    def finished(self, party: int) -> None:
+        """``party`` has returned: those waiting for it may now be deadlocked."""
+        with self.cond:
+            self.running.discard(party)
+            self._check_deadlock()
+
+    def _check_deadlock(self) -> None:
+        """With the lock held: fail the run if every running party waits for a message never sent."""
+        stuck = self.running and all(p in self.waiting for p in self.running)
+        if not stuck or any((frm, p, step) in self.boxes for p, (frm, step) in self.waiting.items()):
+            return
+        pending = "; ".join(
+            f"H{p + 1} waits at {step!r} for H{frm + 1}" for p, (frm, step) in sorted(self.waiting.items())
+        )
+        unmatched = "; ".join(f"H{frm + 1} to H{to + 1} at {step!r}" for frm, to, step in sorted(self.boxes))
+        done = ", ".join(f"H{p + 1}" for p in sorted({0, 1, 2} - self.running))
+        self.deadlock = (
+            f"deadlock: every running party waits for a message nobody sent. {pending}. "
+            f"Sent but not received: {unmatched or 'nothing'}." + (f" Finished: {done}." if done else "")
+        )
+        self.failed = True
+        self.cond.notify_all()
 
 
 class _MemoryChannel(Channel):
@@ -57,14 +92,20 @@ class _MemoryChannel(Channel):
             self._ex.cond.notify_all()
 
     def _collect(self, step: str, frm: Peer) -> list[np.ndarray]:
-        key = (frm.of(self.party), self.party, step)
-        with self._ex.cond:
-            ready = self._ex.cond.wait_for(
-                lambda: key in self._ex.boxes or self._ex.failed, timeout=self._ex.timeout
-            )
-            if key in self._ex.boxes:
-                return self._ex.boxes.pop(key)
-        reason = "another party failed" if ready else f"timed out after {self._ex.timeout} s"
+        ex, key = self._ex, (frm.of(self.party), self.party, step)
+        with ex.cond:
+            if key not in ex.boxes:
+                ex.waiting[self.party] = key[0], step
+                ex._check_deadlock()
+                ready = ex.cond.wait_for(lambda: key in ex.boxes or ex.failed, timeout=ex.timeout)
+                del ex.waiting[self.party]
+            else:
+                ready = True
+            if key in ex.boxes:
+                return ex.boxes.pop(key)
+            if ex.deadlock:
+                raise ProtocolError(ex.deadlock)
+        reason = "another party failed" if ready else f"timed out after {ex.timeout} s"
         raise TransportError(f"no message at step {step!r} from {frm.name}: {reason}")
 
 
@@ -136,6 +177,12 @@ def run_three(
         Context(i, channels[i], PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]), step)
         for i in range(3)
     ]
-    bodies = [partial(protocol, ctx, value) for ctx, value in zip(contexts, inputs, strict=True)]
+
+    def body(ctx: Context, value: Any) -> T:
+        output = protocol(ctx, value)  # a failure wakes the others through run_parties instead
+        exchange.finished(ctx.party)
+        return output
+
+    bodies = [partial(body, ctx, value) for ctx, value in zip(contexts, inputs, strict=True)]
     outputs = run_parties(bodies, on_failure=exchange.abort)
     return RunResult(outputs, [c.stats for c in channels])
