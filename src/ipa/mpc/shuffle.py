@@ -16,8 +16,8 @@ Permuting means ``out[k] = in[π[k]]`` along the row (last) axis. Columns may
 mix arithmetic (added) and boolean (XORed) shares and any word sizes.
 
 Cost: per row and column H1 sends 2 words, H2 and H3 1 word each. Latency
-2 rounds: H2's message in step 2 needs nothing from step 1, so it travels
-together with H1's; the channel still counts 3 steps at H1.
+2 rounds (in 3 steps): H2's message in step 2 needs nothing from step 1, so
+it travels together with H1's.
 Each message is masked by PRSS words its receiver does not hold, so a helper
 learns nothing, not even the permutation.
 """
