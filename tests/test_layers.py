@@ -21,7 +21,8 @@ SOURCES = {"ipa": "src", "ipa_rpc": "src", "ipa_helper": "helpers", "ipa_client"
 LAYERS = [
     ("errors and argument checks",    "ipa ipa.errors ipa._checks"),
     ("words and shares",              "ipa.mpc ipa.mpc.ring ipa.mpc.replicated ipa.mpc.sharing"),
-    ("channel, randomness, context",  "ipa.mpc.channel ipa.mpc.prss ipa.mpc.context ipa.mpc.memory"),
+    ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.context "
+                                      "ipa.mpc.memory"),
     ("basic protocols",               "ipa.mpc.multiply ipa.mpc.reveal ipa.mpc.input"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
     ("shuffle and sort",              "ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
