@@ -18,7 +18,7 @@ from ipa.attribution.cap import CAP_STEPS, cap_contributions
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import LAST_TOUCH_STEPS, last_touch
 from ipa.attribution.rows import SharedRows
-from ipa.attribution.sites import neutralise
+from ipa.attribution.sites import NEUTRALISE_STEPS, neutralise
 from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.convert import BOOL_TO_ARITH_STEPS, bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
@@ -30,6 +30,7 @@ __all__ = ["PHASES", "QUERY_STEPS", "NoiseHook", "PhaseHook", "QueryResult", "no
 QUERY_STEPS = Steps(
     "query",
     "noise",
+    neutralise=NEUTRALISE_STEPS,
     sort=SORT_STEPS,
     boundaries=BOUNDARIES_STEPS,
     last_touch=LAST_TOUCH_STEPS,

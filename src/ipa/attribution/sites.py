@@ -50,8 +50,11 @@ from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import public_bits
 from ipa.mpc.ring import mask
+from ipa.mpc.step import Steps
 
-__all__ = ["neutralise"]
+__all__ = ["NEUTRALISE_STEPS", "neutralise"]
+
+NEUTRALISE_STEPS = Steps("neutralise", "value")
 
 
 def neutralise(ctx: Context, rows: SharedRows, query_type: QueryType) -> SharedRows:
@@ -60,6 +63,7 @@ def neutralise(ctx: Context, rows: SharedRows, query_type: QueryType) -> SharedR
     Rows whose ``off_site`` is false are unchanged; with no off-site row
     nothing is sent (every helper holds the same public mask).
     """
+    ctx = ctx.enter(NEUTRALISE_STEPS)
     off_site, value = rows.off_site, rows.trigger_value
     if not off_site.any():
         return rows
