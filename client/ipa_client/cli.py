@@ -3,8 +3,11 @@
 Each subcommand lives in ``ipa_client.commands.<name>`` and provides ``NAME``,
 ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; adding one is a
 new module plus a line in ``_COMMANDS``. Errors the project raises on purpose
-(:class:`~ipa.errors.IpaError`) print ``ipa: error: <message>`` to stderr and
-exit with status 2, as argparse does for bad arguments; no traceback.
+(:class:`~ipa.errors.IpaError`) and files that cannot be read or written print
+``ipa: error: <message>`` to stderr and exit with status 2, as argparse does
+for bad arguments: one status for every user error, and no traceback. Ctrl-C
+exits with status 130 (a command that has something to undo, like ``ipa
+query`` cancelling its query, does so first and says what it did).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
 from ipa.errors import IpaError
@@ -33,12 +37,26 @@ _COMMANDS: tuple[_Command, ...] = (gen_events, keygen, reference, simulate, quer
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ipa`` with every subcommand registered."""
     parser = argparse.ArgumentParser(prog="ipa", description="Interoperable Private Attribution tools.")
+    parser.add_argument("--version", action="version", version=f"ipa {_version()}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in _COMMANDS:
         sub = subcommands.add_parser(command.NAME, help=command.HELP, description=command.HELP)
         command.add_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("ipa")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as ``FILE: reason`` (no errno number)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,8 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ipa: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"ipa: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"ipa: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ipa: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from ipa_client.user_agent import UserAgent
 __all__ = ["ReportCollector", "simulate_user_agents"]
 
 _U64 = 2**64 - 1
+_PROGRESS_EVERY = 250  # users between two progress reports of simulate_user_agents
 
 
 class ReportCollector:
@@ -127,13 +128,22 @@ class ReportCollector:
         no_noise: bool = False,
         drop_invalid: bool = False,
         on_progress: Callable[[str, float], None] | None = None,
+        on_created: Callable[[str], None] | None = None,
+        on_upload: Callable[[int, int], None] | None = None,
     ) -> tuple[str, np.ndarray]:
         """Run the query on the client's network: (query id, released sums).
 
         The batches are made first, so a bad field fails before any helper
         hears of the query; if an upload fails, the query is cancelled.
         Raises QueryFailedError with the refusing or failing helper's reason.
+        ``on_progress(phase, fraction)`` hears ``("prepare", 0)`` and
+        ``("upload", 0)`` from the client, then every helper phase (of the
+        slowest helper); ``on_created(query_id)`` as soon as the query
+        exists (so an interrupted caller can cancel it); ``on_upload(n, total)``
+        for every n of the total bytes sent, from the upload threads.
         """
+        if on_progress:
+            on_progress("prepare", 0.0)
         batches = self.uploads()
         params = query_params(
             self.binding,
@@ -144,8 +154,13 @@ class ReportCollector:
             drop_invalid=drop_invalid,
         )
         query_id = client.create(params)
+        if on_created:
+            on_created(query_id)
+        if on_progress:
+            on_progress("upload", 0.0)
         try:
-            client.upload(query_id, batches)
+            total = sum(len(batch) for batch in batches)
+            client.upload(query_id, batches, on_sent=(lambda n: on_upload(n, total)) if on_upload else None)
         except IpaError:
             client.cancel(query_id)
             raise
@@ -212,7 +227,12 @@ def _concat(blocks: Sequence[Events]) -> Events:
     return Events(*(np.concatenate([getattr(b, name) for b in blocks]) for name in COLUMNS))
 
 
-def simulate_user_agents(events: Events, network: Network, binding: Binding) -> list[EncryptedMatchKey]:
+def simulate_user_agents(
+    events: Events,
+    network: Network,
+    binding: Binding,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[EncryptedMatchKey]:
     """Each event's encrypted match key, from one user agent per distinct ``events.match_key``.
 
     Every simulated user agent had its match key set by
@@ -220,12 +240,15 @@ def simulate_user_agents(events: Events, network: Network, binding: Binding) -> 
     ``binding.site`` for ``binding.report_collector`` in ``binding.epoch``;
     repeated events of a user get the user agent's cached ciphertexts.
     Costs three HPKE seals per distinct user (about 2,000 users per second).
+    ``on_progress(n)`` hears every n more users done (every 250 or so).
     """
     if not binding.match_key_provider:
         raise InputError("simulating user agents needs a match-key provider to set the events' match keys")
     users, inverse = np.unique(events.match_key, return_inverse=True)
     per_user = []
-    for key in users.tolist():
+    for done, key in enumerate(users.tolist(), 1):
+        if on_progress and done % _PROGRESS_EVERY == 0:
+            on_progress(_PROGRESS_EVERY)
         agent = UserAgent(network)
         agent.set_match_key(binding.match_key_provider, key)
         per_user.append(
@@ -236,4 +259,6 @@ def simulate_user_agents(events: Events, network: Network, binding: Binding) -> 
                 match_key_provider=binding.match_key_provider,
             )
         )
+    if on_progress and len(users) % _PROGRESS_EVERY:
+        on_progress(len(users) % _PROGRESS_EVERY)
     return [per_user[u] for u in inverse.ravel().tolist()]

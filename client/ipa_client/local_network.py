@@ -86,6 +86,9 @@ class HelperProcess:
                 [sys.executable, "-m", "ipa_helper.server", "--config", str(self.config)],
                 stdout=out,
                 stderr=out,
+                # Its own process group: a terminal's Ctrl-C reaches only the parent, which
+                # cancels its query and then stops the helpers (see LocalNetwork.stop).
+                start_new_session=True,
             )
         end = time.monotonic() + timeout
         while b'"listening"' not in self.log.read_bytes()[offset:]:
@@ -103,6 +106,11 @@ class HelperProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 10 s."""
@@ -136,6 +144,14 @@ class LocalNetwork:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def kill(self) -> None:
+        """SIGKILL all three (for a network whose state is thrown away, e.g. an interrupted demo)."""
+        for helper in self.helpers:
+            helper.kill()
+
     def stop(self) -> None:
+        """SIGTERM all three at once, then wait for each (SIGKILL after 10 s)."""
+        for helper in self.helpers:
+            helper.terminate()
         for helper in self.helpers:
             helper.stop()

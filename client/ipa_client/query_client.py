@@ -8,7 +8,6 @@ it for that helper. Every call has a deadline.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import threading
@@ -148,8 +147,10 @@ class QueryClient:
         except grpc.RpcError as exc:
             raise QueryFailedError(f"H1 refused the query: {_details(exc)}") from None
 
-    def upload(self, query_id: str, batches: Sequence[bytes]) -> None:
-        """Send each helper its own batch, the three in parallel."""
+    def upload(
+        self, query_id: str, batches: Sequence[bytes], on_sent: Callable[[int], None] | None = None
+    ) -> None:
+        """Send each helper its own batch, the three in parallel; ``on_sent(n)`` per chunk of n bytes."""
         errors: list[str] = []
 
         def send(helper: int) -> None:
@@ -158,15 +159,21 @@ class QueryClient:
             def chunks():
                 first = bytes(data[:CHUNK_BYTES])
                 yield query_pb2.UploadChunk(query_id=query_id, token=self._tokens[helper], data=first)
+                if on_sent:
+                    on_sent(len(first))
                 for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
-                    yield query_pb2.UploadChunk(data=bytes(data[start : start + CHUNK_BYTES]))
+                    chunk = bytes(data[start : start + CHUNK_BYTES])
+                    yield query_pb2.UploadChunk(data=chunk)
+                    if on_sent:
+                        on_sent(len(chunk))
 
             try:
                 self._stubs[helper].Upload(chunks(), timeout=self._timeout)
             except grpc.RpcError as exc:
                 errors.append(f"H{helper + 1} refused the upload: {_details(exc)}")
 
-        threads = [threading.Thread(target=send, args=(h,)) for h in range(3)]
+        # Daemons: an interrupted client (Ctrl-C) cancels the query and exits without waiting for them.
+        threads = [threading.Thread(target=send, args=(h,), daemon=True) for h in range(3)]
         for t in threads:
             t.start()
         for t in threads:
@@ -227,10 +234,19 @@ class QueryClient:
             shares.append(AShares(left, right))
         return reconstruct(shares).view(np.int64)
 
-    def cancel(self, query_id: str) -> None:
+    def cancel(self, query_id: str, timeout: float | None = None) -> list[query_pb2.QueryStatus | None]:
+        """Cancel the query at every helper; each one's status after it (None: it did not answer).
+
+        A helper refunds the query's ε where it is still only reserved; a
+        query that had already completed there stays completed.
+        """
+        statuses: list[query_pb2.QueryStatus | None] = []
         for helper, stub in enumerate(self._stubs):
-            with contextlib.suppress(grpc.RpcError):  # a helper that is gone has nothing to cancel
-                stub.Cancel(self._ref(query_id, helper), timeout=self._timeout)
+            try:
+                statuses.append(stub.Cancel(self._ref(query_id, helper), timeout=timeout or self._timeout))
+            except grpc.RpcError:  # a helper that is gone has nothing to cancel
+                statuses.append(None)
+        return statuses
 
     def _ref(self, query_id: str, helper: int) -> query_pb2.QueryRef:
         return query_pb2.QueryRef(query_id=query_id, token=self._tokens[helper])

@@ -134,8 +134,13 @@ class Network:
             table = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-        if table.get("format") != NETWORK_FORMAT:
-            raise ConfigError(f"{source}: format must be {NETWORK_FORMAT}, got {table.get('format')!r}")
+        if "format" not in table:
+            raise ConfigError(
+                f"{source} is not a network.toml ({_what_it_is(table)}); "
+                "pass the network.toml that ipa keygen wrote beside it"
+            )
+        if table["format"] != NETWORK_FORMAT:
+            raise ConfigError(f"{source}: format must be {NETWORK_FORMAT}, got {table['format']!r}")
         try:
             suite = Suite.from_label(table.get("hpke_suite"))  # type: ignore[arg-type]
         except InputError as exc:
@@ -302,3 +307,12 @@ def _value(value: object) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _what_it_is(table: dict) -> str:
+    """A guess at what a TOML table that is not a network.toml is, for error messages."""
+    if isinstance(table.get("helper"), dict):
+        return "it looks like a helper's config"
+    if "current_key_id" in table:
+        return "it looks like a helper's HPKE key file"
+    return f"it has no format = {NETWORK_FORMAT}"

@@ -7,10 +7,16 @@
    three helpers; the report collector builds and uploads the reports;
 4. one query with DP noise (``--epsilon``, default 1; each helper adds its
    own discrete Gaussian noise in shares); the released sums beside the true
-   answer (``ipa.reference``). ``--no-noise`` runs a test network that
-   releases exact sums, which must then equal the true answer.
+   answer (``ipa.reference``): a table on a terminal, else (or with
+   ``--json``) JSON in the schema of :mod:`ipa_client.output`; ``--chart``
+   draws them. ``--no-noise`` runs a test network that releases exact sums,
+   which must then equal the true answer.
 
-Every helper process is stopped at the end, also on Ctrl-C or an error.
+Progress of every phase goes to stderr on a terminal. Every helper process
+is stopped at the end, also on an error or Ctrl-C, which first cancels the
+query at the helpers (the helpers run in their own process group, so a
+terminal's Ctrl-C reaches only this process, which cancels the query and then
+kills them: their network is thrown away with its temporary directory).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import argparse
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +32,16 @@ import numpy as np
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.dp import calibrate
+from ipa.events import Events
 from ipa.network import Network
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
+from ipa_client import output
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._types import non_negative_int, positive_float, positive_int
+from ipa_client.interrupt import cancel_on_interrupt
 from ipa_client.local_network import LocalNetwork
-from ipa_client.progress import ProgressBar
+from ipa_client.progress import QueryProgress, follow
 from ipa_client.query_client import QueryClient, endpoints
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
@@ -56,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("--epsilon", type=positive_float, default=1.0, help="the query's ε (default 1)")
     noise.add_argument("--no-noise", action="store_true", help="a test network: release exact sums")
+    output.add_output_arguments(parser)
 
 
 def _say(text: str) -> None:
@@ -66,34 +75,66 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C, so the helper processes are stopped either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     events = generate(args.events, seed=args.seed, num_breakdowns=CONFIG.num_breakdowns)
-    unnoised = args.no_noise
-    with (
-        tempfile.TemporaryDirectory(prefix="ipa-demo-") as directory,
-        LocalNetwork(Path(directory), allow_unnoised=unnoised) as local,
-    ):
+    try:
+        with tempfile.TemporaryDirectory(prefix="ipa-demo-") as directory:
+            released = _run_query(args, events, Path(directory))
+    except KeyboardInterrupt:  # while the helpers started or stopped: nothing to cancel
+        return cancel_on_interrupt(None, None)
+    if isinstance(released, int):
+        return released
+    query_id, sums = released
+    exact = attribute_query(events, CONFIG)
+    result = {
+        "command": NAME,
+        "query_id": query_id,
+        "rows": len(events),
+        "sums": sums.tolist(),
+        "true_sums": exact.tolist(),
+        "epsilon": None if args.no_noise else args.epsilon,
+        "delta": None if args.no_noise else DELTA,
+        "cap": CONFIG.cap,
+    }
+    output.emit(result, args)
+    if args.no_noise:
+        if not (sums == exact.astype(sums.dtype)).all():
+            _say("ipa: error: the released result differs from the true answer")
+            return 1
+        if not output.wants_json(args):
+            print("The released result equals the true answer (no noise: a test network).")
+        return 0
+    if not output.wants_json(args):
+        std = np.sqrt(3) * calibrate(args.epsilon, DELTA, CONFIG.cap).scale
+        print(f"DP noise: ε = {args.epsilon:g}, δ = {DELTA:g}; each sum's noise has std ≈ {std:,.0f}")
+    return 0
+
+
+def _run_query(args: argparse.Namespace, events: Events, directory: Path) -> tuple[str, np.ndarray] | int:
+    """Start the helpers, run the query, stop them: (query id, released sums), or 130 on Ctrl-C."""
+    created: list[str] = []
+    with LocalNetwork(directory, allow_unnoised=args.no_noise) as local:
         _say(f"three helpers running (TLS on), files in {directory}")
         network = Network.load(local.network_file)
-        start = time.perf_counter()
-        match_keys = simulate_user_agents(events, network, BINDING)
-        took = time.perf_counter() - start
-        _say(f"{len(events):,} events; user agents encrypted their match keys in {took:.1f} s")
-        collector = ReportCollector(network, BINDING, CONFIG)
-        collector.add_events(events, match_keys)
-        start = time.perf_counter()
-        with QueryClient(endpoints(local.network_file)) as client, ProgressBar(sys.stderr) as bar:
-            query_id, released = collector.submit(
-                client, epsilon=args.epsilon, delta=DELTA, no_noise=unnoised, on_progress=bar.update
-            )
-        seconds = time.perf_counter() - start
-    exact = attribute_query(events, CONFIG)
-    print(f"query {query_id}: {seconds:.1f} s from upload to result (cap {CONFIG.cap}, 7-day window)")
-    print(f"{'breakdown':>9}  {'released':>10}  {'true answer':>11}")
-    for key, (got, want) in enumerate(zip(released.tolist(), exact.tolist(), strict=True)):
-        print(f"{key:>9}  {got:>10,}  {want:>11,}")
-    if unnoised:
-        same = (released == exact.astype(released.dtype)).all()
-        print("released result equals the true answer (no noise: a test network)" if same else "MISMATCH")
-        return 0 if same else 1
-    std = np.sqrt(3) * calibrate(args.epsilon, DELTA, CONFIG.cap).scale
-    print(f"DP noise: ε = {args.epsilon:g}, δ = {DELTA:g}; each sum's noise has std ≈ {std:,.0f}")
-    return 0
+        with QueryClient(endpoints(local.network_file)) as client, QueryProgress() as progress:
+            try:
+                progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
+                match_keys = simulate_user_agents(events, network, BINDING, on_progress=progress.advance)
+                collector = ReportCollector(network, BINDING, CONFIG)
+                collector.add_events(events, match_keys)
+                released = collector.submit(
+                    client,
+                    epsilon=args.epsilon,
+                    delta=DELTA,
+                    no_noise=args.no_noise,
+                    on_progress=follow(progress),
+                    on_created=created.append,
+                    on_upload=progress.advance,
+                )
+                progress.finish()
+            except KeyboardInterrupt:
+                progress.stop()
+                status = cancel_on_interrupt(client, created[0] if created else None)
+                # The network and its ledgers are thrown away with the directory: no need to
+                # wait for a helper busy in a phase (decrypting, say) to notice the cancel.
+                local.kill()
+                return status
+    return released

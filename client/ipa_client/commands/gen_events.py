@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
+from ipa.errors import InputError
 from ipa.events import write_csv
 from ipa.synthetic import ADVERTISERS, PUBLISHERS, generate
-from ipa_client.commands._types import non_negative_int, positive_int
+from ipa_client.commands._types import int_in, non_negative_int
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -46,17 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="the CSV file to write")
     parser.add_argument(
         "--breakdowns",
-        type=positive_int,
+        type=int_in(1, 256),
         default=16,
         metavar="B",
-        help="source breakdown keys are in [0, B) (default: 16)",
+        help="source breakdown keys are in [0, B), B ≤ 256 (default: 16)",
     )
     parser.add_argument(
         "--constraint-ids",
-        type=positive_int,
+        type=int_in(1, 256),
         default=4,
         metavar="C",
-        help="constraint ids are in [0, C) (default: 4)",
+        help="constraint ids are in [0, C), C ≤ 256 (default: 4)",
     )
     parser.add_argument(
         "--single-site",
@@ -67,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the events; return 0."""
+    directory = Path(args.out).parent
+    if not directory.is_dir():  # before minutes of generating
+        raise InputError(f"--out {args.out}: directory {directory} does not exist")
     events = generate(
         args.events,
         seed=args.seed,

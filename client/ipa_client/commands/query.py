@@ -3,25 +3,32 @@
 Plays the user agents of the events' match keys (their encrypted match
 keys, bound to ``--site``, ``--report-collector``, the provider and
 ``--epoch``), builds the report collector's three uploads, submits them to
-the network in ``--network`` and prints ``{"query_id": ..., "sums": [...]}``.
-A progress bar goes to stderr when it is a terminal. A refused or failed
-query exits with status 2 and the reason on stderr.
+the network in ``--network`` and prints the released sums: a table on a
+terminal, else (or with ``--json``) one JSON object in the schema of
+:mod:`ipa_client.output` (``{"command": "query", "query_id": ..., "rows": n,
+"sums": [...], "epsilon", "delta", "cap"}``). Progress of every phase goes
+to stderr when it is a terminal. A refused or failed query exits with status
+2 and the reason on stderr; Ctrl-C cancels the query at the helpers (ε
+refunded if nothing was released), says so with the query id, and exits
+with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+import numpy as np
 
 from ipa.crypto.binding import Binding
 from ipa.errors import InputError
-from ipa.events import read_csv
 from ipa.network import Network
+from ipa_client import output
 from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.commands._input import read_query_events
 from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
 from ipa_client.commands._types import non_negative_int, positive_float
-from ipa_client.progress import ProgressBar
+from ipa_client.interrupt import cancel_on_interrupt
+from ipa_client.progress import QueryProgress, follow
 from ipa_client.query_client import QueryClient, endpoints
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
@@ -44,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
     add_width_arguments(parser)
+    output.add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,24 +63,43 @@ def run(args: argparse.Namespace) -> int:
         match_key_provider=args.match_key_provider,
     )
     network = Network.load(args.network)
-    events = read_csv(args.input)
+    events = read_query_events(args.input, config)
     if not len(events):
         raise InputError(f"{args.input} has no events")
     if set(events.sites()) - {args.site}:
         raise InputError(f"{args.input} names sites other than {args.site}: not supported yet")
-    collector = ReportCollector(network, binding, config)
-    collector.add_events(events, simulate_user_agents(events, network, binding))
-    with (
-        QueryClient(endpoints(args.network), insecure=args.insecure) as client,
-        ProgressBar(sys.stderr) as bar,
-    ):
-        query_id, sums = collector.submit(
-            client,
-            epsilon=args.epsilon or 0.0,
-            delta=args.delta,
-            no_noise=args.no_noise,
-            drop_invalid=args.drop_invalid,
-            on_progress=bar.update,
-        )
-    print(json.dumps({"query_id": query_id, "sums": sums.tolist()}))
+    created: list[str] = []
+    client = QueryClient(endpoints(args.network), insecure=args.insecure)
+    try:
+        with QueryProgress() as progress:
+            progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
+            match_keys = simulate_user_agents(events, network, binding, on_progress=progress.advance)
+            collector = ReportCollector(network, binding, config)
+            collector.add_events(events, match_keys)
+            query_id, sums = collector.submit(
+                client,
+                epsilon=args.epsilon or 0.0,
+                delta=args.delta,
+                no_noise=args.no_noise,
+                drop_invalid=args.drop_invalid,
+                on_progress=follow(progress),
+                on_created=created.append,
+                on_upload=progress.advance,
+            )
+            progress.finish()
+    except KeyboardInterrupt:
+        return cancel_on_interrupt(client, created[0] if created else None)
+    finally:
+        client.close()
+    result = {
+        "command": NAME,
+        "query_id": query_id,
+        "rows": len(events),
+        "sums": sums.tolist(),
+        "epsilon": None if args.no_noise else args.epsilon,
+        "delta": None if args.no_noise else args.delta,
+        "cap": config.cap,
+    }
+    output.emit(result, args)
     return 0
+

@@ -2,16 +2,18 @@
 
 Shares the events as a report collector would (presorted, secret-shared),
 runs :func:`ipa.attribution.pipeline.run_query` as three helpers in three
-threads, reconstructs the result and prints one JSON object:
-``{"sums": [...], "bytes_sent": [H1, H2, H3], "rounds": R,
-"seconds": {"share": s, PHASE: s, ..., "total": s}}``. Phase times are the
-slowest helper's; ``total`` is the wall time of the three-party run.
+threads, reconstructs the result and prints it beside the true answer
+(``ipa.reference``): a table on a terminal, else (or with ``--json``) one
+JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
+"simulate", "rows": n, "sums": [...], "true_sums": [...], "epsilon", "delta",
+"cap", "bytes_sent": [H1, H2, H3], "rounds": R, "seconds": {"share": s,
+PHASE: s, ..., "total": s}}``. Phase times are the slowest helper's;
+``total`` is the wall time of the three-party run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -19,9 +21,11 @@ import numpy as np
 from ipa.attribution.pipeline import PHASES, no_noise, run_query
 from ipa.attribution.rows import share_events
 from ipa.dp.release import calibrated_noise
-from ipa.events import read_csv
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
+from ipa.reference import attribute_query
+from ipa_client import output
+from ipa_client.commands._input import read_query_events
 from ipa_client.commands._query_args import (
     add_query_arguments,
     add_site_arguments,
@@ -37,7 +41,7 @@ HELP = "run the MPC query on an event CSV file with three in-memory helpers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the input, the query parameters, the widths and the noise."""
+    """Register the input, the query parameters, the widths, the noise and the output flags."""
     add_query_arguments(parser)
     add_site_arguments(parser, required=False)
     add_width_arguments(parser)
@@ -45,13 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--epsilon", type=positive_float, help="add DP noise for this ε (δ from --delta)")
     noise.add_argument("--no-noise", action="store_true", help="release exact sums")
     parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
+    output.add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Share, run, reconstruct, print the JSON result; return 0."""
+    """Share, run, reconstruct, print the result; return 0."""
     config = config_from_args(args)
     noise = no_noise if args.no_noise else calibrated_noise(args.epsilon, args.delta, config.cap)
-    events = read_csv(args.input)
+    events = read_query_events(args.input, config)
     start = time.perf_counter()
     shares = share_events(events, config, args.site)
     shared = time.perf_counter()
@@ -60,11 +65,17 @@ def run(args: argparse.Namespace) -> int:
     seconds = {"share": shared - start}
     seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
     seconds["total"] = finished - shared
-    output = {
+    released = {
+        "command": NAME,
+        "rows": len(events),
         "sums": reconstruct([o.sums for o in result.outputs]).view(np.int64).tolist(),
+        "true_sums": attribute_query(events, config, args.site).tolist(),
+        "epsilon": None if args.no_noise else args.epsilon,
+        "delta": None if args.no_noise else args.delta,
+        "cap": config.cap,
         "bytes_sent": result.bytes_sent(),
         "rounds": result.rounds,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
     }
-    print(json.dumps(output))
+    output.emit(released, args)
     return 0
