@@ -249,7 +249,8 @@ def test_chart_needs_png_or_svg(tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", [".png", ".svg"])
 def test_chart_is_written(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / "events.csv"
-    made = ipa("gen-events", "--events", "400", "--seed", "3", "--out", path, "--breakdowns", "4")
+    made = ipa("gen-events", "--events", "400", "--seed", "3", "--out", path, "--breakdowns", "4",
+               "--single-site")  # fmt: skip
     assert made.returncode == 0
     chart = tmp_path / ("chart" + suffix)
     done = ipa("simulate", "--input", path, "--breakdowns", "4", "--cap", "50", "--epsilon", "1",

@@ -29,6 +29,7 @@ __all__ = ["PHASE_LABELS", "QueryProgress", "follow"]
 # What each phase is called on screen; helper phases in the order they run.
 PHASE_LABELS = {
     "encrypt": "user agents encrypt match keys",
+    "share": "secret-sharing the events",
     "prepare": "building the reports",
     "upload": "uploading to H1, H2, H3",
     "awaiting_upload": "helpers receive the reports",
@@ -40,6 +41,7 @@ PHASE_LABELS = {
     "noise": "add DP noise",
     "release": "release result shares",
 }
+# "sort" … "noise" are also the phases of the in-memory simulation (ipa simulate).
 _HELPER_PHASES = ("awaiting_upload", "decrypt", "sort", "attribute", "cap", "aggregate", "noise", "release")
 
 

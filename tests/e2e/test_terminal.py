@@ -32,7 +32,8 @@ def network(tmp_path_factory):
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
     path = tmp_path_factory.mktemp("events") / "events.csv"
-    made = ipa("gen-events", "--events", "3000", "--seed", "4", "--out", path, "--breakdowns", "8")
+    made = ipa("gen-events", "--events", "3000", "--seed", "4", "--out", path, "--breakdowns", "8",
+               "--single-site")  # fmt: skip
     assert made.returncode == 0
     return path
 
@@ -101,7 +102,8 @@ def budget(network, epoch: int) -> dict:
 
 def test_ctrl_c_cancels_the_query_at_the_helpers_and_refunds_it(network, tmp_path):
     events = tmp_path / "events.csv"
-    assert ipa("gen-events", "--events", "40000", "--seed", "5", "--out", events).returncode == 0
+    made = ipa("gen-events", "--events", "40000", "--seed", "5", "--out", events, "--single-site")
+    assert made.returncode == 0
     term = Terminal("query", "--network", network, "--input", events, "--breakdowns", "16", "--cap", "100",
                     "--site", "s.example", "--epoch", "7", "--epsilon", "1")  # fmt: skip
     term.expect("helpers decrypt and check reports", timeout=300)
@@ -118,7 +120,8 @@ def test_ctrl_c_cancels_the_query_at_the_helpers_and_refunds_it(network, tmp_pat
 
 def test_ctrl_c_before_the_query_exists_spends_nothing_and_a_second_one_exits_at_once(network, tmp_path):
     events = tmp_path / "events.csv"
-    assert ipa("gen-events", "--events", "40000", "--seed", "6", "--out", events).returncode == 0
+    made = ipa("gen-events", "--events", "40000", "--seed", "6", "--out", events, "--single-site")
+    assert made.returncode == 0
     term = Terminal("query", "--network", network, "--input", events, "--breakdowns", "16", "--cap", "100",
                     "--site", "s.example", "--epoch", "8", "--epsilon", "1")  # fmt: skip
     term.expect(r"[\d,]+/[\d,]+ users", timeout=60)

@@ -8,19 +8,22 @@ JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
 "simulate", "rows": n, "sums": [...], "true_sums": [...], "epsilon", "delta",
 "cap", "bytes_sent": [H1, H2, H3], "rounds": R, "seconds": {"share": s,
 PHASE: s, ..., "total": s}}``. Phase times are the slowest helper's;
-``total`` is the wall time of the three-party run.
+``total`` is the wall time of the three-party run. Each phase is shown on
+stderr as it runs when stderr is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from ipa.attribution.pipeline import PHASES, no_noise, run_query
-from ipa.attribution.rows import share_events
+from ipa.attribution.pipeline import PHASES, QueryResult, no_noise, run_query
+from ipa.attribution.rows import SharedRows, share_events
 from ipa.dp.release import calibrated_noise
+from ipa.mpc.context import Context
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
@@ -33,6 +36,7 @@ from ipa_client.commands._query_args import (
     config_from_args,
 )
 from ipa_client.commands._types import positive_float
+from ipa_client.progress import QueryProgress
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -57,11 +61,20 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     noise = no_noise if args.no_noise else calibrated_noise(args.epsilon, args.delta, config.cap)
     events = read_query_events(args.input, config)
-    start = time.perf_counter()
-    shares = share_events(events, config, args.site)
-    shared = time.perf_counter()
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares)
-    finished = time.perf_counter()
+    with QueryProgress() as progress:
+        progress.start("share")
+        start = time.perf_counter()
+        shares = share_events(events, config, args.site)
+        shared = time.perf_counter()
+        progress.start(PHASES[0])
+        on_phase = _phase_done(progress)
+
+        def helper(ctx: Context, rows: SharedRows) -> QueryResult:
+            return run_query(ctx, rows, config, noise, on_phase if ctx.party == 0 else None)
+
+        result = run_three(helper, shares)
+        finished = time.perf_counter()
+        progress.finish()
     seconds = {"share": shared - start}
     seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
     seconds["total"] = finished - shared
@@ -79,3 +92,14 @@ def run(args: argparse.Namespace) -> int:
     }
     output.emit(released, args)
     return 0
+
+
+def _phase_done(progress: QueryProgress) -> Callable[[str], None]:
+    """The pipeline's phase hook (of H1): the next phase's line starts when one ends."""
+
+    def on_phase(done: str) -> None:
+        following = PHASES.index(done) + 1
+        if following < len(PHASES):
+            progress.helpers(PHASES[following], 0.0)
+
+    return on_phase
