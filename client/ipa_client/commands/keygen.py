@@ -12,7 +12,10 @@ Writes, in ``--out DIR``, for I = 1, 2, 3:
 Helper I listens for collectors on ``--base-port`` + 2(I−1) and for its
 peers on the next port, at ``--host``. With ``--compose`` the helpers listen
 on all interfaces and reach each other as ``helperI`` (the service names of
-``docker-compose.yml``), while ``network.toml`` still points at ``--host``.
+``docker-compose.yml``), while ``network.toml`` still points at ``--host``;
+it also writes ``compose.env``, the variables ``docker-compose.yml`` reads:
+the uid:gid the containers run as (the caller's, who owns the 0600 keys)
+and the three collector ports.
 ``--allow-unnoised`` makes a test network that honours ``--no-noise``;
 ``--epoch-budget`` sets the ε each site may spend per epoch (default 10).
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -36,6 +40,7 @@ from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry, wr
 from ipa_client.commands._types import positive_float, positive_int
 
 __all__ = [
+    "COMPOSE_ENV_FILE",
     "HELP",
     "NAME",
     "NETWORK_FILE",
@@ -43,6 +48,7 @@ __all__ = [
     "helper_ports",
     "hpke_key_file",
     "run",
+    "write_compose_env",
     "write_helper_configs",
     "write_hpke_keys",
     "write_network",
@@ -52,6 +58,7 @@ __all__ = [
 NAME = "keygen"
 HELP = "make the HPKE keys of a three-helper network and its network.toml"
 NETWORK_FILE = "network.toml"
+COMPOSE_ENV_FILE = "compose.env"
 
 _SUITES = {"x25519": Suite.X25519, "mlkem768-x25519": Suite.MLKEM768_X25519}
 
@@ -196,6 +203,26 @@ def write_helper_configs(
     return paths
 
 
+def write_compose_env(out_dir: str | PathLike[str], *, base_port: int, force: bool = False) -> Path:
+    """``compose.env``: the user the helper containers run as and their published ports.
+
+    The containers run as the uid:gid of this process, so the files written
+    here (private keys 0600) are theirs, and so is the ``data`` directory the
+    helpers create: no chown, nothing world-readable. Collector port of
+    helper I: ``base_port`` + 2(I−1), published on the same host port.
+    """
+    path = Path(out_dir) / COMPOSE_ENV_FILE
+    _refuse_existing([path], force)
+    lines = [
+        "# Written by `ipa keygen --compose` for docker-compose.yml (helpers/compose.yaml).",
+        "# The helpers run as the owner of these files; collectors reach them on these ports.",
+        f"IPA_USER={os.getuid()}:{os.getgid()}",
+        *(f"IPA_PORT_{i + 1}={helper_ports(base_port, i)[0]}" for i in range(3)),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
@@ -205,7 +232,8 @@ def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the key files and network.toml; print the JSON summary; return 0."""
     suite = _SUITES[args.suite]
-    _refuse_existing([Path(args.out) / NETWORK_FILE], args.force)
+    compose_env = [Path(args.out) / COMPOSE_ENV_FILE] if args.compose else []
+    _refuse_existing([Path(args.out) / NETWORK_FILE, *compose_env], args.force)
     registries, key_paths = write_hpke_keys(args.out, suite, force=args.force)
     write_tls_identities(args.out, ["localhost", "127.0.0.1", args.host], force=args.force)
     configs = write_helper_configs(
@@ -218,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     network_path = write_network(args.out, registries, host=args.host, base_port=args.base_port, force=True)
+    if args.compose:
+        write_compose_env(args.out, base_port=args.base_port, force=args.force)
     summary = {
         "out": args.out,
         "network": str(network_path),
