@@ -2,8 +2,9 @@
 
 Asks the gRPC health service (``grpc.health.v1.Health/Check``, overall
 status) on the helper's collector port, the way a collector would connect:
-over TLS, trusting the helper's own certificate from FILE. The helper sets
-SERVING once both its servers listen. Exit status 0 if it answers SERVING,
+over TLS, trusting the helper's own certificate from FILE, and presenting
+the helper's own TLS identity if the port asks for a client certificate. The
+helper sets SERVING once both its servers listen. Exit status 0 if it answers SERVING,
 1 if it does not (not listening, not serving, no answer within
 ``--timeout``), 2 if FILE cannot be used. One line on stderr says which;
 this is the containers' health check (``helpers/compose.yaml``).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,15 +34,19 @@ def local_address(listen: str) -> str:
     return f"{host}:{port}"
 
 
+def _read(path: Path | None, what: str) -> bytes:
+    try:
+        return path.read_bytes()  # type: ignore[union-attr]
+    except OSError as exc:
+        raise IpaError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
 def _channel(config: HelperConfig) -> grpc.Channel:
     address = local_address(config.listen)
     if not config.secure:
         return grpc.insecure_channel(address)
-    try:
-        cert = config.tls_cert.read_bytes()  # type: ignore[union-attr]
-    except OSError as exc:
-        raise IpaError(f"cannot read TLS certificate {config.tls_cert}: {exc.strerror}") from None
-    credentials = grpc.ssl_channel_credentials(root_certificates=cert)
+    cert, key = _read(config.tls_cert, "TLS certificate"), _read(config.tls_key, "TLS key")
+    credentials = grpc.ssl_channel_credentials(cert, private_key=key, certificate_chain=cert)
     options = [("grpc.ssl_target_name_override", common_name(config.index))]
     return grpc.secure_channel(address, credentials, options=options)
 

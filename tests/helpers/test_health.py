@@ -1,6 +1,10 @@
 """``python -m ipa_helper.health``: the containers' health check, against a real helper server."""
 
+from concurrent import futures
+
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ipa_client.local_network import make_network
 from ipa_helper.config import load_config
@@ -37,6 +41,25 @@ def test_a_helper_not_presenting_the_configured_certificate_is_unhealthy(config_
         assert not ok and why.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
     finally:
         running.stop(grace=None)
+
+
+def test_the_check_presents_the_helpers_identity_where_the_port_asks_for_one(config_file, tmp_path):
+    """A collector port with mutual TLS that trusts the helper's own certificate lets the check in."""
+    config = load_config(config_file)
+    cert, key = config.tls_cert.read_bytes(), config.tls_key.read_bytes()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=cert, require_client_auth=True)
+    assert server.add_secure_port(config.listen, credentials)
+    server.start()
+    try:
+        servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        assert serving(config, timeout=2.0) == (False, "NOT_SERVING")
+        servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        assert serving(config, timeout=2.0) == (True, "SERVING")
+    finally:
+        server.stop(None)
 
 
 def test_an_unreadable_config_is_an_error(tmp_path, capsys):
