@@ -26,6 +26,7 @@ LAYERS = [
     ("basic protocols",               "ipa.mpc.multiply ipa.mpc.reveal ipa.mpc.input"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
     ("shuffle and sort",              "ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
+    ("the three-party test world",    "ipa.mpc.testing"),
     ("events in the clear",           "ipa.events ipa.synthetic"),
     ("crypto and keys",               "ipa.crypto.hpke ipa.crypto.binding ipa.crypto.keys ipa.crypto.opener "
                                       "ipa.crypto ipa.certs ipa.network"),

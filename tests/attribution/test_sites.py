@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from three_party import mpc_query, run
+from three_party import mpc_query
 
 from ipa.attribution.config import QueryConfig, QueryType
 from ipa.attribution.rows import share_events
@@ -12,6 +12,7 @@ from ipa.attribution.sites import neutralise
 from ipa.errors import InputError
 from ipa.events import Events
 from ipa.mpc.sharing import reconstruct
+from ipa.mpc.testing import run
 from ipa.reference import attribute_query, neutralised
 
 QUERYING = "news.example"

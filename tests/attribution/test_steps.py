@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from three_party import opened, run
 
 from ipa.attribution.aggregate import aggregate
 from ipa.attribution.boundaries import adjacent_equal
 from ipa.attribution.cap import cap_contributions, running_sum
 from ipa.attribution.last_touch import _scan, _within_window, last_touch
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
+from ipa.mpc.testing import opened, run
 
 STEP = settings(max_examples=40, deadline=None)
 

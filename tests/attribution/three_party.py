@@ -1,11 +1,9 @@
-"""Three-party helpers for the attribution tests: run a protocol or a whole query, open the result.
+"""Three-party helpers for the attribution tests: a whole query in the in-memory runner, events from rows.
 
-Named ``three_party`` (not ``harness``) so that it does not clash with
-``tests/mpc/harness.py`` under pytest's default ``prepend`` import mode.
+Running one protocol and opening its output is :mod:`ipa.mpc.testing`.
 """
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,21 +11,8 @@ from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import NoiseHook, QueryResult, no_noise, run_query
 from ipa.attribution.rows import share_events
 from ipa.events import COLUMNS, Events
-from ipa.mpc.memory import RunResult, run_three
+from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct
-
-
-def run(protocol: Callable[..., Any], *shared: Sequence[Any]) -> RunResult:
-    """Run ``protocol(ctx, *shares_of_party)`` on all three parties."""
-    return run_three(lambda ctx, args: protocol(ctx, *args), [tuple(s[i] for s in shared) for i in range(3)])
-
-
-def opened(result: RunResult) -> np.ndarray | list[np.ndarray]:
-    """Reconstruct a protocol's output: one share column, or a list/tuple of them."""
-    first = result.outputs[0]
-    if isinstance(first, list | tuple):
-        return [reconstruct([o[k] for o in result.outputs]) for k in range(len(first))]
-    return reconstruct(result.outputs)
 
 
 def mpc_query(

@@ -1,10 +1,16 @@
 import numpy as np
-from three_party_dp import run_noise
 
-from ipa.dp import calibrate
+from ipa.dp import calibrate, sample_noise
 from ipa.dp.release import noise_in_shares
 from ipa.mpc.memory import run_three
 from ipa.mpc.sharing import reconstruct, share_arithmetic
+from ipa.mpc.testing import opened, run
+
+
+def run_noise(scale: float, size: int) -> np.ndarray:
+    """Released values of ``size`` zero sums after every helper added its noise."""
+    hook = noise_in_shares(lambda n: sample_noise(scale, n))
+    return opened(run(hook, share_arithmetic(np.zeros(size, np.uint64)))).view(np.int64)
 
 
 def test_the_released_sums_carry_every_helpers_own_noise():

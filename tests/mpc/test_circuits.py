@@ -4,11 +4,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import opened, run, words
 from ipa.mpc.adder import add
 from ipa.mpc.compare import equal, less_than
 from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith
 from ipa.mpc.sharing import share_arithmetic, share_boolean
+from ipa.mpc.testing import opened, run
+from strategies import words
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -1,8 +1,8 @@
 import numpy as np
 
-from harness import run
 from ipa.mpc.input import input_from, input_from_each
 from ipa.mpc.sharing import reconstruct
+from ipa.mpc.testing import run
 
 
 def test_each_partys_input_is_shared_and_costs_one_word():

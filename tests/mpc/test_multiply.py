@@ -2,10 +2,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import opened, run, words
 from ipa.mpc.multiply import and_, cross_terms, inner_product, multiply
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import share_arithmetic, share_boolean
+from ipa.mpc.testing import opened, run
+from strategies import words
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -1,9 +1,10 @@
 import numpy as np
 from hypothesis import given, settings
 
-from harness import run, words
 from ipa.mpc.reveal import reveal, reveal_to_outside
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
+from ipa.mpc.testing import run
+from strategies import words
 
 
 @settings(max_examples=30, deadline=None)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from harness import words
 from ipa.errors import ProtocolError
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
+from strategies import words
 
 
 @given(words(64))

@@ -1,9 +1,9 @@
 import numpy as np
 
-from harness import opened, run
 from ipa.mpc.permute import move_rows
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.shuffle import shuffle
+from ipa.mpc.testing import opened, run
 
 
 def shuffled(n):

@@ -3,11 +3,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import opened, run, words
 from ipa.errors import ProtocolError
 from ipa.mpc.permute import move_rows
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.sort import sort
+from ipa.mpc.testing import opened, run
+from strategies import words
 
 
 def sorted_payload(keys, width, digit_bits, payload):

@@ -1,0 +1,140 @@
+"""The three-party test world: share inputs, run a protocol, open its output, check its cost.
+
+Used by the tests of every layer, by ``bench/`` and by anyone writing a new
+protocol (as ipa-core keeps its ``TestWorld`` in the library)::
+
+    result = run(multiply, share_arithmetic(x), share_arithmetic(y))
+    assert (opened(result) == x * y).all()
+    check_cost(multiply, result, rows=len(x), word_bytes=8)
+
+**Documented cost.** A protocol's docstring states its cost in one sentence
+that :func:`documented_cost` reads::
+
+    Cost: ``2*log2(K) + 1`` rounds, ``(2, 1, 1)`` words per row.
+
+The first expression is the communication rounds (latency, see
+:mod:`ipa.mpc.channel`), the second the words each helper sends per row: one
+number for all three, or a tuple (H1, H2, H3). ``bytes per row`` may stand
+for ``words per row``, and ``at most`` may precede the rounds where
+consecutive steps overlap in ways a short formula does not capture (the
+sort). Both are Python expressions in the protocol's parameters (passed by
+the test) where ``log2(x)`` is ⌈log2 x⌉ (0 for x ≤ 1), ``nbytes(w)`` the
+bytes of a packed ``w``-bit boolean word (1, 2, 4 or 8), and ``min``,
+``max``, ``sum``, ``range`` are Python's. :func:`check_cost` compares them
+with what the channel measured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ipa.mpc.memory import RunResult, run_three
+from ipa.mpc.ring import bool_dtype
+from ipa.mpc.sharing import reconstruct
+
+__all__ = ["Cost", "check_cost", "documented_cost", "measured_cost", "opened", "per_party", "run"]
+
+
+def per_party(*shared: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Regroup ``k`` lists of three parties' shares into three tuples of ``k`` shares."""
+    return [tuple(s[i] for s in shared) for i in range(3)]
+
+
+def run(protocol: Callable[..., Any], *shared: Sequence[Any], timeout: float = 600.0) -> RunResult:
+    """Run ``protocol(ctx, *shares_of_party)`` on all three parties in the in-memory runner."""
+    return run_three(lambda ctx, args: protocol(ctx, *args), per_party(*shared), timeout=timeout)
+
+
+def opened(result: RunResult) -> np.ndarray | list[np.ndarray]:
+    """Reconstruct a protocol's output: one share column, or a list/tuple of them."""
+    first = result.outputs[0]
+    if isinstance(first, list | tuple):
+        return [reconstruct([o[k] for o in result.outputs]) for k in range(len(first))]
+    return reconstruct(result.outputs)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Communication rounds (or their bound) and the words each helper (H1, H2, H3) sends per row."""
+
+    rounds: int
+    words_per_row: tuple[float, float, float]
+    at_most: bool = False
+
+    def __str__(self) -> str:
+        words = ", ".join(f"{w:g}" for w in self.words_per_row)
+        return f"{'at most ' if self.at_most else ''}{self.rounds} rounds, ({words}) words per row"
+
+
+_COST = re.compile(
+    r"Cost: (?P<bound>at most )?``(?P<rounds>[^`]+)`` rounds?, "
+    r"``(?P<words>[^`]+)`` (?P<unit>words|bytes) per row"
+)
+_BUILTINS = {"min": min, "max": max, "sum": sum, "range": range}
+
+
+def _log2(x: int) -> int:
+    return max(int(x) - 1, 0).bit_length()
+
+
+def _nbytes(width: int) -> int:
+    return bool_dtype(width).itemsize
+
+
+def documented_cost(protocol: Callable[..., Any], word_bytes: int = 8, **params: int) -> Cost:
+    """The cost ``protocol``'s docstring states, for ``params``, in words of ``word_bytes`` bytes.
+
+    A docstring in ``bytes per row`` is converted to words. Raises ValueError if
+    the docstring has no ``Cost:`` sentence in the form this module describes.
+    """
+    text = " ".join((protocol.__doc__ or "").split())
+    found = _COST.search(text)
+    if found is None:
+        raise ValueError(
+            f"{protocol.__qualname__}'s docstring states no 'Cost: ``R`` rounds, ``W`` words per row'"
+        )
+    names = {"log2": _log2, "nbytes": _nbytes, **params}
+    scope = {"__builtins__": _BUILTINS}
+    rounds = eval(found["rounds"], scope, names)  # our own docstrings, in tests only
+    words = eval(found["words"], scope, names)
+    per_helper = tuple(words) if isinstance(words, tuple) else (words,) * 3
+    if found["unit"] == "bytes":
+        per_helper = tuple(w / word_bytes for w in per_helper)
+    return Cost(int(rounds), per_helper, bool(found["bound"]))  # type: ignore[arg-type]
+
+
+def measured_cost(result: RunResult, rows: int, word_bytes: int = 8, prefix: str | None = None) -> Cost:
+    """Rounds and words per row each helper sent in ``result`` (only at or below ``prefix``)."""
+    stats = [s.under(prefix) if prefix else s for s in result.stats]
+    words = tuple(s.total_bytes / max(rows, 1) / word_bytes for s in stats)
+    return Cost(max(s.rounds for s in stats), words)  # type: ignore[arg-type]
+
+
+def check_cost(
+    protocol: Callable[..., Any],
+    result: RunResult,
+    rows: int,
+    word_bytes: int = 8,
+    prefix: str | None = None,
+    **params: int,
+) -> Cost:
+    """Assert that ``result`` cost what ``protocol``'s docstring says for ``params``; return it."""
+    documented = documented_cost(protocol, word_bytes, **params)
+    measured = measured_cost(result, rows, word_bytes, prefix)
+    pairs = zip(documented.words_per_row, measured.words_per_row, strict=True)
+    same_words = all(math.isclose(a, b, abs_tol=1e-9) for a, b in pairs)
+    if documented.at_most:
+        rounds_ok = measured.rounds <= documented.rounds
+    else:
+        rounds_ok = measured.rounds == documented.rounds
+    if not rounds_ok or not same_words:
+        raise AssertionError(
+            f"{protocol.__qualname__}: docstring says {documented}, measured {measured} ({params})"
+        )
+    return measured
