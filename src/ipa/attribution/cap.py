@@ -13,7 +13,9 @@ rows are kept whole.
 Cost: the segmented running sum by doubling takes ⌈log2 n⌉ rounds of 2 words
 (64-bit) per row; the two comparisons with ``cap`` need A2B (8 rounds),
 less-than (7 rounds), bit→arith (2 rounds) and one multiply, after the
-flags' bit→arith (2) and the value multiply (1): ⌈log2 n⌉ + 21 rounds. Parties learn nothing.
+flags' bit→arith (2) and the value multiply (1): ⌈log2 n⌉ + 21 steps in a
+row, of which the first two overlap (only H1 waits for the second round of
+a bit→arith conversion), so ⌈log2 n⌉ + 20 rounds. Parties learn nothing.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ _RING = np.dtype(np.uint64)
 def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     """Segmented prefix sums: ``cum_i = Σ v_j`` over rows j ≤ i of row i's user.
 
-    ``same_user`` is arithmetic 0/1. ⌈log2 n⌉ rounds, 2 words per row per party
-    (1 in the last round).
+    ``same_user`` is arithmetic 0/1. Each level but the last multiplies two columns.
+    Cost: ``log2(n)`` rounds, ``max(2*log2(n) - 1, 0)`` words per row.
     """
     ctx = ctx.enter(RUNNING_SUM_STEPS)
     n, shift, level = len(values), 1, 0
@@ -72,7 +74,12 @@ def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
 def cap_contributions(
     ctx: Context, attributed: BShares, value: AShares, same_user: BShares, cap: int
 ) -> AShares:
-    """Each row's capped contribution in Z_2^64 (0 for unattributed rows)."""
+    """Each row's capped contribution in Z_2^64 (0 for unattributed rows), for n rows.
+
+    Cost: ``20 + log2(n)`` rounds,
+    ``(61 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0))``
+    words per row.
+    """
     ctx = ctx.enter(CAP_STEPS)
     flags = bit_to_arith(ctx.narrow("to_arith"), stack([attributed, same_user]), _RING)
     v = multiply(ctx.narrow("value"), flags[0], value)

@@ -14,8 +14,11 @@ window W, ``t_trigger − t_source ≤ W``: the sign bit of
 ``t_trigger + ~t_source + 2^(b+2) − W`` in b+2 bits, one carry-save step and
 one adder.
 
-Cost: 2·log2 K rounds and about 1 + word-width/8 bytes per row per level for
-the scan; 1 + (1 + ⌈log2(b+2)⌉) rounds for the window. Parties learn nothing.
+Cost: the scan takes 2·log2 K rounds, each level sending 2 bytes of flags (1
+in the last) and one packed word; one AND with ``is_trigger``; with a window,
+a carry-save step and a (b+2)-bit adder (1 + 1 + ⌈log2(b+2)⌉ rounds), then
+one AND with the result. :func:`last_touch` gives the exact figures.
+Parties learn nothing.
 """
 
 from __future__ import annotations
@@ -90,7 +93,14 @@ def last_touch(
     max_events_per_user: int,
     window: int | None,
 ) -> Attribution:
-    """Attribute each trigger to the latest source at most K−1 rows back in its group."""
+    """Attribute each trigger to the latest source at most K−1 rows back in its group.
+
+    With ``tb``-bit timestamps, ``bb``-bit breakdown keys, and ``W`` 1 with a
+    window, 0 without (for K = 64, tb = 32, bb = 8: 13 or 22 rounds, 60 or 165 bytes):
+    Cost: ``2*log2(K) + 1 + W*(3 + log2(tb + 2))`` rounds,
+    ``max(2*log2(K), 1) + log2(K)*nbytes(1 + bb + tb) + W*(nbytes(tb + 2)*(1 + 2*log2(tb + 2)) + 1)``
+    bytes per row.
+    """
     ctx = ctx.enter(LAST_TOUCH_STEPS)
     tb, bb = timestamp.width, breakdown_key.width
     width = 1 + bb + tb

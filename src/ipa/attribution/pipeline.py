@@ -43,6 +43,7 @@ The noise hook runs at the leaf ``noise`` (one-step protocols only)."""
 
 PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
 
+
 def no_noise(ctx: Context, sums: AShares) -> AShares:
     """The noise hook of a test network: release the exact sums."""
     return sums

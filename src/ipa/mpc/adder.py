@@ -44,9 +44,9 @@ def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
 
 
 def add(ctx: Context, a: BShares, b: BShares) -> BShares:
-    """``a + b mod 2^w`` of w-bit boolean shares.
+    """``a + b mod 2^w`` of w-bit boolean shares (words of ``nbytes(w)`` bytes).
 
-    1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
+    Cost: ``1 + log2(w)`` rounds, ``max(2*log2(w), 1)`` words per element.
     """
     ctx = ctx.enter(ADD_STEPS)
     g = and_(ctx.narrow("generate"), a, b)
@@ -58,7 +58,7 @@ def add(ctx: Context, a: BShares, b: BShares) -> BShares:
 def carry_save(ctx: Context, a: BShares, b: BShares, c: BShares) -> tuple[BShares, BShares]:
     """Reduce three addends to two with the same sum mod 2^w: ``(a^b^c, maj(a,b,c) << 1)``.
 
-    1 round, 1 word per element per party (maj = ((a^b) & (a^c)) ^ a).
+    maj = ((a^b) & (a^c)) ^ a. Cost: ``1`` round, ``1`` word per element.
     """
     majority = and_(ctx, a ^ b, a ^ c) ^ a
     return a ^ b ^ c, majority.shift_left(1)

@@ -23,7 +23,10 @@ LESS_THAN_STEPS = Steps("less_than", "generate", carry=PREFIX_STEPS)
 
 
 def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
-    """``a == b`` as a 1-bit sharing. ⌈log2 w⌉ rounds, ≤ 1 word per element per round."""
+    """``a == b`` as a 1-bit sharing of w-bit words; the words sent halve every round.
+
+    Cost: ``log2(w)`` rounds, ``sum(nbytes(2**i) for i in range(log2(w)))`` bytes per element.
+    """
     ctx = ctx.enter(EQUAL_STEPS)
     width = max(a.width, b.width)
     padded = 1 << (width - 1).bit_length()
@@ -37,9 +40,9 @@ def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
 
 
 def less_than(ctx: Context, a: BShares, b: BShares) -> BShares:
-    """``a < b`` (unsigned, w bits) as a 1-bit sharing.
+    """``a < b`` (unsigned, w bits) as a 1-bit sharing (words of ``nbytes(w)`` bytes).
 
-    1 + ⌈log2 w⌉ rounds; 2⌈log2 w⌉ words per element per party.
+    Cost: ``1 + log2(w)`` rounds, ``max(2*log2(w), 1)`` words per element.
     """
     ctx = ctx.enter(LESS_THAN_STEPS)
     width = max(a.width, b.width)

@@ -46,7 +46,7 @@ BOOL_TO_ARITH_STEPS = Steps("bool_to_arith", "mask_1", "mask_2", "carry_save", "
 def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShares:
     """1-bit boolean shares (any shape) → arithmetic shares of the same bits in Z_2^k.
 
-    2 rounds; H1 sends 2 words per element, H2 and H3 send 1.
+    Cost: ``2`` rounds, ``(2, 1, 1)`` words per element (k-bit words).
     """
     ctx = ctx.enter(BIT_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
@@ -70,7 +70,7 @@ def _component_as_bool(party: int, x: AShares, j: int) -> BShares:
 def arith_to_bool(ctx: Context, x: AShares) -> BShares:
     """Arithmetic shares in Z_2^k → boolean shares of the same k-bit words (A2B).
 
-    2 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party.
+    Cost: ``2 + log2(k)`` rounds, ``1 + 2*log2(k)`` words per element (k-bit words).
     """
     ctx = ctx.enter(ARITH_TO_BOOL_STEPS)
     parts = [_component_as_bool(ctx.party, x, j) for j in range(3)]
@@ -81,8 +81,9 @@ def arith_to_bool(ctx: Context, x: AShares) -> BShares:
 def bool_to_arith(ctx: Context, x: BShares, dtype: np.dtype = np.uint64) -> AShares:
     """w-bit boolean shares → arithmetic shares in Z_2^k of the same integers (B2A), w ≤ k.
 
-    3 + ⌈log2 k⌉ rounds; 1 + 2⌈log2 k⌉ k-bit words per element per party, and
-    H2 sends 2 more to open the masked value to H1 and H3.
+    H2 sends 2 words more than the others, to open the masked value to H1 and H3.
+    Cost: ``3 + log2(k)`` rounds,
+    ``(1 + 2*log2(k), 3 + 2*log2(k), 1 + 2*log2(k))`` words per element (k-bit words).
     """
     ctx = ctx.enter(BOOL_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)

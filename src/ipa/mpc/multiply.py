@@ -50,7 +50,8 @@ def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
 def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
     """Elementwise product ``x·y`` in Z_2^k (any equal shapes, e.g. stacked columns).
 
-    1 round, 1 word per element sent by each party to its previous neighbour.
+    Each party sends one word per element to its previous neighbour.
+    Cost: ``1`` round, ``1`` word per element.
     """
     z = cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype))
     return AShares(z, reshare(ctx, z))
@@ -59,7 +60,8 @@ def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
 def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
     """Elementwise AND of packed boolean words: ``width`` gates per element.
 
-    1 round, 1 word per element sent by each party to its previous neighbour.
+    Each party sends one packed word per element to its previous neighbour.
+    Cost: ``1`` round, ``1`` word per element.
     """
     width = max(x.width, y.width)
     # Masked, so every component keeps zeros above the width, as BShares requires.

@@ -31,7 +31,7 @@ def one_hot(ctx: Context, bits: AShares) -> AShares:
 
     Products of all subsets of the bits by doubling subset size, then the
     Möbius transform ``f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j``.
-    ⌈log2 d⌉ rounds; 2^d − d − 1 words per row per party.
+    Cost: ``log2(d)`` rounds, ``2**d - d - 1`` words per row.
     """
     ctx = ctx.enter(ONE_HOT_STEPS)
     d, n = bits.shape

@@ -33,7 +33,8 @@ MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS)
 def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Shares]:
     """Row i of each column goes to position ``dest[i]`` (a shared permutation of range(n)).
 
-    3 rounds; per row H1 sends 2(c+1)+1 words, H2 and H3 (c+1)+1, for c columns.
+    For ``c`` columns and ``dest`` of one word each:
+    Cost: ``3`` rounds, ``(2*(c + 1) + 1, c + 2, c + 2)`` words per row.
     Raises ProtocolError if the opened destinations are not a permutation.
     """
     ctx = ctx.enter(MOVE_ROWS_STEPS)

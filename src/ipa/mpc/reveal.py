@@ -23,7 +23,7 @@ __all__ = ["reveal", "reveal_to_outside"]
 
 
 def reveal(ctx: Context, x: Shares) -> np.ndarray:
-    """Open ``x`` to all three helpers. 1 round, 1 word per element per party."""
+    """Open ``x`` to all three helpers. Cost: ``1`` round, ``1`` word per element."""
     ctx.send(Peer.NEXT, x.left)
     (missing,) = ctx.receive(Peer.PREV, x.left)
     if isinstance(x, BShares):

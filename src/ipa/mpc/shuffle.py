@@ -78,7 +78,8 @@ def _permute_and_mask(
 def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
     """Permute equally long share columns by one random permutation no helper knows.
 
-    2 rounds of latency (3 steps); per row and column H1 sends 2 words, H2 and H3 send 1.
+    For ``c`` columns of one word each (3 steps, of which two run at once):
+    Cost: ``2`` rounds, ``(2*c, c, c)`` words per row.
     """
     ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)

@@ -15,12 +15,13 @@ that :func:`documented_cost` reads::
 The first expression is the communication rounds (latency, see
 :mod:`ipa.mpc.channel`), the second the words each helper sends per row: one
 number for all three, or a tuple (H1, H2, H3). ``bytes per row`` may stand
-for ``words per row``, and ``at most`` may precede the rounds where
+for ``words per row``, ``element`` for ``row``, and the words may be left
+out; ``at most`` may precede the rounds where
 consecutive steps overlap in ways a short formula does not capture (the
 sort). Both are Python expressions in the protocol's parameters (passed by
 the test) where ``log2(x)`` is ⌈log2 x⌉ (0 for x ≤ 1), ``nbytes(w)`` the
 bytes of a packed ``w``-bit boolean word (1, 2, 4 or 8), and ``min``,
-``max``, ``sum``, ``range`` are Python's. :func:`check_cost` compares them
+``max``, ``sum``, ``range``, ``tuple`` are Python's. :func:`check_cost` compares them
 with what the channel measured.
 """
 
@@ -64,19 +65,21 @@ class Cost:
     """Communication rounds (or their bound) and the words each helper (H1, H2, H3) sends per row."""
 
     rounds: int
-    words_per_row: tuple[float, float, float]
+    words_per_row: tuple[float, float, float] | None  # None: not stated
     at_most: bool = False
 
     def __str__(self) -> str:
-        words = ", ".join(f"{w:g}" for w in self.words_per_row)
-        return f"{'at most ' if self.at_most else ''}{self.rounds} rounds, ({words}) words per row"
+        rounds = f"{'at most ' if self.at_most else ''}{self.rounds} rounds"
+        if self.words_per_row is None:
+            return rounds
+        return rounds + ", (" + ", ".join(f"{w:g}" for w in self.words_per_row) + ") words per row"
 
 
 _COST = re.compile(
-    r"Cost: (?P<bound>at most )?``(?P<rounds>[^`]+)`` rounds?, "
-    r"``(?P<words>[^`]+)`` (?P<unit>words|bytes) per row"
+    r"Cost: (?P<bound>at most )?``(?P<rounds>[^`]+)`` rounds?"
+    r"(?:, ``(?P<words>[^`]+)`` (?P<unit>word|byte)s? per (?:row|element))?"
 )
-_BUILTINS = {"min": min, "max": max, "sum": sum, "range": range}
+_BUILTINS = {"min": min, "max": max, "sum": sum, "range": range, "tuple": tuple}
 
 
 def _log2(x: int) -> int:
@@ -99,12 +102,13 @@ def documented_cost(protocol: Callable[..., Any], word_bytes: int = 8, **params:
         raise ValueError(
             f"{protocol.__qualname__}'s docstring states no 'Cost: ``R`` rounds, ``W`` words per row'"
         )
-    names = {"log2": _log2, "nbytes": _nbytes, **params}
-    scope = {"__builtins__": _BUILTINS}
-    rounds = eval(found["rounds"], scope, names)  # our own docstrings, in tests only
-    words = eval(found["words"], scope, names)
+    scope = {"__builtins__": _BUILTINS, "log2": _log2, "nbytes": _nbytes, **params}
+    rounds = eval(found["rounds"], scope)  # our own docstrings, in tests only
+    if found["words"] is None:
+        return Cost(int(rounds), None, bool(found["bound"]))
+    words = eval(found["words"], scope)
     per_helper = tuple(words) if isinstance(words, tuple) else (words,) * 3
-    if found["unit"] == "bytes":
+    if found["unit"] == "byte":
         per_helper = tuple(w / word_bytes for w in per_helper)
     return Cost(int(rounds), per_helper, bool(found["bound"]))  # type: ignore[arg-type]
 
@@ -127,8 +131,10 @@ def check_cost(
     """Assert that ``result`` cost what ``protocol``'s docstring says for ``params``; return it."""
     documented = documented_cost(protocol, word_bytes, **params)
     measured = measured_cost(result, rows, word_bytes, prefix)
-    pairs = zip(documented.words_per_row, measured.words_per_row, strict=True)
-    same_words = all(math.isclose(a, b, abs_tol=1e-9) for a, b in pairs)
+    same_words = documented.words_per_row is None or all(
+        math.isclose(a, b, abs_tol=1e-9)
+        for a, b in zip(documented.words_per_row, measured.words_per_row or (), strict=True)
+    )
     if documented.at_most:
         rounds_ok = measured.rounds <= documented.rounds
     else:
