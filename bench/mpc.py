@@ -16,7 +16,9 @@ timed. The output is then reconstructed and compared with numpy (for sort,
 script exit with status 1.
 
 Each table row gives seconds, rows per second, words sent per row by each
-helper H1, H2, H3 and the max, and rounds (of the slowest helper). A word is
+helper H1, H2, H3 and the max, and rounds: communication rounds, i.e. latency,
+the longest chain of messages each sent after the previous one arrived (see
+``ipa.mpc.channel``; the shuffle's three steps take 2). A word is
 8 bytes whatever was sent: words per row = bytes sent by the helper / N / 8,
 so sort's uint32 indices count as half a word. ``--json F`` writes
 ``{"rows": N, "primitives": {name: {"seconds", "rows_per_s", "words_per_row",
@@ -48,6 +50,7 @@ from ipa.mpc.multiply import and_, multiply
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.shuffle import shuffle
 from ipa.mpc.sort import DEFAULT_DIGIT_BITS, sort
+from ipa.mpc.testing import per_party
 
 __all__ = ["PRIMITIVES", "Case", "communication", "main", "make_case", "measure"]
 
@@ -67,11 +70,6 @@ def _words(rng: np.random.Generator, rows: int, bits: int) -> np.ndarray:
     return rng.integers(0, 1 << bits, rows, dtype=np.uint64)
 
 
-def _per_party(*shared: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Regroup k lists of three parties' shares into three tuples of k shares."""
-    return [tuple(s[i] for s in shared) for i in range(3)]
-
-
 def _first_column(outputs: list[Any]) -> np.ndarray:
     return reconstruct([o[0] for o in outputs])
 
@@ -80,7 +78,7 @@ def multiply_case(rng: np.random.Generator, rows: int) -> Case:
     x, y = _words(rng, rows, 64), _words(rng, rows, 64)
     return Case(
         lambda ctx, xy: multiply(ctx, *xy),
-        _per_party(share_arithmetic(x), share_arithmetic(y)),
+        per_party(share_arithmetic(x), share_arithmetic(y)),
         lambda out: np.array_equal(reconstruct(out), x * y),
     )
 
@@ -89,7 +87,7 @@ def and_case(rng: np.random.Generator, rows: int) -> Case:
     x, y = _words(rng, rows, 64), _words(rng, rows, 64)
     return Case(
         lambda ctx, xy: and_(ctx, *xy),
-        _per_party(share_boolean(x, 64), share_boolean(y, 64)),
+        per_party(share_boolean(x, 64), share_boolean(y, 64)),
         lambda out: np.array_equal(reconstruct(out), x & y),
     )
 
@@ -107,7 +105,7 @@ def sort_case(rng: np.random.Generator, rows: int, digit_bits: int = DEFAULT_DIG
     keys, payload = _words(rng, rows, KEY_BITS), _words(rng, rows, 64)
     return Case(
         lambda ctx, kp: sort(ctx, kp[0], [kp[1]], digit_bits=digit_bits),
-        _per_party(share_boolean(keys, KEY_BITS), share_arithmetic(payload)),
+        per_party(share_boolean(keys, KEY_BITS), share_arithmetic(payload)),
         lambda out: np.array_equal(_first_column(out), payload[np.argsort(keys, kind="stable")]),
     )
 
@@ -128,7 +126,7 @@ def make_case(name: str, rows: int, *, digit_bits: int = DEFAULT_DIGIT_BITS, see
 
 
 def communication(result: RunResult, rows: int) -> dict[str, Any]:
-    """Words (8 bytes) sent per row by each helper and their max, and rounds."""
+    """Words (8 bytes) sent per row by each helper and their max, and communication rounds (latency)."""
     by_helper = [sent / rows / WORD_BYTES for sent in result.bytes_sent()]
     return {"words_per_row": max(by_helper), "rounds": result.rounds, "words_per_row_by_helper": by_helper}
 
@@ -178,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Time the MPC primitives in the in-memory three-party runner and check their outputs.",
         epilog="words/row = bytes sent by a helper / rows / 8 (8-byte words whatever the dtype sent); "
+        "rounds = communication rounds (latency: the longest chain of dependent messages); "
         "the JSON's words_per_row is the max over the three helpers, words_per_row_by_helper "
         "lists H1, H2, H3. Seconds and peak RSS are for all three helpers in one process.",
     )

@@ -7,8 +7,9 @@ Synthetic events (``ipa.synthetic``) are shared as the report collector would
 in-memory three-party runner with 16 breakdowns, cap 100, a one-day window
 and K = 64. The released sums are checked against ``ipa.reference`` (exit 1
 on any difference). Printed per phase: seconds (slowest helper) and bytes
-sent per row by each helper; then rounds and the process's peak RSS (all
-three helpers are threads of this process). ``--json F`` writes
+sent per row by each helper; then the query's communication rounds (latency:
+the longest chain of messages each sent after the previous one arrived) and
+the process's peak RSS (all three helpers are threads of this process). ``--json F`` writes
 ``{"events": N, "seconds": {phase: s, "total": s}, "bytes_per_row": {phase: [H1, H2, H3]},
 "rounds": R, "peak_rss_mb": M}``.
 """
