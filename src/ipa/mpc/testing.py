@@ -110,7 +110,7 @@ def documented_cost(protocol: Callable[..., Any], word_bytes: int = 8, **params:
     per_helper = tuple(words) if isinstance(words, tuple) else (words,) * 3
     if found["unit"] == "byte":
         per_helper = tuple(w / word_bytes for w in per_helper)
-    return Cost(int(rounds), per_helper, bool(found["bound"]))  # type: ignore[arg-type]
+    return Cost(int(rounds), per_helper, bool(found["bound"]))
 
 
 def measured_cost(result: RunResult, rows: int, word_bytes: int = 8, prefix: str | None = None) -> Cost:
