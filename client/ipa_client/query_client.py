@@ -4,6 +4,11 @@ The helpers' addresses and TLS certificates come from ``network.toml``
 (``address`` and ``cert`` of each ``[[helpers]]`` entry; ``cert`` is relative
 to the file). Each helper's certificate is pinned: the client trusts exactly
 it for that helper. Every call has a deadline.
+
+Before it creates a query the client checks that all three helpers answer
+(their health service, within ``connect_timeout``): a helper that is down,
+presents another certificate or does not answer is named with the reason
+(:class:`HelperUnreachableError`) at once, not after a query deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ipa.attribution.config import QueryConfig
 from ipa.certs import common_name
@@ -27,15 +33,27 @@ from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
 from ipa_rpc import CHUNK_BYTES, MESSAGE_LIMITS
+from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
-__all__ = ["Endpoint", "QueryClient", "QueryFailedError", "endpoints", "query_params"]
+__all__ = [
+    "Endpoint",
+    "HelperUnreachableError",
+    "QueryClient",
+    "QueryFailedError",
+    "endpoints",
+    "query_params",
+]
 
 _FINAL = (query_pb2.COMPLETED, query_pb2.FAILED, query_pb2.CANCELLED)
 
 
 class QueryFailedError(IpaError):
     """The network refused or failed the query; the message says which helper and why."""
+
+
+class HelperUnreachableError(QueryFailedError):
+    """A helper cannot be reached: down, another certificate than network.toml's, or silent."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +123,17 @@ def _details(exc: grpc.RpcError) -> str:
 class QueryClient:
     """A report collector's connection to the three helpers of a network."""
 
-    def __init__(self, helpers: Sequence[Endpoint], *, insecure: bool = False, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        helpers: Sequence[Endpoint],
+        *,
+        insecure: bool = False,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._helpers = list(helpers)
         self._channels = []
         for h in helpers:
             if insecure:
@@ -138,13 +165,46 @@ class QueryClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_reachable(self) -> None:
+        """HelperUnreachableError naming every helper that does not answer, and why; the three in parallel."""
+        problems: list[str | None] = [None] * len(self._stubs)
+
+        def probe(helper: int) -> None:
+            stub = health_pb2_grpc.HealthStub(self._channels[helper])
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=self._connect_timeout)
+            except grpc.RpcError as exc:
+                problems[helper] = self._unreachable(helper, exc, self._connect_timeout)
+
+        threads = [threading.Thread(target=probe, args=(h,)) for h in range(len(self._stubs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        found = [p for p in problems if p]
+        if found:
+            raise HelperUnreachableError("; ".join(found))
+
+    def _unreachable(self, helper: int, exc: grpc.RpcError, timeout: float) -> str:
+        """``H3 (host:port) cannot be reached: <why>``, or the helper's own answer if it gave one."""
+        why = unreachable_reason(exc, timeout) or _details(exc)
+        return f"H{helper + 1} ({self._helpers[helper].address}) cannot be reached: {why}"
+
     def create(self, params: query_pb2.QueryParams) -> str:
-        """Create a query at the leader; QueryFailedError with the reason if any helper refuses."""
+        """Create a query at the leader; QueryFailedError with the reason if any helper refuses.
+
+        HelperUnreachableError first if any helper cannot be reached.
+        """
+        self.check_reachable()
         try:
             hashes = [hashlib.sha256(t).digest() for t in self._tokens]
             request = query_pb2.CreateQueryRequest(params=params, token_hashes=hashes)
             return self._stubs[0].CreateQuery(request, timeout=self._timeout).query_id
         except grpc.RpcError as exc:
+            if unreachable_reason(exc, self._timeout) is not None:
+                raise HelperUnreachableError(self._unreachable(0, exc, self._timeout)) from None
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:  # H1 could not reach a peer: H1 says which
+                raise HelperUnreachableError(f"the query was not created: {_details(exc)}") from None
             raise QueryFailedError(f"H1 refused the query: {_details(exc)}") from None
 
     def upload(
@@ -170,7 +230,10 @@ class QueryClient:
             try:
                 self._stubs[helper].Upload(chunks(), timeout=self._timeout)
             except grpc.RpcError as exc:
-                errors.append(f"H{helper + 1} refused the upload: {_details(exc)}")
+                if unreachable_reason(exc, self._timeout) is not None:
+                    errors.append(self._unreachable(helper, exc, self._timeout))
+                else:
+                    errors.append(f"H{helper + 1} refused the upload: {_details(exc)}")
 
         # Daemons: an interrupted client (Ctrl-C) cancels the query and exits without waiting for them.
         threads = [threading.Thread(target=send, args=(h,), daemon=True) for h in range(3)]
@@ -190,6 +253,8 @@ class QueryClient:
         try:
             return self._stubs[helper].GetStatus(self._ref(query_id, helper), timeout=self._timeout)
         except grpc.RpcError as exc:
+            if unreachable_reason(exc, self._timeout) is not None:
+                raise TransportError(self._unreachable(helper, exc, self._timeout)) from None
             raise TransportError(f"H{helper + 1} gave no status: {_details(exc)}") from None
 
     def wait(
@@ -229,6 +294,8 @@ class QueryClient:
             try:
                 share = stub.GetResults(self._ref(query_id, helper), timeout=self._timeout)
             except grpc.RpcError as exc:
+                if unreachable_reason(exc, self._timeout) is not None:
+                    raise HelperUnreachableError(self._unreachable(helper, exc, self._timeout)) from None
                 raise QueryFailedError(f"H{helper + 1} gave no result: {_details(exc)}") from None
             left, right = (np.frombuffer(b, "<u8").astype(np.uint64) for b in (share.left, share.right))
             shares.append(AShares(left, right))

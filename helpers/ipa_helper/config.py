@@ -10,7 +10,11 @@ allow_unnoised = false         # true only on test networks: honour --no-noise
 epoch_budget = 10.0            # ε each site may spend per epoch
 retention_seconds = 3600       # how long an ended query's status and result stay available
 timeout_seconds = 120          # deadline of every peer call and MPC message
-max_upload_bytes = 2147483648  # a larger upload is refused
+max_upload_bytes = 2147483648  # a larger upload is refused (at its header, before it is stored)
+max_rows = 16777216            # most reports in one query
+max_query_memory_bytes = 34359738368  # estimated working memory of one query (ipa_helper.limits)
+max_breakdowns = 65536         # most breakdowns: a result share (16 B each) must fit one message
+max_queries = 8                # queries not ended yet (awaiting upload or running)
 
 [tls]
 cert = "helper1.pem"
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ipa.errors import ConfigError
+from ipa_helper.limits import largest_max_breakdowns
 
 __all__ = ["HelperConfig", "PeerConfig", "load_config"]
 
@@ -63,6 +68,10 @@ class HelperConfig:
     max_upload_bytes: int = 2 << 30
     epoch_budget: float = 10.0
     retention_seconds: float = 3600.0
+    max_rows: int = 1 << 24
+    max_query_memory_bytes: int = 32 << 30
+    max_breakdowns: int = 1 << 16
+    max_queries: int = 8
 
     @property
     def party(self) -> int:
@@ -120,10 +129,26 @@ def load_config(path: str | Path) -> HelperConfig:
         tls_key=base / _get(tls, "key", str, f"{path} [tls]") if tls else None,
         allow_unnoised=_get(helper, "allow_unnoised", bool, where, False),
         timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
-        max_upload_bytes=_get(helper, "max_upload_bytes", int, where, 2 << 30),
         epoch_budget=_get(helper, "epoch_budget", float, where, 10.0),
         retention_seconds=_get(helper, "retention_seconds", float, where, 3600.0),
+        **_limits(helper, where),
     )
+
+
+def _limits(helper: dict[str, Any], where: str) -> dict[str, int]:
+    """The resource limits (``ipa_helper.limits``): positive integers, results that fit a message."""
+    defaults = HelperConfig.__dataclass_fields__
+    limits = {}
+    for key in ("max_upload_bytes", "max_rows", "max_query_memory_bytes", "max_breakdowns", "max_queries"):
+        limits[key] = _get(helper, key, int, where, defaults[key].default)
+        if limits[key] < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {limits[key]}")
+    if limits["max_breakdowns"] > largest_max_breakdowns():
+        raise ConfigError(
+            f"{where}: max_breakdowns must be at most {largest_max_breakdowns()}: "
+            "a larger result share does not fit one gRPC message"
+        )
+    return limits
 
 
 def _peer(table: Any, base: Path, where: str, tls: bool) -> PeerConfig:

@@ -11,14 +11,14 @@ from ipa_helper.params import QuerySpec
 
 __all__ = ["Decoder", "make_decoder"]
 
-Decoder = Callable[[bytes, QuerySpec], DecodedBatch]
+Decoder = Callable[[bytes | bytearray, QuerySpec], DecodedBatch]
 
 
 def make_decoder(config: HelperConfig) -> Decoder:
     """A decoder with this helper's key registry (current and previous keys), read once."""
     keys = read_key_registry(config.hpke_keys)
 
-    def decode(data: bytes, spec: QuerySpec) -> DecodedBatch:
+    def decode(data: bytes | bytearray, spec: QuerySpec) -> DecodedBatch:
         return decode_batch(data, keys, spec.binding, spec.config, policy=spec.invalid_reports)
 
     return decode

@@ -40,17 +40,20 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
-from ipa.reports.decode import DecodedBatch
+from ipa.reports.decode import DecodedBatch, batch_size
+from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
 from ipa_helper.ledger import BudgetLedger
+from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.params import QuerySpec
-from ipa_helper.peers import PeerChannel, PeerLink, RefusedError
+from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
+from ipa_helper.timers import Deadlines
 
-__all__ = ["Helper", "RefusedError"]
+__all__ = ["Helper", "RefusedError", "UnreachableError"]
 
 _STEPS = ("decrypt", *PHASES, "release")
 
@@ -74,6 +77,8 @@ class Helper:
         self._peers = peers
         self._decode = decode
         self._workers: set[threading.Thread] = set()
+        self._deadlines = Deadlines(f"H{config.index}-deadlines", self._deadline_failed)
+        self._admission = threading.Lock()  # the query-count limit and the ledger, checked together
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -98,12 +103,13 @@ class Helper:
         query_id = secrets.token_hex(16)
         self.prepare(query_id, spec, token_hashes[0])
         for peer in Peer:
+            name = f"H{peer.of(self.party) + 1}"
             try:
                 self._peers[peer].prepare(query_id, spec, token_hashes[peer.of(self.party)])
-            except IpaError as exc:  # refused (RefusedError) or unreachable (TransportError)
-                reason = f"H{peer.of(self.party) + 1} refused the query: {exc}"
-                self.fail(self.queries.get(query_id), reason)
-                raise RefusedError(reason) from None
+            except IpaError as exc:  # refused, over a limit, or unreachable: which one is said
+                error = _peer_refusal(name, self.config.index, exc)
+                self.fail(self.queries.get(query_id), str(error))
+                raise error from None
         return query_id
 
     def prepare(self, query_id: str, spec: QuerySpec, digest: bytes) -> None:
@@ -112,15 +118,16 @@ class Helper:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
         if len(digest) != TOKEN_HASH_BYTES:
             raise InputError("the token hash must be 32 bytes")
-        if not spec.no_noise:
-            self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
         record = QueryRecord(query_id, spec, digest)
         self.mailbox.forget(self.queries.prune(self.config.retention_seconds))
-        self.queries.add(record)
+        with self._admission:  # limits before budget: a query refused for size spends nothing
+            active = len(self.queries.active())
+            check_query(spec.config, active, self.config.max_breakdowns, self.config.max_queries)
+            if not spec.no_noise:
+                self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
+            self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
-        expiry = threading.Timer(self.config.timeout_seconds, self._expire, args=(record,))
-        expiry.daemon = True
-        expiry.start()
+        self._deadlines.call_later(self.config.timeout_seconds, self._expire, record)
         logs.event(
             self.config.index,
             "query_prepared",
@@ -130,27 +137,48 @@ class Helper:
         )
 
     def upload(self, query_id: str, token: bytes, chunks: Iterable[bytes]) -> int:
-        """Take this helper's whole upload, then start the query in a worker thread."""
+        """Take this helper's whole upload, then start the query in a worker thread.
+
+        The batch header (in the first chunk) declares the number of reports
+        and so the exact length: a batch too large for this helper's limits
+        is refused there, and one longer than it declares as soon as it is.
+        """
         record = self.queries.get(query_id, token)
         self.queries.claim_upload(record)  # atomically: not ended, and the first upload
-        data = bytearray()
         try:
-            for chunk in chunks:
-                if len(data) + len(chunk) > self.config.max_upload_bytes:
-                    raise InputError(
-                        f"upload larger than this helper's limit of {self.config.max_upload_bytes} bytes"
-                    )
-                data += chunk
+            data = self._receive(record, chunks)
         except BaseException as exc:  # too large, or the stream broke: the query cannot run
             self.fail(record, str(exc) if isinstance(exc, IpaError) else "the upload was interrupted")
             raise
         # Atomically: raises if it ended (cancelled, a peer failed) while the upload streamed in.
         self.queries.start(record, phase="decrypt", phase_started=time.perf_counter())
-        logs.event(self.config.index, "upload_received", query_id=query_id, bytes=len(data))
-        worker = threading.Thread(target=self._run, args=(record, data), name=f"query-{query_id[:8]}")
+        size = len(data)
+        logs.event(self.config.index, "upload_received", query_id=query_id, bytes=size)
+        # The worker takes the buffer out of the list, so it is freed once decoded.
+        worker = threading.Thread(target=self._run, args=(record, [data]), name=f"query-{query_id[:8]}")
         self._workers.add(worker)
         worker.start()
-        return len(data)
+        return size
+
+    def _receive(self, record: QueryRecord, chunks: Iterable[bytes]) -> bytearray:
+        """The upload's bytes, never more than its header declares or this helper's limits allow.
+
+        The buffer grows with what arrives (not with what the header claims),
+        so a sender pays in bytes sent for the memory it holds here.
+        """
+        data, expected = bytearray(), None
+        for chunk in chunks:
+            data += chunk
+            if expected is None and len(data) >= BATCH_HEADER.size:
+                rows, expected = batch_size(data[: BATCH_HEADER.size])
+                limits = self.config
+                check_upload(
+                    record.spec.config, rows, expected, limits.max_rows, limits.max_upload_bytes,
+                    limits.max_query_memory_bytes,
+                )  # fmt: skip
+            if expected is not None and len(data) > expected:
+                raise InputError(f"the upload is longer than the {expected} bytes its header declares")
+        return data
 
     def results(self, query_id: str, token: bytes) -> AShares:
         record = self.queries.get(query_id, token)
@@ -201,16 +229,24 @@ class Helper:
             self.fail(record, f"H{self.config.index} is shutting down")
         for worker in list(self._workers):
             worker.join(timeout)
+        self._deadlines.close()
+
+    def _deadline_failed(self, exc: Exception) -> None:
+        logs.event(self.config.index, "internal_error", kind=type(exc).__name__, where="deadline")
 
     def _expire(self, record: QueryRecord) -> None:
         if not record.uploaded:
             self.fail(record, f"no upload within {self.config.timeout_seconds:g} s")
 
-    def _run(self, record: QueryRecord, data: bytearray) -> None:
-        query_id = record.query_id
+    def _run(self, record: QueryRecord, upload: list[bytearray]) -> None:
+        query_id, data = record.query_id, upload.pop()
         try:
-            batch = self._decode(data, record.spec)
             channel = self.channel(query_id)
+            declared = _declared_rows(data)  # None: the decoder names what is wrong with the batch
+            if declared is not None:
+                _agree_count(channel, declared)  # before the decoder's memory, not after
+            batch = self._decode(data, record.spec)
+            del data  # the decoded columns replace it
             rows = _agree_rows(channel, batch)
             self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
             self._phase_done(record, "decrypt")
@@ -265,18 +301,43 @@ def _tell_both_peers(channel: Channel, step: str, value: np.ndarray) -> list[np.
     return [channel.receive(step, peer, [value])[0] for peer in Peer]
 
 
-def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
-    """The rows valid at all three helpers: each sends its validity mask to both peers.
+def _peer_refusal(name: str, index: int, exc: IpaError) -> IpaError:
+    """What the leader says when peer ``name`` did not prepare a query: limit, unreachable or refusal."""
+    if isinstance(exc, LimitError):
+        return LimitError(f"{name}: {exc}")
+    if isinstance(exc, UnreachableError):
+        return UnreachableError(f"{name} cannot be reached from H{index}: {exc}")
+    return RefusedError(f"{name} refused the query: {exc}")
 
-    The masks say only which reports a helper refused (public facts about the
-    upload, not about users). 2 rounds; n bytes to each peer.
+
+def _declared_rows(data: bytearray) -> int | None:
+    """The number of reports the upload's header declares; None if the header is malformed."""
+    try:
+        return batch_size(data[: BATCH_HEADER.size])[0]
+    except IpaError:
+        return None
+
+
+def _agree_count(channel: Channel, declared: int) -> None:
+    """Check that every helper's upload declares the same number of reports. 1 round, 8 bytes.
+
+    Done before decoding, so an upload that does not match its peers' costs
+    its bytes here and nothing more.
     """
-    count = np.array([len(batch.reasons)], np.uint64)
+    count = np.array([declared], np.uint64)
     for theirs in _tell_both_peers(channel, "setup/count", count):
         if theirs[0] != count[0]:
             raise InputError(
                 f"the helpers received different numbers of reports ({count[0]} and {theirs[0]})"
             )
+
+
+def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
+    """The rows valid at all three helpers: each sends its validity mask to both peers.
+
+    The masks say only which reports a helper refused (public facts about the
+    upload, not about users). 1 round; n bytes to each peer.
+    """
     valid = batch.valid.astype(np.uint8)
     for theirs in _tell_both_peers(channel, "setup/valid", valid):
         valid &= theirs

@@ -22,6 +22,7 @@ from ipa_helper.config import HelperConfig
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
+from ipa_helper.limits import LimitError
 from ipa_helper.params import QuerySpec
 from ipa_helper.peers import PeerLink, RefusedError
 from ipa_helper.queries import UnknownQueryError
@@ -49,6 +50,8 @@ class MemoryPeer(PeerLink):
             raise RefusedError("caller is not one of this helper's peers")
         try:
             target.prepare(query_id, spec, token_hash)
+        except LimitError:
+            raise  # over one of the peer's limits: the leader says so, as the gRPC peer does
         except IpaError as exc:
             raise RefusedError(str(exc)) from None
 

@@ -21,25 +21,30 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ipa.errors import IpaError
+from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Channel, Peer
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.params import QuerySpec
 
-__all__ = ["PeerChannel", "PeerLink", "RefusedError"]
+__all__ = ["PeerChannel", "PeerLink", "RefusedError", "UnreachableError"]
 
 
 class RefusedError(IpaError):
     """A peer refused to prepare a query; the message is the peer's reason."""
 
 
+class UnreachableError(TransportError):
+    """A peer could not be reached (down, another certificate, silent); the message says why."""
+
+
 class PeerLink(ABC):
     """One neighbour of this helper, as the query lifecycle talks to it.
 
     Every call has a deadline. ``prepare`` raises :class:`RefusedError` with the
-    peer's reason when it refuses and :class:`~ipa.errors.TransportError` when it
-    cannot be reached; ``send`` raises TransportError; ``abort`` never raises (a
-    dead peer times out on its own).
+    peer's reason when it refuses, :class:`~ipa_helper.limits.LimitError` when
+    the query exceeds one of the peer's limits, and :class:`UnreachableError`
+    (a TransportError) saying why when it cannot be reached; ``send`` raises
+    TransportError; ``abort`` never raises (a dead peer times out on its own).
     """
 
     index: int  # the neighbour's 0-based party index

@@ -2,7 +2,8 @@
 
 Errors map to status codes: a bad argument or input is INVALID_ARGUMENT, an
 unknown query NOT_FOUND, a wrong token PERMISSION_DENIED, a peer refusing
-FAILED_PRECONDITION. The details say what was wrong, never a secret.
+FAILED_PRECONDITION, a limit of this helper (or the budget) RESOURCE_EXHAUSTED,
+a peer that cannot be reached UNAVAILABLE. The details say what was wrong, never a secret.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import grpc
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
-from ipa_helper.helper import Helper, RefusedError
+from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetError
+from ipa_helper.limits import LimitError
 from ipa_helper.params import spec_from_proto
+from ipa_helper.peers import RefusedError, UnreachableError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
@@ -40,6 +43,8 @@ def _abort(context: grpc.ServicerContext, exc: IpaError) -> None:
         AccessDeniedError: grpc.StatusCode.PERMISSION_DENIED,
         RefusedError: grpc.StatusCode.FAILED_PRECONDITION,
         BudgetError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        LimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        UnreachableError: grpc.StatusCode.UNAVAILABLE,
     }.get(type(exc), grpc.StatusCode.INVALID_ARGUMENT)
     context.abort(code, str(exc))
 
@@ -153,6 +158,8 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         self._caller(context, 0)  # only H1 prepares queries
         try:
             self._helper.prepare(request.query_id, spec_from_proto(request.params), request.token_hash)
+        except LimitError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except IpaError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return peer_pb2.PrepareResponse()

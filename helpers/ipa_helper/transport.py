@@ -19,9 +19,11 @@ import grpc
 import numpy as np
 
 from ipa.errors import TransportError
+from ipa_helper.limits import LimitError
 from ipa_helper.params import QuerySpec, spec_to_proto
-from ipa_helper.peers import PeerLink, RefusedError
+from ipa_helper.peers import PeerLink, RefusedError, UnreachableError
 from ipa_rpc import CHUNK_BYTES
+from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
 __all__ = ["CHUNK_BYTES", "GrpcPeer", "decode_message", "encode_message"]
@@ -79,11 +81,30 @@ class GrpcPeer(PeerLink):
         self._timeout = timeout
 
     def prepare(self, query_id: str, spec: QuerySpec, token_hash: bytes) -> None:
+        """Prepare the query there; RefusedError, LimitError or UnreachableError if not.
+
+        The first call fails fast if the peer is down (naming why, not after
+        the deadline); a peer restarted a moment ago is found by a second call
+        that waits out the reconnect backoff (at most 2 s).
+        """
         params = spec_to_proto(spec)
         request = peer_pb2.PrepareRequest(query_id=query_id, params=params, token_hash=token_hash)
         try:
-            self._stub.Prepare(request, timeout=self._timeout, wait_for_ready=True)
+            try:
+                self._stub.Prepare(request, timeout=self._timeout)
+            except grpc.RpcError as first:
+                if unreachable_reason(first, self._timeout) is None:
+                    raise
+                try:
+                    self._stub.Prepare(request, timeout=min(self._timeout, 3.0), wait_for_ready=True)
+                except grpc.RpcError:
+                    raise first from None
         except grpc.RpcError as exc:
+            why = unreachable_reason(exc, self._timeout)
+            if why is not None:
+                raise UnreachableError(why) from None
+            if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise LimitError(_details(exc)) from None
             if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
                 raise RefusedError(_details(exc)) from None
             raise TransportError(_details(exc)) from None

@@ -89,8 +89,10 @@ def test_garbage_and_oversize_uploads_are_refused(net, events):
         with pytest.raises(QueryFailedError, match="not an upload batch"):
             upload_and_wait(c, query_id, [b"not a batch at all", good[1], good[2]])
         query_id = c.create(query_params(BINDING, CONFIG, no_noise=True))
-        with pytest.raises(QueryFailedError, match="larger than this helper's limit"):
-            c.upload(query_id, [good[0], bytes(5 << 20), good[2]])
+        oversize = bytearray(good[1])  # a header declaring 10^5 reports: about 16 MB, over 4 MiB
+        oversize[34:38] = (100_000).to_bytes(4, "little")
+        with pytest.raises(QueryFailedError, match=r"more than this helper's max_upload_bytes \(4194304\)"):
+            c.upload(query_id, [good[0], bytes(oversize), good[2]])
     with client(net) as c:  # the network still serves
         assert collector(net, events).submit(c, no_noise=True)[1].sum() > 0
 

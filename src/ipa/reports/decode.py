@@ -68,7 +68,7 @@ from ipa.reports.layout import (
     match_key_record_dtype,
 )
 
-__all__ = ["DecodedBatch", "InvalidReportPolicy", "decode_batch"]
+__all__ = ["DecodedBatch", "InvalidReportPolicy", "batch_size", "decode_batch"]
 
 _R = InvalidReportReason
 
@@ -117,8 +117,34 @@ class DecodedBatch:
         return SharedRows(*(getattr(r, f)[keep] for f in SharedRows.__dataclass_fields__))
 
 
+def batch_size(head: bytes | bytearray) -> tuple[int, int]:
+    """(n, total bytes) an upload batch declares in its first ``BATCH_HEADER.size`` (42) bytes.
+
+    Lets a helper refuse a batch that is too large, or longer than it says,
+    from its first chunk, before storing or decrypting the rest.
+    InvalidReportError (TRUNCATED or CORRUPT) if the header is malformed.
+    """
+    if len(head) < BATCH_HEADER.size:
+        raise InvalidReportError(_R.TRUNCATED, detail="batch header")
+    magic, version, suite_id, _, _, _, _, _, _, n, chunk_rows = BATCH_HEADER.unpack_from(head)
+    if magic != BATCH_MAGIC:
+        raise InvalidReportError(_R.CORRUPT, detail="not an upload batch")
+    if version != FORMAT_VERSION or suite_id not in {int(s) for s in Suite}:
+        raise InvalidReportError(_R.CORRUPT, detail="unknown batch format version or suite")
+    if chunk_rows == 0:
+        raise InvalidReportError(_R.CORRUPT, detail="zero reports per chunk")
+    suite = Suite(suite_id)
+    return n, _batch_length(suite, n, chunk_rows, match_key_record_dtype(suite).itemsize)
+
+
+def _batch_length(suite: Suite, n: int, chunk_rows: int, record_width: int) -> int:
+    chunks = -(-n // chunk_rows)
+    start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    return start + n * (record_width + FIELD_RECORD.itemsize) + chunks * TAG_BYTES
+
+
 def decode_batch(
-    data: bytes,
+    data: bytes | bytearray,
     keys: KeyRegistry,
     binding: Binding,
     config: QueryConfig,
@@ -139,7 +165,8 @@ def decode_batch(
     oldest = (
         binding.epoch if oldest_epoch is None else integer("oldest_epoch", oldest_epoch, 0, binding.epoch)
     )
-    data = bytes(data)
+    if not isinstance(data, bytes | bytearray):
+        data = bytes(data)  # a bytearray (a helper's upload buffer) is read in place, not copied
     header = _check_header(data, keys, binding, oldest)
     n, chunk_rows, key_id = header["n"], header["chunk_rows"], header["key_id"]
     suite = keys.suite
@@ -225,9 +252,8 @@ def _check_header(data: bytes, keys: KeyRegistry, binding: Binding, oldest: int)
 def _check_length(data: bytes, suite: Suite, n: int, chunk_rows: int, record_width: int) -> None:
     """TRUNCATED (index: first incomplete report) or CORRUPT (trailing bytes)."""
     start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
-    full, last = divmod(n, chunk_rows)
     per_row = record_width + FIELD_RECORD.itemsize
-    expected = start + n * per_row + (full + (last > 0)) * TAG_BYTES
+    expected = _batch_length(suite, n, chunk_rows, record_width)
     if len(data) < expected:
         if len(data) < start:
             raise InvalidReportError(_R.TRUNCATED, detail="sealed batch key")
