@@ -4,6 +4,10 @@ Two gRPC servers: the public one (Query and health services, TLS) for report
 collectors, and the peer one (Peer service, mutual TLS pinned to the two
 configured peers' certificates). ``--insecure`` runs both without TLS and is
 for development on loopback only.
+
+Both ports are bound exclusively (``grpc.so_reuseport`` off) and before the
+ledger is opened: a second helper started on ports in use exits with status 2
+and says which port is taken, without touching the running helper's ledger.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ _OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+# grpc sets SO_REUSEPORT by default: a second helper on the same ports would start and share them.
+_SERVER_OPTIONS = [*_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
 @dataclass
@@ -97,10 +103,47 @@ def _identifier(config: HelperConfig, insecure: bool):
     return identify
 
 
+def _bind(server: grpc.Server, address: str, what: str, credentials: grpc.ServerCredentials | None) -> None:
+    """Listen on ``address``; ConfigError naming it if the port is taken or the address is not ours."""
+    try:
+        port = (
+            server.add_insecure_port(address)
+            if credentials is None
+            else server.add_secure_port(address, credentials)
+        )
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"cannot listen on {address} ({what}): the port is in use (another helper running?) "
+            "or the address is not one of this machine's"
+        )
+
+
+def _listen(public: grpc.Server, peer: grpc.Server, config: HelperConfig, insecure: bool) -> None:
+    if insecure:
+        _bind(public, config.listen, "listen, for report collectors", None)
+        _bind(peer, config.peer_listen, "peer_listen, for the other helpers", None)
+        return
+    own = [(_read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate"))]
+    roots = b"".join(_read(p.cert, f"H{p.index}'s certificate") for p in config.peers)
+    _bind(public, config.listen, "listen, for report collectors", grpc.ssl_server_credentials(own))
+    peer_credentials = grpc.ssl_server_credentials(own, root_certificates=roots, require_client_auth=True)
+    _bind(peer, config.peer_listen, "peer_listen, for the other helpers", peer_credentials)
+
+
 def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     """Start both servers of one helper; returns once they listen."""
     if not insecure and not config.secure:
         raise ConfigError("the config has no [tls] section: add one, or run with --insecure")
+    public = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_SERVER_OPTIONS)
+    peer = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=_SERVER_OPTIONS)
+    try:
+        _listen(public, peer, config, insecure)  # before the ledger: a duplicate must not recover it
+    except ConfigError:
+        public.stop(None)
+        peer.stop(None)
+        raise
     channels = _peer_channels(config, insecure)
     links = {
         p: GrpcPeer(
@@ -114,28 +157,12 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     refunded = ledger.recover()
     helper = Helper(config, links, make_decoder(config), ledger)
 
-    public = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_OPTIONS)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper), public)
     budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper), public)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
-    peer = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=_OPTIONS)
     peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(helper, _identifier(config, insecure)), peer)
 
-    if insecure:
-        bound = public.add_insecure_port(config.listen), peer.add_insecure_port(config.peer_listen)
-    else:
-        own = [(_read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate"))]
-        roots = b"".join(_read(p.cert, f"H{p.index}'s certificate") for p in config.peers)
-        bound = (
-            public.add_secure_port(config.listen, grpc.ssl_server_credentials(own)),
-            peer.add_secure_port(
-                config.peer_listen,
-                grpc.ssl_server_credentials(own, root_certificates=roots, require_client_auth=True),
-            ),
-        )
-    if 0 in bound:
-        raise ConfigError(f"cannot listen on {config.listen} and {config.peer_listen}")
     public.start()
     peer.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

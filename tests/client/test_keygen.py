@@ -6,9 +6,10 @@ import stat
 import pytest
 
 from ipa.crypto.hpke import Suite
+from ipa.errors import InputError
 from ipa.network import Network, read_key_registry
 from ipa_client.cli import main
-from ipa_client.commands.keygen import write_hpke_keys, write_network
+from ipa_client.commands.keygen import helper_ports, write_hpke_keys, write_network
 
 
 def test_keygen_writes_keys_and_network(tmp_path, capsys):
@@ -46,3 +47,18 @@ def test_functions_for_later_extension(tmp_path):
     assert Network.load(path) == Network.from_registries(registries) and len(paths) == 3
     with pytest.raises(Exception, match="already exist"):
         write_network(tmp_path, registries)
+
+
+@pytest.mark.parametrize("base", ["65533", "65531", "0", "-1"])
+def test_keygen_refuses_ports_that_do_not_exist(tmp_path, capsys, base):
+    # 65533 used to write a config listening on port 65537
+    assert main(["keygen", "--out", str(tmp_path), "--host", "h", "--base-port", base]) == 2
+    assert "--base-port" in capsys.readouterr().err
+    assert not (tmp_path / "helper3.toml").exists()
+
+
+def test_keygen_takes_the_last_base_port_whose_six_ports_exist(tmp_path):
+    assert main(["keygen", "--out", str(tmp_path), "--host", "h", "--base-port", "65530"]) == 0
+    assert ':65535"' in (tmp_path / "helper3.toml").read_text()
+    with pytest.raises(InputError, match=r"base port must be in \[1, 65530\]"):
+        helper_ports(65533, 2)

@@ -10,7 +10,8 @@ Writes, in ``--out DIR``, for I = 1, 2, 3:
   HPKE public key, address and certificate.
 
 Helper I listens for collectors on ``--base-port`` + 2(I−1) and for its
-peers on the next port, at ``--host``. With ``--compose`` the helpers listen
+peers on the next port, at ``--host``; the six ports P … P+5 must exist, so
+P is in [1, 65530]. With ``--compose`` the helpers listen
 on all interfaces and reach each other as ``helperI`` (the service names of
 ``docker-compose.yml``), while ``network.toml`` still points at ``--host``;
 it also writes ``compose.env``, the variables ``docker-compose.yml`` reads:
@@ -68,9 +69,25 @@ def hpke_key_file(helper: int) -> str:
     return f"helper{helper + 1}.hpke.toml"
 
 
+MAX_BASE_PORT = 65535 - 5
+"""The six ports P … P+5 of a network must all be TCP ports."""
+
+
 def helper_ports(base_port: int, helper: int) -> tuple[int, int]:
-    """(collector port, peer port) of helper ``helper`` (0, 1, 2)."""
+    """(collector port, peer port) of helper ``helper`` (0, 1, 2); InputError if they do not exist."""
+    if isinstance(base_port, bool) or not isinstance(base_port, int) or not 1 <= base_port <= MAX_BASE_PORT:
+        raise InputError(f"base port must be in [1, {MAX_BASE_PORT}] (six ports from it), got {base_port!r}")
     return base_port + 2 * helper, base_port + 2 * helper + 1
+
+
+def _base_port(text: str) -> int:
+    """``--base-port``: an int P such that P … P+5 are TCP ports."""
+    value = positive_int(text)
+    if value > MAX_BASE_PORT:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_BASE_PORT}: the network uses the six ports P to P+5, got {text!r}"
+        )
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="host the helpers are reached at (default: 127.0.0.1)"
     )
     parser.add_argument(
-        "--base-port", type=positive_int, default=7100, metavar="P", help="first of six ports (default: 7100)"
+        "--base-port",
+        type=_base_port,
+        default=7100,
+        metavar="P",
+        help="first of six ports P..P+5, at most 65530 (default: 7100)",
     )
     parser.add_argument(
         "--allow-unnoised", action="store_true", help="a test network: helpers honour --no-noise"
