@@ -1,17 +1,36 @@
 """``ipa budget``: a site's privacy budget in one epoch, as every helper's ledger has it.
 
-Prints ``{"site", "epoch", "budget", "spent", "remaining", "spent_by_helper": [H1, H2, H3],
-"queries": [{"query_id", "epsilon", "state"}, ...]}``. The ledgers can differ
-for a while: a helper killed between its peers' commit and its own refunds
-its reserved spend on restart while the peers' spends stand. ``spent`` is
-therefore the largest of the three, and ``queries`` lists each query once
-with the state that counts (committed over reserved over refunded).
+Prints one JSON object::
+
+    {"site", "epoch", "budget", "spent", "remaining",
+     "spent_by_helper": [H1, H2, H3],
+     "queries": [{"query_id", "epsilon", "state"}, ...],
+     "agree": true | false,
+     "disagreements": [{"query_id", "states": [H1, H2, H3]}, ...]}   # only when they disagree
+
+``spent_by_helper`` is the ε each helper's ledger counts as spent (reserved or
+committed); ``spent`` is the largest of them and ``remaining`` what is left of
+``budget`` after it. Each query's ``state`` is ``reserved`` (admitted, not
+ended), ``committed`` (its result was computed: spent for good) or
+``refunded`` (it failed before any result share left a helper); ``queries``
+lists each query once with the state that counts (committed over reserved
+over refunded).
+
+The three ledgers must agree on every query's state. A query ending moves
+through them one helper at a time, so ``ipa budget`` reads them again for up
+to ``--wait`` seconds (default 10) until they agree; if they still do not,
+it prints the JSON with ``"agree": false`` and each query whose states
+differ (``"absent"`` where a ledger does not know it, which agrees with
+``refunded``: a helper that refused a query reserved nothing), says so on
+stderr and exits with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 
 import grpc
 
@@ -20,30 +39,81 @@ from ipa_client.commands._types import non_negative_int
 from ipa_client.query_client import QueryClient, endpoints
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc
 
-__all__ = ["HELP", "NAME", "add_arguments", "run"]
+__all__ = ["DISAGREE_STATUS", "HELP", "NAME", "add_arguments", "run"]
 
 _WEIGHT = {"refunded": 0, "reserved": 1, "committed": 2}
+DISAGREE_STATUS = 3
+"""Exit status when the ledgers still disagree after ``--wait``."""
 
 NAME = "budget"
 HELP = "show a site's privacy budget spend in one epoch"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", required=True, metavar="FILE", help="the network.toml of the helpers")
     parser.add_argument("--site", required=True)
     parser.add_argument("--epoch", type=non_negative_int, required=True)
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="read the ledgers again for up to S seconds until they agree (default: 10; 0: read once)",
+    )
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
+
+
+def _inspect(client: QueryClient, request: budget_pb2.BudgetRequest) -> list[budget_pb2.BudgetStatus]:
+    statuses = []
+    for helper, channel in enumerate(client.channels):
+        try:
+            statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=30))
+        except grpc.RpcError as exc:
+            raise IpaError(f"H{helper + 1} did not answer: {exc.details() or exc.code().name}") from None
+    return statuses
+
+
+def _disagreements(statuses: list[budget_pb2.BudgetStatus]) -> list[dict]:
+    """Each query whose spend differs between the ledgers, with the three states.
+
+    ``absent`` (a helper refused the query before reserving anything) and
+    ``refunded`` both mean nothing spent there, so they agree.
+    """
+    states: dict[str, list[str]] = {}
+    for helper, status in enumerate(statuses):
+        for q in status.queries:
+            states.setdefault(q.query_id, ["absent"] * len(statuses))[helper] = q.state
+    spends = {q: {s.replace("absent", "refunded") for s in states_} for q, states_ in states.items()}
+    return [{"query_id": q, "states": s} for q, s in states.items() if len(spends[q]) > 1]
+
+
+def _describe(disagreements: list[dict]) -> str:
+    parts = []
+    for d in disagreements:
+        where = ", ".join(f"{state} at H{h + 1}" for h, state in enumerate(d["states"]))
+        parts.append(f"query {d['query_id']} is {where}")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     request = budget_pb2.BudgetRequest(site=args.site, epoch=args.epoch)
+    end = time.monotonic() + args.wait
     with QueryClient(endpoints(args.network), insecure=args.insecure) as client:
-        statuses = []
-        for helper, channel in enumerate(client.channels):
-            try:
-                statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=30))
-            except grpc.RpcError as exc:
-                raise IpaError(f"H{helper + 1} did not answer: {exc.details() or exc.code().name}") from None
+        statuses = _inspect(client, request)
+        while _disagreements(statuses) and time.monotonic() < end:
+            time.sleep(min(0.5, max(end - time.monotonic(), 0.0)))
+            statuses = _inspect(client, request)
+    disagreements = _disagreements(statuses)
     spent = max(s.spent for s in statuses)
     budget = min(s.budget for s in statuses)
     queries: dict[str, dict] = {}
@@ -60,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
         "remaining": max(budget - spent, 0.0),
         "spent_by_helper": [s.spent for s in statuses],
         "queries": list(queries.values()),
+        "agree": not disagreements,
     }
+    if disagreements:
+        output["disagreements"] = disagreements
     print(json.dumps(output))
+    if disagreements:
+        print(f"ipa: error: the helpers' ledgers disagree: {_describe(disagreements)}", file=sys.stderr)
+        return DISAGREE_STATUS
     return 0

@@ -8,9 +8,12 @@ terminal, else (or with ``--json``) one JSON object in the schema of
 :mod:`ipa_client.output` (``{"command": "query", "query_id": ..., "rows": n,
 "sums": [...], "epsilon", "delta", "cap"}``). Progress of every phase goes
 to stderr when it is a terminal. A refused or failed query exits with status
-2 and the reason on stderr; Ctrl-C cancels the query at the helpers (ε
-refunded if nothing was released), says so with the query id, and exits
-with status 130.
+2 and the reason on stderr; so does a helper that cannot be reached, named
+with the reason (connection refused, TLS handshake failed, no answer) before
+any query is created. Ctrl-C cancels the query at the helpers (ε refunded if
+nothing was released), says so with the query id, and exits with status 130.
+A file with no events is a query like any other: charged, and answered with
+zero sums (plus noise unless ``--no-noise``).
 """
 
 from __future__ import annotations
@@ -63,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
         match_key_provider=args.match_key_provider,
     )
     network = Network.load(args.network)
-    events = read_query_events(args.input, config)
-    if not len(events):
-        raise InputError(f"{args.input} has no events")
+    events = read_query_events(args.input, config)  # no events is a query too: zero sums (+ noise)
     if set(events.sites()) - {args.site}:
         raise InputError(f"{args.input} names sites other than {args.site}: not supported yet")
     created: list[str] = []
