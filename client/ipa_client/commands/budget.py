@@ -37,11 +37,13 @@ import grpc
 from ipa.errors import IpaError
 from ipa_client.commands._types import non_negative_int
 from ipa_client.query_client import QueryClient, endpoints
+from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc
 
 __all__ = ["DISAGREE_STATUS", "HELP", "NAME", "add_arguments", "run"]
 
 _WEIGHT = {"refunded": 0, "reserved": 1, "committed": 2}
+_TIMEOUT = 30.0
 DISAGREE_STATUS = 3
 """Exit status when the ledgers still disagree after ``--wait``."""
 
@@ -77,9 +79,10 @@ def _inspect(client: QueryClient, request: budget_pb2.BudgetRequest) -> list[bud
     statuses = []
     for helper, channel in enumerate(client.channels):
         try:
-            statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=30))
+            statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=_TIMEOUT))
         except grpc.RpcError as exc:
-            raise IpaError(f"H{helper + 1} did not answer: {exc.details() or exc.code().name}") from None
+            why = unreachable_reason(exc, _TIMEOUT) or exc.details() or exc.code().name
+            raise IpaError(f"H{helper + 1} did not answer: {why}") from None
     return statuses
 
 

@@ -40,7 +40,7 @@ MAX_ROWS = 5000
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
     local = LocalNetwork(
-        tmp_path_factory.mktemp("limits"), timeout_seconds=5, max_rows=MAX_ROWS, max_queries=3
+        tmp_path_factory.mktemp("limits"), timeout_seconds=60, max_rows=MAX_ROWS, max_queries=3
     )
     h3 = local.directory / "helper3.toml"  # H3 holds fewer queries than H1 and H2: its refusal travels
     h3.write_text(h3.read_text().replace("max_queries = 3", "max_queries = 2"))
@@ -245,6 +245,8 @@ def test_a_dead_helper_is_named_with_the_reason_not_reported_as_a_refusal(networ
             raw.create(query_params(binding("dead.example"), CONFIG, epsilon=1.0))
         assert unavailable.value.code() is grpc.StatusCode.UNAVAILABLE
         assert "H3 cannot be reached from H1: connection refused" in unavailable.value.details()
+        inspect = budget(network, "dead.example", "--wait", "0")
+        assert inspect.returncode == 2 and "H3 did not answer: connection refused" in inspect.stderr
     finally:
         network.helpers[2].start()
     assert json.loads(budget(network, "dead.example").stdout)["spent"] == 0.0
