@@ -33,7 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["add_output_arguments", "chart_path", "emit", "intervals", "render_table", "wants_json"]
+__all__ = ["add_output_arguments", "chart_path", "emit", "intervals", "notes", "render_table", "wants_json"]
 
 CHART_SUFFIXES = (".png", ".svg")
 
@@ -84,7 +84,9 @@ def intervals(result: dict[str, Any]) -> list[float] | None:
     return _per_sum(noise["ci95"], len(result["sums"]))
 
 
-def _notes(result: dict[str, Any], half_widths: list[float] | None) -> list[str]:
+def notes(result: dict[str, Any]) -> list[str]:
+    """The lines printed under a table: units, the noise and how to read it, negative sums."""
+    half_widths = intervals(result)
     notes = []
     cap = result.get("cap")
     per_user = f", at most {cap:,} per user" if cap is not None else ""
@@ -147,7 +149,7 @@ def emit(result: dict[str, Any], args: argparse.Namespace, *, title: str | None 
         console = Console()
         console.print(title or _title(result), style="bold", highlight=False)
         console.print(render_table(result))
-        for note in _notes(result, intervals(result)):
+        for note in notes(result):
             console.print(note, highlight=False)
     path = getattr(args, "chart", None)
     if path is not None:
