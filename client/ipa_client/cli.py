@@ -20,6 +20,7 @@ from typing import Protocol
 
 from ipa.errors import IpaError
 from ipa_client.commands import budget, demo, gen_events, keygen, query, reference, simulate
+from ipa_client.interrupt import EXIT_INTERRUPTED, exit_on_second_interrupt, leave_now
 
 __all__ = ["build_parser", "main"]
 
@@ -74,8 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ipa: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        exit_on_second_interrupt()
         print("ipa: interrupted", file=sys.stderr)
-        return 130
+        leave_now(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -13,11 +13,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 from ipa_client.query_client import QueryClient
 from ipa_rpc.v1 import query_pb2
 
-__all__ = ["CANCEL_SECONDS", "EXIT_INTERRUPTED", "cancel_on_interrupt", "exit_on_second_interrupt"]
+__all__ = [
+    "CANCEL_SECONDS",
+    "EXIT_INTERRUPTED",
+    "cancel_on_interrupt",
+    "exit_on_second_interrupt",
+    "leave_now",
+]
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process ended by Ctrl-C
 CANCEL_SECONDS = 5.0  # how long each helper gets to answer the cancel
@@ -47,3 +54,16 @@ def cancel_on_interrupt(client: QueryClient | None, query_id: str | None) -> int
     else:
         _say(f"interrupted: query {query_id} cancelled at H1, H2, H3 before any release; its ε is refunded")
     return EXIT_INTERRUPTED
+
+
+def leave_now(status: int) -> None:
+    """End the process with ``status`` now if worker threads are still running, else return.
+
+    An interrupted in-memory run (``ipa simulate``) leaves its three party
+    threads computing; the interpreter would wait for them at exit.
+    """
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)

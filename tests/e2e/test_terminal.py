@@ -143,3 +143,15 @@ def test_demo_ctrl_c_stops_cleanly(tmp_path):
     assert "interrupted before any query was created" in term.text
     running = subprocess.run(["pgrep", "-f", f"ipa_helper.server --config {directory}"], capture_output=True)
     assert running.stdout == b""
+
+
+def test_simulate_ctrl_c_exits_without_waiting_for_the_three_parties(tmp_path):
+    events = tmp_path / "events.csv"
+    made = ipa("gen-events", "--events", "60000", "--seed", "7", "--out", events, "--single-site")
+    assert made.returncode == 0
+    term = Terminal("simulate", "--input", events, "--breakdowns", "16", "--cap", "100", "--no-noise")
+    term.expect(r"sort \(by match key, time\)", timeout=120)
+    term.ctrl_c()
+    assert term.wait(timeout=30) == 130
+    assert "ipa: interrupted" in term.text and "Traceback" not in term.text
+    assert "released sum" not in term.text
