@@ -28,6 +28,8 @@ __all__ = ["PHASE_LABELS", "QueryProgress", "follow"]
 
 # What each phase is called on screen; helper phases in the order they run.
 PHASE_LABELS = {
+    "generate": "synthetic events",
+    "start helpers": "starting three helpers (keys, TLS)",
     "encrypt": "user agents encrypt match keys",
     "share": "secret-sharing the events",
     "prepare": "building the reports",

@@ -74,10 +74,11 @@ def _say(text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C, so the helper processes are stopped either way.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    events = generate(args.events, seed=args.seed, num_breakdowns=CONFIG.num_breakdowns)
     try:
-        with tempfile.TemporaryDirectory(prefix="ipa-demo-") as directory:
-            released = _run_query(args, events, Path(directory))
+        with tempfile.TemporaryDirectory(prefix="ipa-demo-") as directory, QueryProgress() as progress:
+            progress.start("generate")
+            events = generate(args.events, seed=args.seed, num_breakdowns=CONFIG.num_breakdowns)
+            released = _run_query(args, events, Path(directory), progress)
     except KeyboardInterrupt:  # while the helpers started or stopped: nothing to cancel
         return cancel_on_interrupt(None, None)
     if isinstance(released, int):
@@ -108,13 +109,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_query(args: argparse.Namespace, events: Events, directory: Path) -> tuple[str, np.ndarray] | int:
+def _run_query(
+    args: argparse.Namespace, events: Events, directory: Path, progress: QueryProgress
+) -> tuple[str, np.ndarray] | int:
     """Start the helpers, run the query, stop them: (query id, released sums), or 130 on Ctrl-C."""
     created: list[str] = []
+    progress.start("start helpers")
     with LocalNetwork(directory, allow_unnoised=args.no_noise) as local:
         _say(f"three helpers running (TLS on), files in {directory}")
         network = Network.load(local.network_file)
-        with QueryClient(endpoints(local.network_file)) as client, QueryProgress() as progress:
+        with QueryClient(endpoints(local.network_file)) as client:
             try:
                 progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
                 match_keys = simulate_user_agents(events, network, BINDING, on_progress=progress.advance)
