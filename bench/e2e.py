@@ -34,9 +34,7 @@ from ipa_client.local_network import LocalNetwork
 from ipa_client.query_client import QueryClient, endpoints, query_params
 
 CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64, timestamp_bits=20)
-BINDING = Binding(
-    site="shop.example", report_collector="ads.example", epoch=1, match_key_provider="idp.example"
-)
+BINDING = Binding(site="shop.example", report_collector="default", epoch=1, match_key_provider="idp.example")
 DELTA = 1e-9
 HELPER_PHASES = ("decrypt", "sort", "attribute", "cap", "aggregate", "noise", "release")
 
@@ -67,7 +65,7 @@ def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
     # A budget that repeated runs over the same cached reports cannot exhaust.
     with LocalNetwork(directory, allow_unnoised=False, epoch_budget=1e12, timeout_seconds=600) as local:
         batches, encryption = _batches(directory, data, local.network_file)
-        with QueryClient(endpoints(local.network_file), timeout=600) as client:
+        with QueryClient(endpoints(local.network_file), local.identity, timeout=600) as client:
             query_id = client.create(query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA))
             start = time.perf_counter()
             client.upload(query_id, batches)

@@ -142,6 +142,11 @@ class ReportCollector:
         exists (so an interrupted caller can cancel it); ``on_upload(n, total)``
         for every n of the total bytes sent, from the upload threads.
         """
+        if client.identity.name != self.binding.report_collector:
+            raise InputError(
+                f"the reports are bound to report collector {self.binding.report_collector!r}, "
+                f"but the client is {client.identity.name!r}"
+            )
         if on_progress:
             on_progress("prepare", 0.0)
         batches = self.uploads()

@@ -3,6 +3,8 @@
 Used by ``ipa demo``, the end-to-end benchmark and the end-to-end tests. The
 helpers are real processes (``python -m ipa_helper.server``) on free loopback
 ports with TLS on; each logs to ``helperI.log`` in the network directory.
+Report collectors authenticate with the identities in ``collectors/``
+(by default one, ``default``, for every site: :attr:`LocalNetwork.identity`).
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ipa.certs import fingerprint
 from ipa.errors import IpaError
 from ipa.network import dumps_toml, read_key_registry
 from ipa_client.commands.keygen import (
+    DEFAULT_COLLECTORS,
     hpke_key_file,
+    write_collectors,
     write_helper_configs,
     write_hpke_keys,
     write_network,
     write_tls_identities,
 )
+from ipa_client.identity import COLLECTORS_DIR, Identity, load_identity
 
-__all__ = ["HelperProcess", "LocalNetwork", "free_base_port", "make_network"]
+__all__ = ["HelperProcess", "LocalNetwork", "collector_identity", "free_base_port", "make_network"]
 
 
 def free_base_port() -> int:
@@ -46,13 +53,43 @@ def free_base_port() -> int:
     raise IpaError("no six free consecutive ports on 127.0.0.1")
 
 
-def make_network(directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> Path:
+def collector_identity(directory: Path, name: str = "default") -> Identity:
+    """The identity of report collector ``name`` of the network in ``directory``."""
+    return load_identity(directory / COLLECTORS_DIR / f"{name}.toml")
+
+
+def _collector_entries(directory: Path, collectors: Mapping[str, Sequence[str]]) -> list[dict[str, object]]:
+    """The ``[[collectors]]`` of the configs: existing identities are kept, else all are made anew."""
+    folder = directory / COLLECTORS_DIR
+    if (
+        not all((folder / f"{name}.pem").exists() for name in collectors)
+        or not (directory / "ca.pem").exists()
+    ):
+        return write_collectors(directory, collectors, force=True)
+    return [
+        {
+            "name": name,
+            "sites": list(sites),
+            "fingerprint": fingerprint((folder / f"{name}.pem").read_bytes()),
+        }
+        for name, sites in collectors.items()
+    ]
+
+
+def make_network(
+    directory: Path,
+    *,
+    allow_unnoised: bool = True,
+    collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
+    **helper_settings: object,
+) -> Path:
     """Write a loopback network into ``directory``; return the path of network.toml.
 
-    Keys and certificates already in ``directory`` are kept (so reports made
-    for them stay valid); configs and network.toml are rewritten with free
-    ports. ``helper_settings`` (e.g. ``timeout_seconds=5``) go into every
-    helper's ``[helper]`` table.
+    Keys, certificates and collector identities already in ``directory`` are
+    kept (so reports made for them stay valid); configs and network.toml are
+    rewritten with free ports. ``collectors`` maps each report collector's
+    name to its sites (``"*"``: every site). ``helper_settings`` (e.g.
+    ``timeout_seconds=5``) go into every helper's ``[helper]`` table.
     """
     base = free_base_port()
     key_files = [directory / hpke_key_file(h) for h in range(3)]
@@ -62,7 +99,13 @@ def make_network(directory: Path, *, allow_unnoised: bool = True, **helper_setti
         registries, _ = write_hpke_keys(directory)
         write_tls_identities(directory, ["localhost", "127.0.0.1"])
     configs = write_helper_configs(
-        directory, host="127.0.0.1", base_port=base, allow_unnoised=allow_unnoised, compose=False, force=True
+        directory,
+        host="127.0.0.1",
+        base_port=base,
+        allow_unnoised=allow_unnoised,
+        compose=False,
+        collectors=_collector_entries(directory, collectors),
+        force=True,
     )
     for path in configs:
         table = tomllib.loads(path.read_text())
@@ -125,12 +168,27 @@ class HelperProcess:
 class LocalNetwork:
     """Three helper processes from the files in ``directory``; a context manager that stops them."""
 
-    def __init__(self, directory: Path, *, allow_unnoised: bool = True, **helper_settings: object) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        allow_unnoised: bool = True,
+        collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
+        **helper_settings: object,
+    ) -> None:
         self.directory = directory
-        self.network_file = make_network(directory, allow_unnoised=allow_unnoised, **helper_settings)
+        self.network_file = make_network(
+            directory, allow_unnoised=allow_unnoised, collectors=collectors, **helper_settings
+        )
+        self._collectors = dict(collectors)
         self.helpers = [
             HelperProcess(directory / f"helper{i}.toml", directory / f"helper{i}.log") for i in (1, 2, 3)
         ]
+
+    @property
+    def identity(self) -> Identity:
+        """The identity of the first report collector (``default`` unless told otherwise)."""
+        return collector_identity(self.directory, next(iter(self._collectors)))
 
     def __enter__(self) -> LocalNetwork:
         try:

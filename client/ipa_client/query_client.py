@@ -3,6 +3,11 @@
 The helpers' addresses and TLS certificates come from ``network.toml``
 (``address`` and ``cert`` of each ``[[helpers]]`` entry; ``cert`` is relative
 to the file). Each helper's certificate is pinned: the client trusts exactly
+it for that helper. The client proves which report collector it is with the
+client certificate of its :class:`~ipa_client.identity.Identity` (mutual
+TLS); the helpers serve it only for the sites that authorised it. Every call
+has a deadline.
+
 it for that helper. Every call has a deadline.
 
 Before it creates a query the client checks that all three helpers answer
@@ -32,7 +37,8 @@ from ipa.errors import ConfigError, IpaError, TransportError
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
-from ipa_rpc import CHUNK_BYTES, MESSAGE_LIMITS
+from ipa_client.identity import Identity
+from ipa_rpc import CHUNK_BYTES, COLLECTOR_METADATA, MESSAGE_LIMITS
 from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
@@ -121,17 +127,25 @@ def _details(exc: grpc.RpcError) -> str:
 
 
 class QueryClient:
-    """A report collector's connection to the three helpers of a network."""
+    """A report collector's connection to the three helpers of a network, as ``identity``."""
 
     def __init__(
         self,
         helpers: Sequence[Endpoint],
+        identity: Identity,
         *,
         insecure: bool = False,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
     ) -> None:
+        if not isinstance(identity, Identity):
+            raise ConfigError(
+                "a report collector identity is needed (ipa keygen writes collectors/NAME.toml)"
+            )
+        self.identity = identity
         self._timeout = timeout
+        # Only an insecure (development) network trusts a claimed name; TLS proves it.
+        self._metadata = ((COLLECTOR_METADATA, identity.name),) if insecure else ()
         self._connect_timeout = connect_timeout
         self._helpers = list(helpers)
         self._channels = []
@@ -142,7 +156,9 @@ class QueryClient:
                 raise ConfigError(f"helper {h.index} has no certificate in network.toml (or use --insecure)")
             else:
                 options = [*MESSAGE_LIMITS, ("grpc.ssl_target_name_override", common_name(h.index))]
-                credentials = grpc.ssl_channel_credentials(root_certificates=h.cert)
+                credentials = grpc.ssl_channel_credentials(
+                    root_certificates=h.cert, private_key=identity.key, certificate_chain=identity.cert
+                )
                 channel = grpc.secure_channel(h.address, credentials, options=options)
             self._channels.append(channel)
         self._stubs = [query_pb2_grpc.QueryStub(c) for c in self._channels]
@@ -152,8 +168,13 @@ class QueryClient:
 
     @property
     def channels(self) -> list[grpc.Channel]:
-        """The three helpers' channels (for other services, e.g. Budget)."""
+        """The three helpers' channels (for other services, e.g. Budget: pass :attr:`metadata`)."""
         return self._channels
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The metadata every call carries (the collector's name, on an insecure network only)."""
+        return self._metadata
 
     def close(self) -> None:
         for channel in self._channels:
@@ -199,7 +220,9 @@ class QueryClient:
         try:
             hashes = [hashlib.sha256(t).digest() for t in self._tokens]
             request = query_pb2.CreateQueryRequest(params=params, token_hashes=hashes)
-            return self._stubs[0].CreateQuery(request, timeout=self._timeout).query_id
+            return (
+                self._stubs[0].CreateQuery(request, timeout=self._timeout, metadata=self._metadata).query_id
+            )
         except grpc.RpcError as exc:
             if unreachable_reason(exc, self._timeout) is not None:
                 raise HelperUnreachableError(self._unreachable(0, exc, self._timeout)) from None
@@ -228,7 +251,7 @@ class QueryClient:
                         on_sent(len(chunk))
 
             try:
-                self._stubs[helper].Upload(chunks(), timeout=self._timeout)
+                self._stubs[helper].Upload(chunks(), timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as exc:
                 if unreachable_reason(exc, self._timeout) is not None:
                     errors.append(self._unreachable(helper, exc, self._timeout))
@@ -251,7 +274,9 @@ class QueryClient:
     def helper_status(self, query_id: str, helper: int) -> query_pb2.QueryStatus:
         """The status of the query at helper ``helper`` (0, 1, 2)."""
         try:
-            return self._stubs[helper].GetStatus(self._ref(query_id, helper), timeout=self._timeout)
+            return self._stubs[helper].GetStatus(
+                self._ref(query_id, helper), timeout=self._timeout, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             if unreachable_reason(exc, self._timeout) is not None:
                 raise TransportError(self._unreachable(helper, exc, self._timeout)) from None
@@ -292,7 +317,9 @@ class QueryClient:
         shares = []
         for helper, stub in enumerate(self._stubs):
             try:
-                share = stub.GetResults(self._ref(query_id, helper), timeout=self._timeout)
+                share = stub.GetResults(
+                    self._ref(query_id, helper), timeout=self._timeout, metadata=self._metadata
+                )
             except grpc.RpcError as exc:
                 if unreachable_reason(exc, self._timeout) is not None:
                     raise HelperUnreachableError(self._unreachable(helper, exc, self._timeout)) from None
@@ -310,7 +337,11 @@ class QueryClient:
         statuses: list[query_pb2.QueryStatus | None] = []
         for helper, stub in enumerate(self._stubs):
             try:
-                statuses.append(stub.Cancel(self._ref(query_id, helper), timeout=timeout or self._timeout))
+                statuses.append(
+                    stub.Cancel(
+                        self._ref(query_id, helper), timeout=timeout or self._timeout, metadata=self._metadata
+                    )
+                )
             except grpc.RpcError:  # a helper that is gone has nothing to cancel
                 statuses.append(None)
         return statuses

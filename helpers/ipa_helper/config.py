@@ -7,7 +7,8 @@ listen = "127.0.0.1:7001"      # Query and health services, for report collector
 peer_listen = "127.0.0.1:7101" # Peer service, for the two other helpers (mutual TLS)
 data_dir = "data/helper1"
 allow_unnoised = false         # true only on test networks: honour --no-noise
-epoch_budget = 10.0            # ε each site may spend per epoch
+epoch_budget = 10.0            # ε each site may spend per epoch, at the network's δ
+delta = 1e-9                   # the network's δ: every noised query and every epoch is (ε, δ)-DP
 retention_seconds = 3600       # how long an ended query's status and result stay available
 timeout_seconds = 120          # deadline of every peer call and MPC message
 max_upload_bytes = 2147483648  # a larger upload is refused (at its header, before it is stored)
@@ -19,6 +20,7 @@ max_queries = 8                # queries not ended yet (awaiting upload or runni
 [tls]
 cert = "helper1.pem"
 key = "helper1.key"
+collector_ca = "ca.pem"        # the CA of the report collectors' client certificates
 
 [hpke]
 keys = "helper1.hpke.toml"     # the helper's HPKE key registry
@@ -27,10 +29,16 @@ keys = "helper1.hpke.toml"     # the helper's HPKE key registry
 index = 2
 address = "127.0.0.1:7102"     # the peer's peer_listen
 cert = "helper2.pem"
+
+[[collectors]]                 # every report collector this helper serves
+name = "default"
+sites = ["*"]                  # the sites that authorised it ("*": every site)
+fingerprint = "3f1a…"          # SHA-256 of its client certificate (hex)
 ```
 
 Relative paths are relative to the file's directory. The ``[tls]`` section
-may be absent only when the helper runs with ``--insecure``.
+may be absent only when the helper runs with ``--insecure`` (then a
+collector's ``fingerprint`` may be absent too). See ``ipa_helper.collectors``.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ipa.errors import ConfigError
+from ipa_helper.collectors import CollectorConfig
 from ipa_helper.limits import largest_max_breakdowns
 
 __all__ = ["HelperConfig", "PeerConfig", "load_config"]
@@ -72,6 +81,9 @@ class HelperConfig:
     max_query_memory_bytes: int = 32 << 30
     max_breakdowns: int = 1 << 16
     max_queries: int = 8
+    delta: float = 1e-9
+    collector_ca: Path | None = None
+    collectors: tuple[CollectorConfig, ...] = ()
 
     @property
     def party(self) -> int:
@@ -118,6 +130,14 @@ def load_config(path: str | Path) -> HelperConfig:
     if sorted(p.index for p in peers) != sorted({1, 2, 3} - {index}):
         raise ConfigError(f"{path}: [[peers]] must list exactly the two other helpers")
     hpke = _get(raw, "hpke", dict, str(path))
+    delta = _get(helper, "delta", float, where, 1e-9)
+    if not 0 < delta < 1:
+        raise ConfigError(f"{where}: delta must be in (0, 1), got {delta!r}")
+    collectors = tuple(
+        _collector(c, f"{path} [[collectors]]", tls is not None) for c in raw.get("collectors", [])
+    )
+    if len({c.name for c in collectors}) != len(collectors):
+        raise ConfigError(f"{path}: [[collectors]] names must be distinct")
     return HelperConfig(
         index=index,
         listen=_get(helper, "listen", str, where),
@@ -131,6 +151,9 @@ def load_config(path: str | Path) -> HelperConfig:
         timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
         epoch_budget=_get(helper, "epoch_budget", float, where, 10.0),
         retention_seconds=_get(helper, "retention_seconds", float, where, 3600.0),
+        delta=delta,
+        collector_ca=base / _get(tls, "collector_ca", str, f"{path} [tls]") if tls else None,
+        collectors=collectors,
         **_limits(helper, where),
     )
 
@@ -149,6 +172,17 @@ def _limits(helper: dict[str, Any], where: str) -> dict[str, int]:
             "a larger result share does not fit one gRPC message"
         )
     return limits
+
+
+def _collector(table: Any, where: str, tls: bool) -> CollectorConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: each collector must be a table")
+    name = _get(table, "name", str, where)
+    sites = _get(table, "sites", list, f"{where} {name!r}")
+    if not sites or not all(isinstance(s, str) and s for s in sites):
+        raise ConfigError(f'{where} {name!r}: sites must be a non-empty list of site names (or "*")')
+    fingerprint = _get(table, "fingerprint", str, f"{where} {name!r}") if tls else table.get("fingerprint")
+    return CollectorConfig(name, tuple(sites), fingerprint if isinstance(fingerprint, str) else None)
 
 
 def _peer(table: Any, base: Path, where: str, tls: bool) -> PeerConfig:

@@ -1,8 +1,10 @@
 """``ipa-helper --config FILE [--insecure]``: run one helper until SIGTERM or Ctrl-C.
 
-Two gRPC servers: the public one (Query and health services, TLS) for report
-collectors, and the peer one (Peer service, mutual TLS pinned to the two
-configured peers' certificates). ``--insecure`` runs both without TLS and is
+Two gRPC servers: the public one (Query, Budget and health services) for
+report collectors, mutual TLS with client certificates of the network's
+collector CA (``ipa_helper.collectors`` says who may do what), and the peer
+one (Peer service, mutual TLS pinned to the two configured peers'
+certificates). ``--insecure`` runs both without TLS and is
 for development on loopback only.
 
 Both ports are bound exclusively (``grpc.so_reuseport`` off) and before the
@@ -27,6 +29,7 @@ from ipa.certs import common_name
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
 from ipa_helper import logs
+from ipa_helper.collectors import Collectors
 from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
@@ -127,7 +130,15 @@ def _listen(public: grpc.Server, peer: grpc.Server, config: HelperConfig, insecu
         return
     own = [(_read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate"))]
     roots = b"".join(_read(p.cert, f"H{p.index}'s certificate") for p in config.peers)
-    _bind(public, config.listen, "listen, for report collectors", grpc.ssl_server_credentials(own))
+    if config.collector_ca is None:
+        raise ConfigError("[tls] has no collector_ca: the report collectors' CA (re-run ipa keygen)")
+    # The collectors' CA, and the helper's own certificate for its health check
+    # (ipa_helper.health): neither is a collector unless its fingerprint is configured.
+    collector_ca = _read(config.collector_ca, "report collectors' CA certificate") + b"\n" + own[0][1]
+    public_credentials = grpc.ssl_server_credentials(
+        own, root_certificates=collector_ca, require_client_auth=True
+    )
+    _bind(public, config.listen, "listen, for report collectors", public_credentials)
     peer_credentials = grpc.ssl_server_credentials(own, root_certificates=roots, require_client_auth=True)
     _bind(peer, config.peer_listen, "peer_listen, for the other helpers", peer_credentials)
 
@@ -157,11 +168,14 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     refunded = ledger.recover()
     helper = Helper(config, links, make_decoder(config), ledger)
 
-    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper), public)
-    budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper), public)
+    collectors = Collectors(config.collectors, insecure=insecure)
+    query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)
+    budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper, collectors), public)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
-    peer_pb2_grpc.add_PeerServicer_to_server(PeerServicer(helper, _identifier(config, insecure)), peer)
+    peer_pb2_grpc.add_PeerServicer_to_server(
+        PeerServicer(helper, _identifier(config, insecure), collectors), peer
+    )
 
     public.start()
     peer.start()

@@ -1,7 +1,14 @@
 """The gRPC servicers: thin adapters from wire messages to :class:`~ipa_helper.helper.Helper`.
 
+Every Query and Budget call is first authenticated and authorised
+(``ipa_helper.collectors``): the caller's client certificate names a
+collector of this helper's config, which must serve the query's or budget's
+site, and a query's calls must come from the collector that created it (the
+report collector its reports are bound to). Nothing else happens before.
+
 Errors map to status codes: a bad argument or input is INVALID_ARGUMENT, an
-unknown query NOT_FOUND, a wrong token PERMISSION_DENIED, a peer refusing
+unknown query NOT_FOUND, an unknown caller UNAUTHENTICATED, a wrong token or
+a collector asking for what it may not PERMISSION_DENIED, a peer refusing
 FAILED_PRECONDITION, a limit of this helper (or the budget) RESOURCE_EXHAUSTED,
 a peer that cannot be reached UNAVAILABLE. The details say what was wrong, never a secret.
 """
@@ -17,6 +24,7 @@ import grpc
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
+from ipa_helper.collectors import CollectorConfig, Collectors, NotAuthorisedError, UnauthenticatedError
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetError
 from ipa_helper.limits import LimitError
@@ -41,6 +49,8 @@ def _abort(context: grpc.ServicerContext, exc: IpaError) -> None:
     code = {
         UnknownQueryError: grpc.StatusCode.NOT_FOUND,
         AccessDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+        UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+        NotAuthorisedError: grpc.StatusCode.PERMISSION_DENIED,
         RefusedError: grpc.StatusCode.FAILED_PRECONDITION,
         BudgetError: grpc.StatusCode.RESOURCE_EXHAUSTED,
         LimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -67,23 +77,44 @@ def _status(record: QueryRecord) -> query_pb2.QueryStatus:
 class QueryServicer(query_pb2_grpc.QueryServicer):
     """The report collectors' service."""
 
-    def __init__(self, helper: Helper) -> None:
+    def __init__(self, helper: Helper, collectors: Collectors) -> None:
         self._helper = helper
+        self._collectors = collectors
+
+    def _caller(self, context: grpc.ServicerContext) -> CollectorConfig:
+        try:
+            return self._collectors.identify(context)
+        except IpaError as exc:
+            _abort(context, exc)
+            raise  # not reached: abort raises
+
+    def _own_query(self, context: grpc.ServicerContext, query_id: str) -> None:
+        """Abort unless the caller is the collector of query ``query_id``."""
+        caller = self._caller(context)
+        try:
+            record = self._helper.queries.get(query_id)
+            if record.spec.binding.report_collector != caller.name:
+                raise AccessDeniedError(f"query {query_id} belongs to another report collector")
+        except IpaError as exc:
+            _abort(context, exc)
 
     def CreateQuery(self, request, context):  # noqa: N802
+        caller = self._caller(context)
         try:
+            params = request.params
+            self._collectors.authorise_query(caller.name, params.site, params.report_collector)
             return query_pb2.CreateQueryResponse(
-                query_id=self._helper.create_query(
-                    spec_from_proto(request.params), list(request.token_hashes)
-                )
+                query_id=self._helper.create_query(spec_from_proto(params), list(request.token_hashes))
             )
         except IpaError as exc:
             _abort(context, exc)
 
     def Upload(self, request_iterator, context):  # noqa: N802
+        self._caller(context)  # before reading anything
         first = next(request_iterator, None)
         if first is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload")
+        self._own_query(context, first.query_id)
 
         def chunks() -> Iterator[bytes]:
             yield first.data
@@ -96,12 +127,14 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             _abort(context, exc)
 
     def GetStatus(self, request, context):  # noqa: N802
+        self._own_query(context, request.query_id)
         try:
             return _status(self._helper.queries.get(request.query_id, request.token))
         except IpaError as exc:
             _abort(context, exc)
 
     def GetResults(self, request, context):  # noqa: N802
+        self._own_query(context, request.query_id)
         try:
             sums = self._helper.results(request.query_id, request.token)
         except IpaError as exc:
@@ -114,6 +147,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         )
 
     def Cancel(self, request, context):  # noqa: N802
+        self._own_query(context, request.query_id)
         try:
             return _status(self._helper.cancel(request.query_id, request.token))
         except IpaError as exc:
@@ -125,12 +159,21 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
     ``identify(context)`` returns the caller's party index from its TLS
     certificate, or None on an insecure dev network (the claimed sender is
-    then trusted). Only the two neighbours may call; only H1 may prepare.
+    then trusted). Only the two neighbours may call; only H1 may prepare,
+    and this helper checks again, against its own config, that the query's
+    report collector serves its site (a leader cannot admit a query for a
+    collector this helper does not know).
     """
 
-    def __init__(self, helper: Helper, identify: Callable[[grpc.ServicerContext], int | None]) -> None:
+    def __init__(
+        self,
+        helper: Helper,
+        identify: Callable[[grpc.ServicerContext], int | None],
+        collectors: Collectors,
+    ) -> None:
         self._helper = helper
         self._identify = identify
+        self._collectors = collectors
         party = helper.party
         self._neighbours = (Peer.NEXT.of(party), Peer.PREV.of(party))
 
@@ -157,7 +200,9 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
     def Prepare(self, request, context):  # noqa: N802
         self._caller(context, 0)  # only H1 prepares queries
         try:
-            self._helper.prepare(request.query_id, spec_from_proto(request.params), request.token_hash)
+            params = request.params  # H1 checked that the caller is params.report_collector
+            self._collectors.authorise_query(params.report_collector, params.site, params.report_collector)
+            self._helper.prepare(request.query_id, spec_from_proto(params), request.token_hash)
         except LimitError as exc:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except IpaError as exc:
@@ -171,12 +216,17 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 
 
 class BudgetServicer(budget_pb2_grpc.BudgetServicer):
-    """Read-only view of this helper's ledger for one (site, epoch)."""
+    """Read-only view of this helper's ledger for one (site, epoch), for the site's collectors."""
 
-    def __init__(self, helper: Helper) -> None:
+    def __init__(self, helper: Helper, collectors: Collectors) -> None:
         self._helper = helper
+        self._collectors = collectors
 
     def Inspect(self, request, context):  # noqa: N802
+        try:
+            self._collectors.authorise_site(self._collectors.identify(context), request.site)
+        except IpaError as exc:
+            _abort(context, exc)
         ledger = self._helper.ledger
         spent = ledger.spent(request.site, request.epoch)
         spends = [

@@ -5,6 +5,13 @@ common name is ``ipa-helper-<index>`` and whose subject alternative names
 cover the hosts it is reached by. Peers pin each other's certificate: a
 helper trusts, as roots, exactly the certificates of its two peers, so no
 third party's certificate is ever accepted. Collectors pin all three.
+
+Report collectors authenticate to the helpers with client certificates
+issued by the network's own certificate authority (:func:`make_ca`,
+:func:`issue_collector`): the common name is the collector's name. Helpers
+trust only that CA on their collector port and, beyond it, pin each
+configured collector's certificate by its SHA-256 fingerprint
+(:func:`fingerprint`), so removing a collector from their config revokes it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["common_name", "make_identity"]
+__all__ = ["common_name", "fingerprint", "issue_collector", "make_ca", "make_identity"]
 
 
 def common_name(index: int) -> str:
@@ -73,3 +80,76 @@ def make_identity(index: int, hosts: Sequence[str], days: int = 825) -> tuple[by
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+_CA_NAME = "ipa-network-ca"
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _key_usage(*, signer: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=signer,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        crl_sign=signer,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def make_ca(days: int = 825) -> tuple[bytes, bytes]:
+    """A new certificate authority for a network's report collectors: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _CA_NAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(signer=True), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def issue_collector(ca_cert: bytes, ca_key: bytes, name: str, days: int = 825) -> tuple[bytes, bytes]:
+    """A client certificate for report collector ``name``, signed by the CA: (cert PEM, key PEM)."""
+    issuer = x509.load_pem_x509_certificate(ca_cert)
+    signer = serialization.load_pem_private_key(ca_key, password=None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key must be an EC key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(signer=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(signer, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def fingerprint(cert_pem: bytes) -> str:
+    """SHA-256 of a certificate's DER encoding, as lowercase hex."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.fingerprint(hashes.SHA256()).hex()

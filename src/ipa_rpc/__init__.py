@@ -3,6 +3,8 @@
 ``v1`` holds the modules generated from proto/ipa/v1 (see proto/generate.py).
 The limits below are part of the contract: both sides stream in chunks of
 ``CHUNK_BYTES`` and accept messages up to ``MAX_MESSAGE_BYTES``.
+``COLLECTOR_METADATA`` is the metadata key naming the report collector on an
+``--insecure`` development network (with TLS, its client certificate does).
 """
 
 CHUNK_BYTES = 1 << 20
@@ -11,3 +13,4 @@ MESSAGE_LIMITS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+COLLECTOR_METADATA = "ipa-collector"

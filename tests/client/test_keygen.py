@@ -5,11 +5,14 @@ import stat
 
 import pytest
 
+from ipa.certs import fingerprint
 from ipa.crypto.hpke import Suite
 from ipa.errors import InputError
 from ipa.network import Network, read_key_registry
 from ipa_client.cli import main
 from ipa_client.commands.keygen import helper_ports, write_hpke_keys, write_network
+from ipa_client.identity import load_identity
+from ipa_helper.config import load_config
 
 
 def test_keygen_writes_keys_and_network(tmp_path, capsys):
@@ -62,3 +65,37 @@ def test_keygen_takes_the_last_base_port_whose_six_ports_exist(tmp_path):
     assert ':65535"' in (tmp_path / "helper3.toml").read_text()
     with pytest.raises(InputError, match=r"base port must be in \[1, 65530\]"):
         helper_ports(65533, 2)
+
+
+def test_keygen_issues_each_collector_an_identity_the_helpers_know(tmp_path, capsys):
+    argv = ["keygen", "--out", str(tmp_path), "--collector", "ads=shop.example,news.example"]
+    assert main([*argv, "--collector", "metrics=blog.example", "--delta", "1e-7"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(summary["collectors"]) == ["ads", "metrics"]
+    ads = load_identity(summary["collectors"]["ads"])
+    assert ads.name == "ads" and b"BEGIN CERTIFICATE" in ads.cert
+    assert stat.S_IMODE((tmp_path / "collectors" / "ads.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
+    for i in (1, 2, 3):
+        config = load_config(tmp_path / f"helper{i}.toml")
+        assert config.delta == 1e-7 and config.collector_ca == tmp_path / "ca.pem"
+        by_name = {c.name: c for c in config.collectors}
+        assert by_name["ads"].sites == ("shop.example", "news.example")
+        assert by_name["ads"].fingerprint == fingerprint(ads.cert)
+        assert not by_name["metrics"].serves("shop.example")
+
+
+def test_keygen_without_collectors_makes_one_default_collector_for_every_site(tmp_path, capsys):
+    assert main(["keygen", "--out", str(tmp_path)]) == 0
+    assert list(json.loads(capsys.readouterr().out)["collectors"]) == ["default"]
+    (default,) = load_config(tmp_path / "helper1.toml").collectors
+    assert default.name == "default" and default.serves("any.example")
+
+
+@pytest.mark.parametrize(
+    "bad", [["--collector", "ads"], ["--collector", "ads="], ["--collector", "../x=s"], ["--delta", "1"]]
+)
+def test_keygen_refuses_bad_collectors_and_deltas(tmp_path, capsys, bad):
+    assert main(["keygen", "--out", str(tmp_path), *bad]) == 2
+    assert "usage" in capsys.readouterr().err
+    assert not (tmp_path / "helper1.hpke.toml").exists()

@@ -59,12 +59,17 @@ class Deployment:
         done = _run(sys.executable, "-m", "ipa_client.cli", *args, cwd=self.project, timeout=300)
         return json.loads(done.stdout)
 
+    @property
+    def identity(self) -> list[str]:
+        """The report collector keygen made (``default``, for every site)."""
+        return ["--identity", str(self.network / "collectors" / "default.toml")]
+
     def query(self, *args: str, epoch: int) -> dict:
-        network = ["--network", str(self.network / "network.toml"), "--site", "shop.example"]
+        network = ["--network", str(self.network / "network.toml"), "--site", "shop.example", *self.identity]
         return self.ipa("query", *network, "--input", str(self.events), *QUERY, "--epoch", str(epoch), *args)
 
     def budget(self, epoch: int) -> dict:
-        network = ["--network", str(self.network / "network.toml"), "--site", "shop.example"]
+        network = ["--network", str(self.network / "network.toml"), "--site", "shop.example", *self.identity]
         return self.ipa("budget", *network, "--epoch", str(epoch))
 
     def services(self) -> dict[str, dict]:

@@ -29,7 +29,7 @@ def network(tmp_path_factory):
 
 
 def binding(site: str) -> Binding:
-    return Binding(site=site, report_collector="rc", epoch=3, match_key_provider="mkp")
+    return Binding(site=site, report_collector="default", epoch=3, match_key_provider="mkp")
 
 
 def collector(network, site):
@@ -52,6 +52,8 @@ def budget(network, site) -> dict:
             site,
             "--epoch",
             "3",
+            "--identity",
+            str(network.directory / "collectors" / "default.toml"),
         ],
         capture_output=True,
         text=True,
@@ -62,7 +64,7 @@ def budget(network, site) -> dict:
 
 
 def test_a_noised_query_spends_its_epsilon_and_releases_plausible_sums(network):
-    with QueryClient(endpoints(network.network_file)) as client:
+    with QueryClient(endpoints(network.network_file), network.identity) as client:
         query_id, sums = collector(network, "noised.example").submit(client, epsilon=1.0, delta=1e-9)
     exact = attribute(EVENTS, num_breakdowns=4, cap=20).astype(np.int64)
     # σ_h ≈ 5.8·cap per helper; three helpers: std ≈ 200. Ten standard deviations is a wide bound.
@@ -75,7 +77,7 @@ def test_a_noised_query_spends_its_epsilon_and_releases_plausible_sums(network):
 def test_concurrent_queries_admit_exactly_what_the_budget_allows(network):
     site = "busy.example"
     created, refused = [], []
-    with QueryClient(endpoints(network.network_file)) as client:
+    with QueryClient(endpoints(network.network_file), network.identity) as client:
 
         def ask():
             try:
@@ -101,7 +103,7 @@ def test_concurrent_queries_admit_exactly_what_the_budget_allows(network):
 
 def test_a_failed_query_is_refunded_everywhere(network):
     site = "refund.example"
-    with QueryClient(endpoints(network.network_file)) as client:
+    with QueryClient(endpoints(network.network_file), network.identity) as client:
         query_id = client.create(query_params(binding(site), CONFIG, epsilon=2.0, delta=1e-9))
         assert budget(network, site)["spent"] == 2.0
         good = collector(network, site).uploads()
@@ -118,7 +120,7 @@ def test_a_failed_query_is_refunded_everywhere(network):
 
 def test_a_helper_killed_before_it_finishes_refunds_and_the_ledger_survives_restarts(network):
     site = "crash.example"
-    with QueryClient(endpoints(network.network_file)) as client:
+    with QueryClient(endpoints(network.network_file), network.identity) as client:
         collector(network, site).submit(client, epsilon=1.5, delta=1e-9)  # committed spend
         query_id = client.create(query_params(binding(site), CONFIG, epsilon=2.5, delta=1e-9))
         network.helpers[1].kill()  # kill -9 H2 with the spend reserved everywhere
@@ -137,7 +139,7 @@ def test_a_helper_killed_before_it_finishes_refunds_and_the_ledger_survives_rest
 
 def test_a_query_asking_for_more_than_remains_is_refused_before_any_work(network):
     site = "small.example"
-    with QueryClient(endpoints(network.network_file)) as client:
+    with QueryClient(endpoints(network.network_file), network.identity) as client:
         client.create(query_params(binding(site), CONFIG, epsilon=9.5, delta=1e-9))
         with pytest.raises(QueryFailedError, match=r"ε = 1, 0.5 of 10 remains"):
             client.create(query_params(binding(site), CONFIG, epsilon=1.0, delta=1e-9))

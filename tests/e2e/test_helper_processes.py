@@ -12,7 +12,7 @@ from ipa.crypto.binding import Binding
 from ipa.network import Network
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
-from ipa_client.local_network import LocalNetwork
+from ipa_client.local_network import LocalNetwork, collector_identity
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
 from ipa_rpc.v1 import query_pb2
 
@@ -29,6 +29,10 @@ def ipa(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def identity(network_file) -> str:
+    return str(network_file.parent / "collectors" / "default.toml")
+
+
 def test_ipa_query_equals_the_reference(network, tmp_path):
     network_file, _ = network
     events = tmp_path / "events.csv"
@@ -36,7 +40,17 @@ def test_ipa_query_equals_the_reference(network, tmp_path):
     assert made.returncode == 0
     query = ["--input", str(events), "--breakdowns", "10", "--cap", "80", "--window", "86400"]
     done = ipa(
-        "query", "--network", str(network_file), *query, "--site", "s.example", "--epoch", "4", "--no-noise"
+        "query",
+        "--network",
+        str(network_file),
+        "--identity",
+        identity(network_file),
+        *query,
+        "--site",
+        "s.example",
+        "--epoch",
+        "4",
+        "--no-noise",
     )
     assert done.returncode == 0, done.stderr
     released = json.loads(done.stdout)
@@ -52,6 +66,8 @@ def test_a_refused_query_exits_non_zero_with_the_reason(network, tmp_path):
         "query",
         "--network",
         str(network_file),
+        "--identity",
+        identity(network_file),
         "--input",
         str(events),
         "--breakdowns",
@@ -72,13 +88,13 @@ def test_a_refused_query_exits_non_zero_with_the_reason(network, tmp_path):
 def test_a_helper_killed_mid_query_fails_it_everywhere_and_the_next_query_runs(network):
     network_file, helpers = network
     config = QueryConfig(num_breakdowns=8, cap=100, timestamp_bits=20)
-    binding = Binding(site="s.example", report_collector="rc", epoch=2, match_key_provider="mkp")
+    binding = Binding(site="s.example", report_collector="default", epoch=2, match_key_provider="mkp")
     events = generate(20_000, seed=9, num_breakdowns=8)
     net = Network.load(network_file)
     collector = ReportCollector(net, binding, config)
     collector.add_events(events, simulate_user_agents(events, net, binding))
     batches = collector.uploads()
-    with QueryClient(endpoints(network_file)) as client:
+    with QueryClient(endpoints(network_file), collector_identity(network_file.parent)) as client:
         query_id = client.create(query_params(binding, config, no_noise=True))
         client.upload(query_id, batches)
         while client.status(query_id)[0].phase in ("awaiting_upload", "decrypt"):
@@ -90,7 +106,7 @@ def test_a_helper_killed_mid_query_fails_it_everywhere_and_the_next_query_runs(n
             assert wait_final(client, query_id, helper).state == query_pb2.FAILED
             assert "H3" in client.helper_status(query_id, helper).error
     helpers[2].start()
-    with QueryClient(endpoints(network_file)) as client:
+    with QueryClient(endpoints(network_file), collector_identity(network_file.parent)) as client:
         _, sums = collector.submit(client, no_noise=True)
     assert sums.sum() > 0
 

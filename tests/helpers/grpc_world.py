@@ -41,7 +41,7 @@ class InProcessNetwork:
         only for queries it knows), as a test-network query without noise.
         """
         params = query_params(
-            Binding(site="s", report_collector="rc", epoch=1), QueryConfig(1, 0), no_noise=True
+            Binding(site="s", report_collector="default", epoch=1), QueryConfig(1, 0), no_noise=True
         )
         for running in self.helpers:
             running.helper.prepare(query_id, spec_from_proto(params), bytes(32))

@@ -14,6 +14,7 @@ timeout_seconds = 5
 [tls]
 cert = "h2.pem"
 key = "h2.key"
+collector_ca = "ca.pem"
 
 [hpke]
 keys = "h2.hpke.toml"
@@ -27,6 +28,11 @@ cert = "h1.pem"
 index = 3
 address = "127.0.0.1:7105"
 cert = "h3.pem"
+
+[[collectors]]
+name = "ads"
+sites = ["shop.example", "news.example"]
+fingerprint = "00ff"
 """
 
 
@@ -42,6 +48,10 @@ def test_a_good_config_resolves_paths_next_to_the_file(tmp_path):
     assert config.tls_cert == tmp_path / "h2.pem" and config.hpke_keys == tmp_path / "h2.hpke.toml"
     assert [p.index for p in config.peers] == [1, 3]
     assert config.timeout_seconds == 5.0
+    assert config.collector_ca == tmp_path / "ca.pem" and config.delta == 1e-9
+    (ads,) = config.collectors
+    assert ads.name == "ads" and ads.fingerprint == "00ff"
+    assert ads.serves("news.example") and not ads.serves("other.example")
 
 
 @pytest.mark.parametrize(
@@ -53,6 +63,10 @@ def test_a_good_config_resolves_paths_next_to_the_file(tmp_path):
         (("index = 3", "index = 1"), "exactly the two other helpers"),
         (("[hpke]", "[hpkee]"), "missing hpke"),
         (("[helper]", "[helper"), "not valid TOML"),
+        (('collector_ca = "ca.pem"\n', ""), "missing collector_ca"),
+        (('sites = ["shop.example", "news.example"]', "sites = []"), "non-empty list of site names"),
+        (('fingerprint = "00ff"\n', ""), "missing fingerprint"),
+        (("timeout_seconds = 5", "timeout_seconds = 5\ndelta = 1.5"), "delta must be in"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path, change, message):

@@ -15,11 +15,12 @@ from ipa.network import Network
 from ipa.reference import attribute, attribute_query
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.local_network import collector_identity
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc, query_pb2
 
 CONFIG = QueryConfig(num_breakdowns=8, cap=50, window=86_400, max_events_per_user=16, timestamp_bits=20)
-BINDING = Binding(site="shop.example", report_collector="rc", epoch=7, match_key_provider="mkp")
+BINDING = Binding(site="shop.example", report_collector="default", epoch=7, match_key_provider="mkp")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def collector(net, events, binding=BINDING):
 
 
 def client(net):
-    return QueryClient(endpoints(net.network_file), timeout=20)
+    return QueryClient(endpoints(net.network_file), collector_identity(net.network_file.parent), timeout=20)
 
 
 def upload_and_wait(c, query_id, batches):
@@ -72,7 +73,9 @@ def test_another_collector_cannot_see_the_result(net, events):
 
 def test_reports_for_another_site_fail_the_query_everywhere(net, events):
     wrong = collector(
-        net, events, Binding(site="other.example", report_collector="rc", epoch=7, match_key_provider="mkp")
+        net,
+        events,
+        Binding(site="other.example", report_collector="default", epoch=7, match_key_provider="mkp"),
     )
     with client(net) as c:
         query_id = c.create(query_params(BINDING, CONFIG, no_noise=True))

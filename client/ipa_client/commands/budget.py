@@ -23,6 +23,8 @@ it prints the JSON with ``"agree": false`` and each query whose states
 differ (``"absent"`` where a ledger does not know it, which agrees with
 ``refunded``: a helper that refused a query reserved nothing), says so on
 stderr and exits with status 3.
+
+Only a report collector the site authorised may look (``--identity``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import grpc
 
 from ipa.errors import IpaError
 from ipa_client.commands._types import non_negative_int
+from ipa_client.identity import load_identity
 from ipa_client.query_client import QueryClient, endpoints
 from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc
@@ -72,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="read the ledgers again for up to S seconds until they agree (default: 10; 0: read once)",
     )
+    parser.add_argument(
+        "--identity",
+        required=True,
+        metavar="FILE",
+        help="a report collector the site authorised: DIR/collectors/NAME.toml from ipa keygen",
+    )
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
 
 
@@ -79,7 +88,8 @@ def _inspect(client: QueryClient, request: budget_pb2.BudgetRequest) -> list[bud
     statuses = []
     for helper, channel in enumerate(client.channels):
         try:
-            statuses.append(budget_pb2_grpc.BudgetStub(channel).Inspect(request, timeout=_TIMEOUT))
+            stub = budget_pb2_grpc.BudgetStub(channel)
+            statuses.append(stub.Inspect(request, timeout=_TIMEOUT, metadata=client.metadata))
         except grpc.RpcError as exc:
             why = unreachable_reason(exc, _TIMEOUT) or exc.details() or exc.code().name
             raise IpaError(f"H{helper + 1} did not answer: {why}") from None
@@ -110,8 +120,9 @@ def _describe(disagreements: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     request = budget_pb2.BudgetRequest(site=args.site, epoch=args.epoch)
+    identity = load_identity(args.identity)
     end = time.monotonic() + args.wait
-    with QueryClient(endpoints(args.network), insecure=args.insecure) as client:
+    with QueryClient(endpoints(args.network), identity, insecure=args.insecure) as client:
         statuses = _inspect(client, request)
         while _disagreements(statuses) and time.monotonic() < end:
             time.sleep(min(0.5, max(end - time.monotonic(), 0.0)))

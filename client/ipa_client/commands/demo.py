@@ -51,9 +51,7 @@ HELP = "run three local helpers and one query over synthetic events; print it be
 
 DELTA = 1e-9
 CONFIG = QueryConfig(num_breakdowns=8, cap=200, window=7 * 86_400, max_events_per_user=64, timestamp_bits=20)
-BINDING = Binding(
-    site="shop.example", report_collector="ads.example", epoch=1, match_key_provider="idp.example"
-)
+SITE, EPOCH, PROVIDER = "shop.example", 1, "idp.example"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,11 +116,13 @@ def _run_query(
     with LocalNetwork(directory, allow_unnoised=args.no_noise) as local:
         _say(f"three helpers running (TLS on), files in {directory}")
         network = Network.load(local.network_file)
-        with QueryClient(endpoints(local.network_file)) as client:
+        identity = local.identity
+        binding = Binding(site=SITE, report_collector=identity.name, epoch=EPOCH, match_key_provider=PROVIDER)
+        with QueryClient(endpoints(local.network_file), identity) as client:
             try:
                 progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
-                match_keys = simulate_user_agents(events, network, BINDING, on_progress=progress.advance)
-                collector = ReportCollector(network, BINDING, CONFIG)
+                match_keys = simulate_user_agents(events, network, binding, on_progress=progress.advance)
+                collector = ReportCollector(network, binding, CONFIG)
                 collector.add_events(events, match_keys)
                 released = collector.submit(
                     client,

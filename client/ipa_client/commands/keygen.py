@@ -7,7 +7,17 @@ Writes, in ``--out DIR``, for I = 1, 2, 3:
 - ``helperI.toml``: its config, so ``ipa-helper --config DIR/helperI.toml``
   starts it (see ``ipa_helper.config``);
 - ``network.toml``: for user agents and report collectors: each helper's
-  HPKE public key, address and certificate.
+  HPKE public key, address and certificate;
+- ``ca.pem`` / ``ca.key``: the network's certificate authority for report
+  collectors (keep ``ca.key`` offline: it issues collector credentials);
+- ``collectors/NAME.toml`` (with ``NAME.pem``, ``NAME.key``): each report
+  collector's identity, for ``ipa query --identity`` (``ipa_client.identity``).
+
+``--collector NAME=SITE[,SITE...]`` (repeatable) names the report
+collectors and the sites that authorised each; without it there is one
+collector, ``default``, authorised for every site. Each helper config lists
+the collectors (name, sites, certificate fingerprint): a helper serves no
+one else.
 
 Helper I listens for collectors on ``--base-port`` + 2(I−1) and for its
 peers on the next port, at ``--host``; the six ports P … P+5 must exist, so
@@ -18,10 +28,13 @@ it also writes ``compose.env``, the variables ``docker-compose.yml`` reads:
 the uid:gid the containers run as (the caller's, who owns the 0600 keys)
 and the three collector ports.
 ``--allow-unnoised`` makes a test network that honours ``--no-noise``;
-``--epoch-budget`` sets the ε each site may spend per epoch (default 10).
+``--epoch-budget`` sets the ε each site may spend per epoch (default 10) and
+``--delta`` the network's one δ (default 1e-9): every noised query is
+calibrated at it, and a query asking for another δ is refused.
 
 Existing files are kept unless ``--force``. Prints one JSON object:
-``{"out": DIR, "network": path, "hpke_keys": [...], "helper_configs": [...], "suite": name}``.
+``{"out": DIR, "network": path, "hpke_keys": [...], "helper_configs": [...], "suite": name,
+"collectors": {NAME: identity path}}``.
 """
 
 from __future__ import annotations
@@ -29,26 +42,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 
-from ipa.certs import make_identity
+from ipa.certs import fingerprint, issue_collector, make_ca, make_identity
 from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InputError
 from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry, write_private
 from ipa_client.commands._types import positive_float, positive_int
+from ipa_client.identity import COLLECTORS_DIR, check_collector_name, write_identity
 
 __all__ = [
     "COMPOSE_ENV_FILE",
+    "DEFAULT_COLLECTORS",
     "HELP",
     "NAME",
     "NETWORK_FILE",
     "add_arguments",
+    "collector_spec",
     "helper_ports",
     "hpke_key_file",
     "run",
+    "write_collectors",
     "write_compose_env",
     "write_helper_configs",
     "write_hpke_keys",
@@ -62,6 +79,28 @@ NETWORK_FILE = "network.toml"
 COMPOSE_ENV_FILE = "compose.env"
 
 _SUITES = {"x25519": Suite.X25519, "mlkem768-x25519": Suite.MLKEM768_X25519}
+DEFAULT_COLLECTORS: Mapping[str, tuple[str, ...]] = {"default": ("*",)}
+DEFAULT_DELTA = 1e-9
+
+
+def collector_spec(text: str) -> tuple[str, tuple[str, ...]]:
+    """``NAME=SITE[,SITE...]`` as (name, sites), or ArgumentTypeError."""
+    name, sep, sites = text.partition("=")
+    names = tuple(s.strip() for s in sites.split(",") if s.strip())
+    if not sep or not names:
+        raise argparse.ArgumentTypeError(f"must be NAME=SITE[,SITE...], got {text!r}")
+    try:
+        check_collector_name(name.strip())
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name.strip(), names
+
+
+def _delta(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text!r}")
+    return value
 
 
 def hpke_key_file(helper: int) -> str:
@@ -112,6 +151,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="EPS",
         help="privacy budget (ε) of each site per epoch (default: 10.0)",
+    )
+    parser.add_argument(
+        "--delta",
+        type=_delta,
+        default=DEFAULT_DELTA,
+        help=f"the network's δ: every query and epoch is (ε, δ)-DP at it (default: {DEFAULT_DELTA:g})",
+    )
+    parser.add_argument(
+        "--collector",
+        type=collector_spec,
+        action="append",
+        metavar="NAME=SITE[,SITE...]",
+        help="a report collector and the sites that authorised it (repeatable; "
+        "default: one collector 'default' for every site)",
     )
     parser.add_argument(
         "--compose", action="store_true", help="helper configs for docker-compose.yml (service names helperI)"
@@ -180,6 +233,32 @@ def write_tls_identities(out_dir: str | PathLike[str], hosts: Sequence[str], *, 
         write_private(out / f"helper{i}.key", key)
 
 
+def write_collectors(
+    out_dir: str | PathLike[str],
+    collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
+    *,
+    force: bool = False,
+) -> list[dict[str, object]]:
+    """The collector CA (``ca.pem``, ``ca.key``) and one identity per collector (``collectors/NAME.*``).
+
+    Returns the helpers' ``[[collectors]]`` entries: name, sites, certificate fingerprint.
+    """
+    out = Path(out_dir)
+    folder = out / COLLECTORS_DIR
+    names = [check_collector_name(name) for name in collectors]
+    _refuse_existing([out / "ca.key", *(folder / f"{n}.toml" for n in names)], force)
+    ca_cert, ca_key = make_ca()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ca.pem").write_bytes(ca_cert)
+    write_private(out / "ca.key", ca_key)
+    entries: list[dict[str, object]] = []
+    for name, sites in collectors.items():
+        cert, key = issue_collector(ca_cert, ca_key, name)
+        write_identity(folder, name, cert, key)
+        entries.append({"name": name, "sites": list(sites), "fingerprint": fingerprint(cert)})
+    return entries
+
+
 def write_helper_configs(
     out_dir: str | PathLike[str],
     *,
@@ -187,10 +266,15 @@ def write_helper_configs(
     base_port: int,
     allow_unnoised: bool,
     compose: bool,
+    collectors: Sequence[Mapping[str, object]],
     epoch_budget: float = 10.0,
+    delta: float = DEFAULT_DELTA,
     force: bool = False,
 ) -> list[Path]:
-    """``helperI.toml`` for I = 1, 2, 3, naming the files this command writes beside them."""
+    """``helperI.toml`` for I = 1, 2, 3, naming the files this command writes beside them.
+
+    ``collectors`` are the ``[[collectors]]`` entries :func:`write_collectors` returns.
+    """
     out = Path(out_dir)
     paths = [out / f"helper{i}.toml" for i in (1, 2, 3)]
     _refuse_existing(paths, force)
@@ -209,14 +293,16 @@ def write_helper_configs(
                 "data_dir": f"data/helper{i + 1}",
                 "allow_unnoised": allow_unnoised,
                 "epoch_budget": float(epoch_budget),
+                "delta": float(delta),
             },
-            "tls": {"cert": f"helper{i + 1}.pem", "key": f"helper{i + 1}.key"},
+            "tls": {"cert": f"helper{i + 1}.pem", "key": f"helper{i + 1}.key", "collector_ca": "ca.pem"},
             "hpke": {"keys": hpke_key_file(i)},
             "peers": [
                 {"index": j + 1, "address": peer_address(j), "cert": f"helper{j + 1}.pem"}
                 for j in range(3)
                 if j != i
             ],
+            "collectors": [dict(c) for c in collectors],
         }
         path.write_text(
             f"# Config of helper H{i + 1}: ipa-helper --config {path.name}\n" + dumps_toml(config)
@@ -253,17 +339,23 @@ def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the key files and network.toml; print the JSON summary; return 0."""
     suite = _SUITES[args.suite]
+    collectors = dict(args.collector) if args.collector else dict(DEFAULT_COLLECTORS)
+    if args.collector and len(collectors) != len(args.collector):
+        raise InputError("each --collector NAME may be given once")
     compose_env = [Path(args.out) / COMPOSE_ENV_FILE] if args.compose else []
     _refuse_existing([Path(args.out) / NETWORK_FILE, *compose_env], args.force)
     registries, key_paths = write_hpke_keys(args.out, suite, force=args.force)
     write_tls_identities(args.out, ["localhost", "127.0.0.1", args.host], force=args.force)
+    entries = write_collectors(args.out, collectors, force=args.force)
     configs = write_helper_configs(
         args.out,
         host=args.host,
         base_port=args.base_port,
         allow_unnoised=args.allow_unnoised,
         compose=args.compose,
+        collectors=entries,
         epoch_budget=args.epoch_budget,
+        delta=args.delta,
         force=args.force,
     )
     network_path = write_network(args.out, registries, host=args.host, base_port=args.base_port, force=True)
@@ -275,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
         "hpke_keys": [str(p) for p in key_paths],
         "helper_configs": [str(p) for p in configs],
         "suite": suite.label,
+        "collectors": {name: str(Path(args.out) / COLLECTORS_DIR / f"{name}.toml") for name in collectors},
     }
     print(json.dumps(summary))
     return 0

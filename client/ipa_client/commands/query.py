@@ -1,9 +1,10 @@
 """``ipa query``: run one query on a helper network and print its result.
 
 Plays the user agents of the events' match keys (their encrypted match
-keys, bound to ``--site``, ``--report-collector``, the provider and
-``--epoch``), builds the report collector's three uploads, submits them to
-the network in ``--network`` and prints the released sums: a table on a
+keys, bound to ``--site``, the report collector of ``--identity``, the
+provider and ``--epoch``), builds the report collector's three uploads,
+submits them to the network in ``--network`` as that collector (mutual TLS
+with its certificate) and prints the released sums: a table on a
 terminal, else (or with ``--json``) one JSON object in the schema of
 :mod:`ipa_client.output` (``{"command": "query", "query_id": ..., "rows": n,
 "sums": [...], "epsilon", "delta", "cap"}``). Progress of every phase goes
@@ -30,6 +31,7 @@ from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._input import read_query_events
 from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
 from ipa_client.commands._types import non_negative_int, positive_float
+from ipa_client.identity import load_identity
 from ipa_client.interrupt import cancel_on_interrupt
 from ipa_client.progress import QueryProgress, follow
 from ipa_client.query_client import QueryClient, endpoints
@@ -45,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_query_arguments(parser)
     parser.add_argument("--site", required=True, help="the site whose events these are")
     parser.add_argument("--epoch", type=non_negative_int, required=True, help="the epoch they belong to")
-    parser.add_argument("--report-collector", default="report-collector", help="this collector's name")
+    parser.add_argument(
+        "--identity",
+        required=True,
+        metavar="FILE",
+        help="this report collector's identity, DIR/collectors/NAME.toml from ipa keygen",
+    )
     parser.add_argument("--match-key-provider", default="ipa-cli", help="who set the events' match keys")
     noise = parser.add_mutually_exclusive_group(required=True)
     noise.add_argument("--epsilon", type=positive_float, help="the query's DP budget ε")
@@ -59,9 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    identity = load_identity(args.identity)
     binding = Binding(
         site=args.site,
-        report_collector=args.report_collector,
+        report_collector=identity.name,
         epoch=args.epoch,
         match_key_provider=args.match_key_provider,
     )
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if set(events.sites()) - {args.site}:
         raise InputError(f"{args.input} names sites other than {args.site}: not supported yet")
     created: list[str] = []
-    client = QueryClient(endpoints(args.network), insecure=args.insecure)
+    client = QueryClient(endpoints(args.network), identity, insecure=args.insecure)
     try:
         with QueryProgress() as progress:
             progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
