@@ -77,6 +77,7 @@ def test_a_noised_query_spends_its_epsilon_and_releases_plausible_sums(network):
 def test_concurrent_queries_admit_exactly_what_the_budget_allows(network):
     site = "busy.example"
     created, refused = [], []
+    batches = collector(network, site).uploads()  # before the queries: each expires 5 s without an upload
     with QueryClient(endpoints(network.network_file), network.identity) as client:
 
         def ask():
@@ -92,7 +93,6 @@ def test_concurrent_queries_admit_exactly_what_the_budget_allows(network):
             t.join()
         assert len(created) == 3 and len(refused) == 3
         assert all("privacy budget exceeded" in r for r in refused)
-        batches = collector(network, site).uploads()
         for query_id in created:
             client.upload(query_id, batches)
         for query_id in created:
