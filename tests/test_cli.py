@@ -222,7 +222,8 @@ def test_a_helper_config_is_not_taken_for_a_network_file(tmp_path: Path) -> None
     events.write_text(",".join(COLUMNS) + "\n1,7,0,1,0,0\n")
     for wrong, what in (("helper1.toml", "a helper's config"), ("helper1.hpke.toml", "HPKE key file")):
         done = ipa("query", "--network", tmp_path / "net" / wrong, "--input", events, "--breakdowns", "2",
-                   "--cap", "1", "--site", "s", "--epoch", "1", "--no-noise")  # fmt: skip
+                   "--cap", "1", "--site", "s", "--epoch", "1", "--no-noise",
+                   "--identity", tmp_path / "net" / "collectors" / "default.toml")  # fmt: skip
         assert done.returncode == 2
         assert "is not a network.toml" in done.stderr and what in done.stderr
         assert "pass the network.toml that ipa keygen wrote" in done.stderr

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from terminal import Terminal
@@ -21,6 +22,11 @@ def ipa(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ipa_client.cli", *map(str, args)], capture_output=True, text=True, timeout=300
     )
+
+
+def identity(network) -> Path:
+    """The default report collector's identity of the network whose network.toml is ``network``."""
+    return Path(network).parent / "collectors" / "default.toml"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,7 @@ def table_rows(text: str) -> dict[int, list[str]]:
 def test_query_shows_every_phase_then_a_table(network, events, tmp_path):
     reference = json.loads(ipa("reference", "--input", events, *QUERY).stdout)["sums"]
     chart = tmp_path / "query.png"
-    term = Terminal("query", "--network", network, "--input", events, *QUERY,
+    term = Terminal("query", "--network", network, "--identity", identity(network), "--input", events, *QUERY,
                     "--site", "s.example", "--epoch", "1", "--no-noise", "--chart", chart)  # fmt: skip
     term.expect(r"user agents encrypt match keys .* [\d,]+/[\d,]+ users", timeout=60)
     assert term.wait(timeout=300) == 0, term.text
@@ -68,7 +74,7 @@ def test_query_shows_every_phase_then_a_table(network, events, tmp_path):
 
 
 def test_query_through_pipes_is_json_on_stdout_and_nothing_on_stderr(network, events):
-    done = ipa("query", "--network", network, "--input", events, *QUERY,
+    done = ipa("query", "--network", network, "--identity", identity(network), "--input", events, *QUERY,
                "--site", "s.example", "--epoch", "2", "--no-noise")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -95,7 +101,8 @@ def test_simulate_table_has_the_true_answer_beside(events):
 
 
 def budget(network, epoch: int) -> dict:
-    done = ipa("budget", "--network", network, "--site", "s.example", "--epoch", epoch)
+    done = ipa("budget", "--network", network, "--identity", identity(network), "--site", "s.example",
+               "--epoch", epoch)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -104,7 +111,8 @@ def test_ctrl_c_cancels_the_query_at_the_helpers_and_refunds_it(network, tmp_pat
     events = tmp_path / "events.csv"
     made = ipa("gen-events", "--events", "40000", "--seed", "5", "--out", events, "--single-site")
     assert made.returncode == 0
-    term = Terminal("query", "--network", network, "--input", events, "--breakdowns", "16", "--cap", "100",
+    term = Terminal("query", "--network", network, "--identity", identity(network), "--input", events,
+                    "--breakdowns", "16", "--cap", "100",
                     "--site", "s.example", "--epoch", "7", "--epsilon", "1")  # fmt: skip
     term.expect("helpers decrypt and check reports", timeout=300)
     term.ctrl_c()
@@ -122,7 +130,8 @@ def test_ctrl_c_before_the_query_exists_spends_nothing_and_a_second_one_exits_at
     events = tmp_path / "events.csv"
     made = ipa("gen-events", "--events", "40000", "--seed", "6", "--out", events, "--single-site")
     assert made.returncode == 0
-    term = Terminal("query", "--network", network, "--input", events, "--breakdowns", "16", "--cap", "100",
+    term = Terminal("query", "--network", network, "--identity", identity(network), "--input", events,
+                    "--breakdowns", "16", "--cap", "100",
                     "--site", "s.example", "--epoch", "8", "--epsilon", "1")  # fmt: skip
     term.expect(r"[\d,]+/[\d,]+ users", timeout=60)
     term.ctrl_c()
