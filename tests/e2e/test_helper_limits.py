@@ -49,7 +49,7 @@ def network(tmp_path_factory):
 
 
 def binding(site: str) -> Binding:
-    return Binding(site=site, report_collector="rc", epoch=1, match_key_provider="mkp")
+    return Binding(site=site, report_collector="default", epoch=1, match_key_provider="mkp")
 
 
 def ipa(*args: str) -> subprocess.CompletedProcess:
@@ -58,15 +58,23 @@ def ipa(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def identity(network) -> str:
+    return str(network.directory / "collectors" / "default.toml")
+
+
 def budget(network, site: str, *extra: str) -> subprocess.CompletedProcess:
-    return ipa("budget", "--network", str(network.network_file), "--site", site, "--epoch", "1", *extra)
+    identity = str(network.directory / "collectors" / "default.toml")
+    return ipa(
+        "budget", "--network", str(network.network_file), "--identity", identity, "--site", site,
+        "--epoch", "1", *extra,
+    )  # fmt: skip
 
 
 class Raw:
     """A collector speaking raw gRPC: its own tokens, its own upload streams."""
 
     def __init__(self, network):
-        self.client = QueryClient(endpoints(network.network_file))
+        self.client = QueryClient(endpoints(network.network_file), network.identity)
         self.stubs = [query_pb2_grpc.QueryStub(c) for c in self.client.channels]
         self.tokens = [secrets.token_bytes(32) for _ in range(3)]
 
@@ -235,7 +243,8 @@ def test_a_dead_helper_is_named_with_the_reason_not_reported_as_a_refusal(networ
     network.helpers[2].kill()
     try:
         done = ipa(
-            "query", "--network", str(network.network_file), "--input", str(events), "--breakdowns", "4",
+            "query", "--network", str(network.network_file), "--identity", identity(network),
+            "--input", str(events), "--breakdowns", "4",
             "--cap", "20", "--site", "dead.example", "--epoch", "1", "--no-noise",
         )  # fmt: skip
         assert done.returncode == 2
@@ -257,7 +266,7 @@ def test_a_helper_presenting_another_certificate_is_named(network, tmp_path):
         shutil.copy(network.directory / name, tmp_path / name)
     shutil.copy(network.directory / "helper1.pem", tmp_path / "helper2.pem")  # not H2's certificate
     unreachable = r"H2 \(.*\) cannot be reached: TLS handshake failed"
-    with QueryClient(endpoints(tmp_path / "network.toml")) as client, pytest.raises(
+    with QueryClient(endpoints(tmp_path / "network.toml"), network.identity) as client, pytest.raises(
         HelperUnreachableError, match=unreachable
     ):
         client.create(query_params(binding("tls.example"), CONFIG, no_noise=True))
@@ -267,7 +276,8 @@ def test_a_frozen_helper_is_named_after_the_connect_timeout(network):
     os.kill(network.helpers[2].pid, signal.SIGSTOP)
     try:
         unreachable = r"H3 \(.*\) cannot be reached: no answer within 1 s"
-        with QueryClient(endpoints(network.network_file), connect_timeout=1.0) as client, pytest.raises(
+        client = QueryClient(endpoints(network.network_file), network.identity, connect_timeout=1.0)
+        with client, pytest.raises(
             HelperUnreachableError, match=unreachable
         ):
             client.create(query_params(binding("frozen.example"), CONFIG, no_noise=True))
@@ -303,7 +313,8 @@ def test_an_empty_query_is_answered_everywhere_and_charged(network, tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("timestamp,match_key,is_trigger,breakdown_key,trigger_value,constraint_id\n")
     query = ["--input", str(empty), "--breakdowns", "4", "--cap", "20"]
-    ask = ["query", "--network", str(network.network_file), *query, "--site", "empty.example", "--epoch", "1"]
+    ask = ["query", "--network", str(network.network_file), "--identity", identity(network), *query]
+    ask += ["--site", "empty.example", "--epoch", "1"]
     exact = ipa(*ask, "--no-noise")
     assert exact.returncode == 0, exact.stderr
     assert json.loads(exact.stdout)["sums"] == [0, 0, 0, 0]
