@@ -52,7 +52,8 @@ def communication() -> str:
     shares = share_events(generate(EVENTS, seed=1, num_breakdowns=CONFIG.num_breakdowns), CONFIG)
     result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG), shares)
     lines = [
-        f"# run_query on {EVENTS} synthetic events, {CONFIG}.",
+        f"# run_query on {EVENTS} synthetic events (seed 1): 16 breakdowns, cap 100, one-day window,",
+        "# K = 64, default column widths, source-fanout query.",
         "# Rounds are communication rounds (latency); bytes are sent per row by H1, H2, H3.",
         "# Regenerate: IPA_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py",
         f"{'step':<16}{'rounds':>7}  bytes per row",
