@@ -264,3 +264,15 @@ def test_chart_is_written(tmp_path: Path, suffix: str) -> None:
     else:
         text = data.decode()
         assert "<svg" in text and "breakdown key" in text and "true answer" in text
+
+
+def test_a_network_file_that_is_missing_or_not_toml_is_named(tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text(",".join(COLUMNS) + "\n1,7,0,1,0,0\n")
+    query = ["--input", events, "--breakdowns", "2", "--cap", "1", "--site", "s", "--epoch", "1", "--no-noise"]
+    missing = ipa("query", "--network", tmp_path / "none.toml", *query)
+    assert missing.returncode == 2
+    assert missing.stderr == f"ipa: error: {tmp_path / 'none.toml'}: cannot read: No such file or directory\n"
+    not_toml = ipa("query", "--network", events, *query)
+    assert not_toml.returncode == 2
+    assert f"{events} is not a network.toml (not valid TOML" in not_toml.stderr

@@ -84,7 +84,9 @@ def endpoints(network_path: str | Path) -> list[Endpoint]:
         try:
             pem = (path.parent / cert).read_bytes() if isinstance(cert, str) else None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read helper {entry.helper + 1}'s certificate: {exc}") from None
+            raise ConfigError(
+                f"{path}: cannot read helper {entry.helper + 1}'s certificate {cert}: {exc.strerror or exc}"
+            ) from None
         found.append(Endpoint(entry.helper + 1, address, pem))
     return found
 

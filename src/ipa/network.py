@@ -133,7 +133,10 @@ class Network:
         try:
             table = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+            raise ConfigError(
+                f"{source} is not a network.toml (not valid TOML: {exc}); "
+                "pass the network.toml that ipa keygen wrote"
+            ) from None
         if "format" not in table:
             raise ConfigError(
                 f"{source} is not a network.toml ({_what_it_is(table)}); "
@@ -163,8 +166,10 @@ class Network:
         """Read a ``network.toml`` file."""
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: cannot read: not UTF-8 text (is it a network.toml?)") from None
         return cls.from_toml(text, str(path))
 
     def save(self, path: str | PathLike[str]) -> None:
