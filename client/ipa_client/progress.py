@@ -17,7 +17,11 @@ their bytes concurrently).
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import termios
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.filesize import decimal
@@ -107,8 +111,11 @@ class QueryProgress:
         )
         self._current: TaskID | None = None
         self._phase = ""
+        self._echo: list[Any] | None = None
 
     def __enter__(self) -> QueryProgress:
+        if self.enabled:
+            self._echo = _hide_control_echo()
         self._progress.start()
         return self
 
@@ -118,6 +125,8 @@ class QueryProgress:
     def stop(self) -> None:
         """Stop drawing (an unfinished phase stays as it was)."""
         self._progress.stop()
+        _restore_echo(self._echo)
+        self._echo = None
 
     @property
     def phase(self) -> str:
@@ -181,3 +190,24 @@ def follow(progress: QueryProgress) -> Callable[[str, float], None]:
             progress.helpers(phase, fraction)
 
     return on_progress
+
+
+def _hide_control_echo() -> list[Any] | None:
+    """Stop the terminal echoing ``^C`` into the live display; the old settings, or None."""
+    try:
+        fd = sys.stdin.fileno()
+        if not sys.stdin.isatty():
+            return None
+        old = termios.tcgetattr(fd)
+        new = [*old[:3], old[3] & ~termios.ECHOCTL, *old[4:]]
+        termios.tcsetattr(fd, termios.TCSANOW, new)
+        return old
+    except (OSError, ValueError, termios.error):  # no usable stdin: nothing to hide
+        return None
+
+
+def _restore_echo(old: list[Any] | None) -> None:
+    if old is None:
+        return
+    with contextlib.suppress(OSError, ValueError, termios.error):
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, old)
