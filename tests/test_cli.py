@@ -269,8 +269,9 @@ def test_chart_is_written(tmp_path: Path, suffix: str) -> None:
 def test_a_network_file_that_is_missing_or_not_toml_is_named(tmp_path: Path) -> None:
     events = tmp_path / "events.csv"
     events.write_text(",".join(COLUMNS) + "\n1,7,0,1,0,0\n")
-    query = ["--input", events, "--breakdowns", "2", "--cap", "1",
-             "--site", "s", "--epoch", "1", "--no-noise"]  # fmt: skip
+    assert ipa("keygen", "--out", tmp_path / "net").returncode == 0
+    query = ["--input", events, "--breakdowns", "2", "--cap", "1", "--site", "s", "--epoch", "1",
+             "--no-noise", "--identity", tmp_path / "net" / "collectors" / "default.toml"]  # fmt: skip
     missing = ipa("query", "--network", tmp_path / "none.toml", *query)
     assert missing.returncode == 2
     assert missing.stderr == f"ipa: error: {tmp_path / 'none.toml'}: cannot read: No such file or directory\n"
