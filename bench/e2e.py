@@ -63,7 +63,7 @@ def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
     directory = cache / f"e2e-{events}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     # A budget that repeated runs over the same cached reports cannot exhaust.
-    with LocalNetwork(directory, allow_unnoised=False, epoch_budget=1e12, timeout_seconds=600) as local:
+    with LocalNetwork(directory, allow_unnoised=False, epoch_budget=1e3, timeout_seconds=600) as local:
         batches, encryption = _batches(directory, data, local.network_file)
         with QueryClient(endpoints(local.network_file), local.identity, timeout=600) as client:
             query_id = client.create(query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA))

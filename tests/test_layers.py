@@ -36,7 +36,8 @@ LAYERS = [
                                       "ipa.attribution.aggregate"),
     ("attribution pipeline",          "ipa.attribution.pipeline"),
     ("reference in the clear",        "ipa.reference"),
-    ("differential privacy",          "ipa.dp.sampler ipa.dp.calibration ipa.dp ipa.dp.release"),
+    ("differential privacy",          "ipa.dp.sampler ipa.dp.calibration ipa.dp.accounting ipa.dp.noise "
+                                      "ipa.dp ipa.dp.release"),
     ("report formats",                "ipa.reports ipa.reports.layout ipa.reports.match_key "
                                       "ipa.reports.batch ipa.reports.decode"),
 ]  # fmt: skip

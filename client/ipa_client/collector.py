@@ -39,7 +39,7 @@ from ipa.network import Network
 from ipa.reports.batch import DEFAULT_CHUNK_ROWS, encode_batch
 from ipa.reports.layout import FIELD_RECORD
 from ipa.reports.match_key import EncryptedMatchKey
-from ipa_client.query_client import QueryClient, query_params
+from ipa_client.query_client import QueryClient, Release, query_params
 from ipa_client.user_agent import UserAgent
 
 __all__ = ["ReportCollector", "simulate_user_agents"]
@@ -124,14 +124,17 @@ class ReportCollector:
         client: QueryClient,
         *,
         epsilon: float = 0.0,
-        delta: float = 1e-9,
+        delta: float = 0.0,
         no_noise: bool = False,
         drop_invalid: bool = False,
         on_progress: Callable[[str, float], None] | None = None,
         on_created: Callable[[str], None] | None = None,
         on_upload: Callable[[int, int], None] | None = None,
-    ) -> tuple[str, np.ndarray]:
-        """Run the query on the client's network: (query id, released sums).
+    ) -> Release:
+        """Run the query on the client's network: its release (query id, sums and their noise).
+
+        ``delta`` 0 is the network's δ (another value is refused unless it is
+        the network's). The release unpacks as ``query_id, sums``.
 
         The batches are made first, so a bad field fails before any helper
         hears of the query; if an upload fails, the query is cancelled.
@@ -170,7 +173,7 @@ class ReportCollector:
             client.cancel(query_id)
             raise
         client.wait(query_id, on_progress)
-        return query_id, client.results(query_id)
+        return client.release(query_id)
 
     def _add(
         self,

@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ipa.attribution.config import QueryConfig
 from ipa.certs import common_name
 from ipa.crypto.binding import Binding
+from ipa.dp.noise import NO_NOISE, NoiseStatement, noise_statement
 from ipa.errors import ConfigError, IpaError, TransportError
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
@@ -47,6 +48,7 @@ __all__ = [
     "HelperUnreachableError",
     "QueryClient",
     "QueryFailedError",
+    "Release",
     "endpoints",
     "query_params",
 ]
@@ -69,6 +71,27 @@ class Endpoint:
     index: int
     address: str
     cert: bytes | None
+
+
+@dataclass(frozen=True)
+class Release:
+    """A query's released sums and the noise they carry.
+
+    Unpacks as ``query_id, sums = release`` for callers that need only those.
+    """
+
+    query_id: str
+    sums: np.ndarray
+    noise: NoiseStatement
+    delta: float | None = None  # the network's δ the noise was calibrated at (None: no noise)
+
+    def __iter__(self) -> Iterator[object]:
+        yield self.query_id
+        yield self.sums
+
+    def to_json(self) -> dict[str, object]:
+        """``{"query_id", "sums": [...], "noise": {"mechanism", "std": [...], "ci95": [...]}}``."""
+        return {"query_id": self.query_id, "sums": self.sums.tolist(), "noise": self.noise.to_json()}
 
 
 def endpoints(network_path: str | Path) -> list[Endpoint]:
@@ -96,11 +119,14 @@ def query_params(
     config: QueryConfig,
     *,
     epsilon: float = 0.0,
-    delta: float = 1e-9,
+    delta: float = 0.0,
     no_noise: bool = False,
     drop_invalid: bool = False,
 ) -> query_pb2.QueryParams:
-    """The wire parameters of a query over reports made for ``binding``."""
+    """The wire parameters of a query over reports made for ``binding``.
+
+    ``delta`` 0 means the network's δ (any other value must equal it).
+    """
     params = query_pb2.QueryParams(
         site=binding.site,
         epoch=binding.epoch,
@@ -312,11 +338,16 @@ class QueryClient:
             time.sleep(poll)
 
     def results(self, query_id: str) -> np.ndarray:
+        """The released sums (see :meth:`release`, which also says what noise they carry)."""
+        return self.release(query_id).sums
+
+    def release(self, query_id: str) -> Release:
         """Fetch the three result shares and rebuild the sums (checking that the copies agree).
 
-        The sums are signed 64-bit integers: DP noise can make a small sum negative.
+        The sums are signed 64-bit integers: DP noise can make a small sum
+        negative. The release states the noise every helper says it added.
         """
-        shares = []
+        shares, added = [], []
         for helper, stub in enumerate(self._stubs):
             try:
                 share = stub.GetResults(
@@ -328,7 +359,16 @@ class QueryClient:
                 raise QueryFailedError(f"H{helper + 1} gave no result: {_details(exc)}") from None
             left, right = (np.frombuffer(b, "<u8").astype(np.uint64) for b in (share.left, share.right))
             shares.append(AShares(left, right))
-        return reconstruct(shares).view(np.int64)
+            added.append(share.noise)
+        sums = reconstruct(shares).view(np.int64)
+        mechanisms = {a.mechanism or NO_NOISE for a in added}
+        if len(mechanisms) != 1:
+            raise QueryFailedError(
+                f"query {query_id}: the helpers added different noise ({sorted(mechanisms)})"
+            )
+        noise = noise_statement([a.scale for a in added], len(sums), mechanisms.pop())
+        delta = added[0].delta if noise.mechanism != NO_NOISE else None
+        return Release(query_id, sums, noise, delta)
 
     def cancel(self, query_id: str, timeout: float | None = None) -> list[query_pb2.QueryStatus | None]:
         """Cancel the query at every helper; each one's status after it (None: it did not answer).

@@ -13,8 +13,9 @@ It talks to the other two helpers only through the peer interface
 - A failure anywhere (bad upload, a peer dead or silent past the deadline,
   cancel) fails the query on every helper: the failing helper tells its peers
   (``Peer.Abort``), which wakes their waiting receives. Other queries go on.
-- Privacy budget: a noised query's ε is reserved in every helper's ledger
-  at prepare time (a refusal anywhere refuses it everywhere). When a helper
+- Privacy budget: a noised query is calibrated at the network's δ (a query
+  asking for another is refused) and the ρ of its noise is reserved in every
+  helper's ledger at prepare time (a refusal anywhere refuses it everywhere). When a helper
   has its noised result share it commits the spend, then tells its peers it
   has finished; its share is released only once both peers have said so. A
   failure refunds the spend only where it is still reserved, which is only
@@ -34,6 +35,7 @@ import numpy as np
 
 from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
 from ipa.attribution.rows import SharedRows
+from ipa.dp.accounting import query_charge_units
 from ipa.dp.release import calibrated_noise
 from ipa.errors import InputError, IpaError
 from ipa.mpc.channel import Channel, Peer
@@ -48,7 +50,7 @@ from ipa_helper.decode import Decoder
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import QuerySpec
+from ipa_helper.params import QuerySpec, with_network_delta
 from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
 from ipa_helper.timers import Deadlines
@@ -114,17 +116,19 @@ class Helper:
 
     def prepare(self, query_id: str, spec: QuerySpec, digest: bytes) -> None:
         """Check a query's parameters against this helper's policy and register it."""
+        spec = with_network_delta(spec, self.config.delta)
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
         if len(digest) != TOKEN_HASH_BYTES:
             raise InputError("the token hash must be 32 bytes")
+        charge = 0 if spec.no_noise else query_charge_units(spec.epsilon, spec.delta, spec.config.cap)
         record = QueryRecord(query_id, spec, digest)
         self.mailbox.forget(self.queries.prune(self.config.retention_seconds))
         with self._admission:  # limits before budget: a query refused for size spends nothing
             active = len(self.queries.active())
             check_query(spec.config, active, self.config.max_breakdowns, self.config.max_queries)
             if not spec.no_noise:
-                self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon)
+                self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon, charge)
             self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
         self._deadlines.call_later(self.config.timeout_seconds, self._expire, record)

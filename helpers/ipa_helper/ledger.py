@@ -1,6 +1,10 @@
 """The privacy budget ledger of one helper: SQLite in its data directory.
 
-Every (site, epoch) may spend at most ``epoch_budget`` (in ε). A query's
+The ledger accounts in zCDP ``ρ``, in exact integer units of 10⁻¹² ρ
+(:mod:`ipa.dp.accounting`): every (site, epoch) may spend at most
+``budget_units``, the network's epoch budget ``(ε_E, δ)`` converted once;
+a query is charged the ``ρ`` of its noise, rounded up. Admission compares
+integers: no float slack lets a query through a spent budget. A query's
 spend moves through three states:
 
 - ``reserved``: debited at admission, atomically with the check that it fits
@@ -26,18 +30,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ipa.errors import IpaError
+from ipa.errors import ConfigError, IpaError
 
 __all__ = ["BudgetError", "BudgetLedger", "Spend"]
-
-_EPS = 1e-9  # float slack when comparing sums of ε
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
     query_id TEXT PRIMARY KEY,
     site TEXT NOT NULL,
     epoch INTEGER NOT NULL,
-    epsilon REAL NOT NULL CHECK (epsilon > 0),
+    epsilon REAL NOT NULL,                 -- the query's own ε at the network's δ (shown, not summed)
+    rho INTEGER NOT NULL CHECK (rho >= 0), -- its charge in units of 1e-12 rho (summed)
     state TEXT NOT NULL CHECK (state IN ('reserved', 'committed', 'refunded')),
     updated REAL NOT NULL
 );
@@ -56,18 +59,30 @@ class Spend:
     epoch: int
     epsilon: float
     state: str
+    rho: int = 0  # units of 10⁻¹² ρ
 
 
 class BudgetLedger:
-    """Thread-safe, durable per-(site, epoch) ε ledger."""
+    """Thread-safe, durable per-(site, epoch) ledger of ρ in integer units.
 
-    def __init__(self, path: Path, epoch_budget: float) -> None:
+    ``describe(units)`` renders an amount for error messages (e.g. as the ε it is worth).
+    """
+
+    def __init__(self, path: Path, budget_units: int, describe=None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.epoch_budget = epoch_budget
+        self.budget_units = budget_units
+        self._describe = describe or (lambda units: f"{units} units of 1e-12 rho")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(spend)")}
+        if "rho" not in columns:
+            self._db.close()
+            raise ConfigError(
+                f"{path} is an ε ledger of an older ipa version: the ledger now accounts in rho (zCDP); "
+                "move the file away to start a new one"
+            )
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -85,29 +100,34 @@ class BudgetLedger:
             self._db.execute("COMMIT")
             return result
 
-    def admit(self, query_id: str, site: str, epoch: int, epsilon: float) -> None:
-        """Reserve ``epsilon`` of (site, epoch) for the query, or raise BudgetError. Idempotent."""
+    def admit(self, query_id: str, site: str, epoch: int, epsilon: float, rho: int) -> None:
+        """Reserve ``rho`` units of (site, epoch) for the query, or raise BudgetError. Idempotent.
+
+        ``epsilon`` is the query's own ε, recorded for display only.
+        """
+        if isinstance(rho, bool) or not isinstance(rho, int) or rho < 0:
+            raise BudgetError(f"a charge must be a non-negative integer number of units, got {rho!r}")
 
         def admit(db: sqlite3.Connection) -> None:
             row = db.execute(
-                "SELECT site, epoch, epsilon, state FROM spend WHERE query_id = ?", (query_id,)
+                "SELECT site, epoch, rho, state FROM spend WHERE query_id = ?", (query_id,)
             ).fetchone()
             if row is not None:
-                if row[:3] != (site, epoch, epsilon):
+                if row[:3] != (site, epoch, rho):
                     raise BudgetError(f"query {query_id} was admitted with other parameters")
                 if row[3] != "reserved":
                     raise BudgetError(f"query {query_id} has ended ({row[3]}): it cannot be admitted again")
                 return
             spent = self._spent(db, site, epoch)
-            if spent + epsilon > self.epoch_budget + _EPS:
-                remaining = max(self.epoch_budget - spent, 0.0)
+            if spent + rho > self.budget_units:
                 raise BudgetError(
-                    f"privacy budget exceeded for site {site!r}, epoch {epoch}: "
-                    f"the query asks for ε = {epsilon:g}, {remaining:g} of {self.epoch_budget:g} remains"
+                    f"privacy budget exceeded for site {site!r}, epoch {epoch}: the query asks for "
+                    f"ε = {epsilon:g} ({self._describe(rho)}); what remains allows at most "
+                    f"{self._describe(max(self.budget_units - spent, 0))}"
                 )
             db.execute(
-                "INSERT INTO spend VALUES (?, ?, ?, ?, 'reserved', ?)",
-                (query_id, site, epoch, epsilon, time.time()),
+                "INSERT INTO spend VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
+                (query_id, site, epoch, epsilon, rho, time.time()),
             )
 
         self._transaction(admit)
@@ -135,14 +155,15 @@ class BudgetLedger:
 
         return self._transaction(recover)
 
-    def spent(self, site: str, epoch: int) -> float:
+    def spent(self, site: str, epoch: int) -> int:
+        """Units spent (reserved or committed) by (site, epoch)."""
         with self._lock:
             return self._spent(self._db, site, epoch)
 
     def queries(self, site: str, epoch: int) -> list[Spend]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT query_id, site, epoch, epsilon, state FROM spend WHERE site = ? AND epoch = ? "
+                "SELECT query_id, site, epoch, epsilon, state, rho FROM spend WHERE site = ? AND epoch = ? "
                 "ORDER BY updated",
                 (site, epoch),
             ).fetchall()
@@ -159,10 +180,9 @@ class BudgetLedger:
         return self._transaction(move)
 
     @staticmethod
-    def _spent(db: sqlite3.Connection, site: str, epoch: int) -> float:
+    def _spent(db: sqlite3.Connection, site: str, epoch: int) -> int:
         (total,) = db.execute(
-            "SELECT COALESCE(SUM(epsilon), 0) FROM spend "
-            "WHERE site = ? AND epoch = ? AND state != 'refunded'",
+            "SELECT COALESCE(SUM(rho), 0) FROM spend WHERE site = ? AND epoch = ? AND state != 'refunded'",
             (site, epoch),
         ).fetchone()
-        return float(total)
+        return int(total)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ipa.dp.accounting import EpochBudget
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa_helper.config import HelperConfig
@@ -101,7 +102,8 @@ class MemoryNetwork:
 
     def start(self, party: int) -> Helper:
         config = self.configs[party]
-        ledger = BudgetLedger(config.data_dir / "budget.sqlite", config.epoch_budget)
+        budget = EpochBudget.of(config.epoch_budget, config.delta)
+        ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
         ledger.recover()
         links: dict[Peer, PeerLink] = {
             p: MemoryPeer(self._lookup(p.of(party)), p.of(party), party) for p in Peer

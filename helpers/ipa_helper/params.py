@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
@@ -11,7 +11,7 @@ from ipa.errors import InputError
 from ipa.reports.decode import InvalidReportPolicy
 from ipa_rpc.v1 import query_pb2
 
-__all__ = ["QuerySpec", "spec_from_proto", "spec_to_proto"]
+__all__ = ["QuerySpec", "spec_from_proto", "spec_to_proto", "with_network_delta"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
     )
     if not p.no_noise and not (math.isfinite(p.epsilon) and p.epsilon > 0):
         raise InputError(f"epsilon must be a positive number, got {p.epsilon}")
-    if not p.no_noise and not (0 < p.delta < 1):
-        raise InputError(f"delta must be in (0, 1), got {p.delta}")
+    if not p.no_noise and not (0 <= p.delta < 1):
+        raise InputError(f"delta must be in (0, 1), or 0 for the network's, got {p.delta}")
     policy = InvalidReportPolicy.DROP if p.invalid_reports == query_pb2.DROP else InvalidReportPolicy.FAIL
     return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy)
 
@@ -79,3 +79,18 @@ def spec_to_proto(spec: QuerySpec) -> query_pb2.QueryParams:
     if config.window is not None:
         params.window = config.window
     return params
+
+
+def with_network_delta(spec: QuerySpec, delta: float) -> QuerySpec:
+    """``spec`` at the network's ``delta``; InputError if the query asked for another δ.
+
+    δ belongs to the network, not to a query: every noised query is
+    calibrated at it and the epoch budget is converted at it, so a query
+    asking for a larger δ (weaker privacy, less noise) is refused. A query's
+    δ of 0 means "the network's".
+    """
+    if not spec.no_noise and spec.delta not in (0.0, delta):
+        raise InputError(
+            f"this network's δ is {delta:g}; a query cannot ask for another (it asked δ = {spec.delta:g})"
+        )
+    return replace(spec, delta=delta)

@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ipa.certs import common_name
+from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
 from ipa_helper import logs
@@ -164,13 +165,14 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
         )
         for p in Peer
     }
-    ledger = BudgetLedger(config.data_dir / "budget.sqlite", config.epoch_budget)
+    budget = EpochBudget.of(config.epoch_budget, config.delta)
+    ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
     helper = Helper(config, links, make_decoder(config), ledger)
 
     collectors = Collectors(config.collectors, insecure=insecure)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)
-    budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper, collectors), public)
+    budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper, collectors, budget), public)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
     peer_pb2_grpc.add_PeerServicer_to_server(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from ipa.dp.accounting import EpochBudget, noise_scale
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
@@ -28,7 +29,7 @@ from ipa_helper.collectors import CollectorConfig, Collectors, NotAuthorisedErro
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetError
 from ipa_helper.limits import LimitError
-from ipa_helper.params import spec_from_proto
+from ipa_helper.params import QuerySpec, spec_from_proto
 from ipa_helper.peers import RefusedError, UnreachableError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
@@ -71,6 +72,18 @@ def _status(record: QueryRecord) -> query_pb2.QueryStatus:
         phase_seconds=record.phase_seconds,
         bytes_sent=record.bytes_sent,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+
+
+def _noise_added(spec: QuerySpec) -> query_pb2.NoiseAdded:
+    """What this helper added to each sum of a query of ``spec`` (the same scale its noise hook used)."""
+    if spec.no_noise:
+        return query_pb2.NoiseAdded(mechanism="none")
+    return query_pb2.NoiseAdded(
+        mechanism="discrete_gaussian",
+        scale=noise_scale(spec.epsilon, spec.delta, spec.config.cap),
+        epsilon=spec.epsilon,
+        delta=spec.delta,
     )
 
 
@@ -144,6 +157,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             helper=self._helper.config.index,
             left=left.astype("<u8").tobytes(),
             right=right.astype("<u8").tobytes(),
+            noise=_noise_added(self._helper.queries.get(request.query_id).spec),
         )
 
     def Cancel(self, request, context):  # noqa: N802
@@ -218,27 +232,32 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
 class BudgetServicer(budget_pb2_grpc.BudgetServicer):
     """Read-only view of this helper's ledger for one (site, epoch), for the site's collectors."""
 
-    def __init__(self, helper: Helper, collectors: Collectors) -> None:
+    def __init__(self, helper: Helper, collectors: Collectors, budget: EpochBudget) -> None:
         self._helper = helper
         self._collectors = collectors
+        self._budget = budget
 
     def Inspect(self, request, context):  # noqa: N802
         try:
             self._collectors.authorise_site(self._collectors.identify(context), request.site)
         except IpaError as exc:
             _abort(context, exc)
-        ledger = self._helper.ledger
+        ledger, budget = self._helper.ledger, self._budget
         spent = ledger.spent(request.site, request.epoch)
+        remaining = max(budget.units - spent, 0)
         spends = [
-            budget_pb2.QuerySpend(query_id=q.query_id, epsilon=q.epsilon, state=q.state)
+            budget_pb2.QuerySpend(query_id=q.query_id, epsilon=q.epsilon, state=q.state, rho_units=q.rho)
             for q in ledger.queries(request.site, request.epoch)
         ]
         return budget_pb2.BudgetStatus(
             helper=self._helper.config.index,
             site=request.site,
             epoch=request.epoch,
-            budget=ledger.epoch_budget,
-            spent=spent,
-            remaining=max(ledger.epoch_budget - spent, 0.0),
+            budget=budget.epsilon,
+            spent=budget.epsilon_of(spent),
+            remaining=budget.epsilon_of(remaining),
             queries=spends,
+            delta=budget.delta,
+            budget_units=budget.units,
+            spent_units=spent,
         )

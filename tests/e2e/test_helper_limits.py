@@ -22,6 +22,7 @@ import pytest
 
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
+from ipa.dp.accounting import EpochBudget, query_charge_units
 from ipa.events import write_csv
 from ipa.network import Network
 from ipa.synthetic import generate
@@ -291,9 +292,10 @@ def test_a_frozen_helper_is_named_after_the_connect_timeout(network):
 def test_budget_says_when_the_ledgers_disagree_and_exits_non_zero(network):
     site = "split.example"
     network.helpers[2].stop()
-    ledger = BudgetLedger(network.directory / "data" / "helper3" / "budget.sqlite", 10.0)
+    budget_ = EpochBudget.of(10.0, 1e-9)
+    ledger = BudgetLedger(network.directory / "data" / "helper3" / "budget.sqlite", budget_.units)
     try:  # H3 alone has a committed spend: what a lost commit message at H1 and H2 would leave
-        ledger.admit("f" * 32, site, 1, 2.0)
+        ledger.admit("f" * 32, site, 1, 2.0, query_charge_units(2.0, 1e-9, 20))
         ledger.commit("f" * 32)
     finally:
         ledger.close()
@@ -302,7 +304,7 @@ def test_budget_says_when_the_ledgers_disagree_and_exits_non_zero(network):
     assert done.returncode == 3
     assert f"ledgers disagree: query {'f' * 32} is absent at H1, absent at H2, committed at H3" in done.stderr
     state = json.loads(done.stdout)
-    assert state["agree"] is False and state["spent_by_helper"] == [0.0, 0.0, 2.0]
+    assert state["agree"] is False and state["spent_by_helper"] == pytest.approx([0.0, 0.0, 2.0])
     assert state["disagreements"] == [{"query_id": "f" * 32, "states": ["absent", "absent", "committed"]}]
 
 

@@ -1,48 +1,56 @@
-"""The budget ledger: atomic admission, commit/refund rules, durability across processes."""
+"""The budget ledger: atomic admission in exact units, commit/refund rules, durability across processes.
 
+Charges and budgets are integers (units of 10⁻¹² ρ); here the budget is 3000 units.
+"""
+
+import sqlite3
 import subprocess
 import sys
 import threading
 
 import pytest
 
+from ipa.errors import ConfigError
 from ipa_helper.ledger import BudgetError, BudgetLedger
 
 
 @pytest.fixture
 def ledger(tmp_path):
-    book = BudgetLedger(tmp_path / "budget.sqlite", epoch_budget=3.0)
+    book = BudgetLedger(tmp_path / "budget.sqlite", budget_units=3000)
     yield book
     book.close()
 
 
 def test_admission_stops_at_the_budget_and_names_it(ledger):
-    ledger.admit("q1", "s", 1, 1.0)
-    ledger.admit("q2", "s", 1, 2.0)
-    with pytest.raises(BudgetError, match=r"site 's', epoch 1.*ε = 0.5, 0 of 3 remains"):
-        ledger.admit("q3", "s", 1, 0.5)
-    ledger.admit("q4", "s", 2, 3.0)  # another epoch has its own budget
-    ledger.admit("q5", "t", 1, 3.0)  # and so has another site
-    assert ledger.spent("s", 1) == 3.0
+    ledger.admit("q1", "s", 1, 1.0, 1000)
+    ledger.admit("q2", "s", 1, 2.0, 1999)
+    with pytest.raises(BudgetError, match=r"site 's', epoch 1.*ε = 0.5 \(2 units.*at most 1 units"):
+        ledger.admit("q3", "s", 1, 0.5, 2)  # one unit over: refused, no slack
+    ledger.admit("q3", "s", 1, 0.5, 1)  # exactly what remains: admitted
+    with pytest.raises(BudgetError, match="at most 0 units"):
+        ledger.admit("q6", "s", 1, 1e-9, 1)
+    ledger.admit("q4", "s", 2, 3.0, 3000)  # another epoch has its own budget
+    ledger.admit("q5", "t", 1, 3.0, 3000)  # and so has another site
+    assert ledger.spent("s", 1) == 3000
 
 
 def test_admission_is_idempotent_per_query(ledger):
-    ledger.admit("q1", "s", 1, 2.0)
-    ledger.admit("q1", "s", 1, 2.0)
-    assert ledger.spent("s", 1) == 2.0
+    ledger.admit("q1", "s", 1, 2.0, 2000)
+    ledger.admit("q1", "s", 1, 2.0, 2000)
+    assert ledger.spent("s", 1) == 2000
     with pytest.raises(BudgetError, match="other parameters"):
-        ledger.admit("q1", "s", 1, 1.0)
+        ledger.admit("q1", "s", 1, 1.0, 1000)
 
 
 def test_refund_only_while_reserved(ledger):
-    ledger.admit("q1", "s", 1, 2.0)
-    ledger.admit("q2", "s", 1, 1.0)
+    ledger.admit("q1", "s", 1, 2.0, 2000)
+    ledger.admit("q2", "s", 1, 1.0, 1000)
     assert ledger.commit("q2") is True
     assert ledger.refund("q1") is True
     assert ledger.commit("q1") is False  # refunded: it can no longer be committed
     assert ledger.refund("q2") is False  # committed: the spend stands
     assert ledger.refund("q1") is False  # no double refund
-    assert ledger.spent("s", 1) == 1.0
+    assert ledger.spent("s", 1) == 1000
     assert [(q.query_id, q.state) for q in ledger.queries("s", 1)] == [
         ("q2", "committed"),
         ("q1", "refunded"),
@@ -54,7 +62,7 @@ def test_concurrent_admissions_admit_exactly_what_fits(ledger):
 
     def ask(i):
         try:
-            ledger.admit(f"q{i}", "s", 1, 0.5)
+            ledger.admit(f"q{i}", "s", 1, 0.5, 500)
             admitted.append(i)
         except BudgetError:
             refused.append(i)
@@ -71,20 +79,38 @@ def test_reserved_spends_are_refunded_at_restart_and_committed_ones_stand(tmp_pa
     path = tmp_path / "budget.sqlite"
     script = (
         "import os; from pathlib import Path; from ipa_helper.ledger import BudgetLedger; "
-        f"b = BudgetLedger(Path({str(path)!r}), 3.0); "
-        "b.admit('done', 's', 1, 1.0); b.commit('done'); b.admit('running', 's', 1, 1.5); "
+        f"b = BudgetLedger(Path({str(path)!r}), 3000); "
+        "b.admit('done', 's', 1, 1.0, 1000); b.commit('done'); b.admit('running', 's', 1, 1.5, 1500); "
         "os.kill(os.getpid(), 9)"
     )
     subprocess.run([sys.executable, "-c", script], check=False)
-    ledger = BudgetLedger(path, 3.0)
-    assert ledger.spent("s", 1) == 2.5  # kill -9 lost nothing
+    ledger = BudgetLedger(path, 3000)
+    assert ledger.spent("s", 1) == 2500  # kill -9 lost nothing
     assert ledger.recover() == ["running"]
-    assert ledger.spent("s", 1) == 1.0
+    assert ledger.spent("s", 1) == 1000
     ledger.close()
 
 
 def test_an_ended_query_cannot_be_admitted_again(ledger):
-    ledger.admit("q1", "s", 1, 1.0)
+    ledger.admit("q1", "s", 1, 1.0, 1000)
     ledger.refund("q1")
     with pytest.raises(BudgetError, match="has ended"):
-        ledger.admit("q1", "s", 1, 1.0)
+        ledger.admit("q1", "s", 1, 1.0, 1000)
+
+
+@pytest.mark.parametrize("charge", [-1, 1.5, True])
+def test_a_charge_is_a_non_negative_integer(ledger, charge):
+    with pytest.raises(BudgetError, match="non-negative integer"):
+        ledger.admit("q1", "s", 1, 1.0, charge)
+
+
+def test_an_old_epsilon_ledger_is_refused_not_misread(tmp_path):
+    path = tmp_path / "budget.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE spend (query_id TEXT PRIMARY KEY, site TEXT, epoch INTEGER, epsilon REAL, "
+        "state TEXT, updated REAL)"
+    )
+    old.close()
+    with pytest.raises(ConfigError, match="older ipa version"):
+        BudgetLedger(path, 3000)

@@ -2,15 +2,19 @@
 
 Prints one JSON object::
 
-    {"site", "epoch", "budget", "spent", "remaining",
+    {"site", "epoch", "delta", "budget", "spent", "remaining",
      "spent_by_helper": [H1, H2, H3],
-     "queries": [{"query_id", "epsilon", "state"}, ...],
+     "rho": {"unit", "budget", "spent", "spent_by_helper": [H1, H2, H3]},
+     "queries": [{"query_id", "epsilon", "rho_units", "state"}, ...],
      "agree": true | false,
      "disagreements": [{"query_id", "states": [H1, H2, H3]}, ...]}   # only when they disagree
 
-``spent_by_helper`` is the ε each helper's ledger counts as spent (reserved or
-committed); ``spent`` is the largest of them and ``remaining`` what is left of
-``budget`` after it. Each query's ``state`` is ``reserved`` (admitted, not
+The ledgers account in zCDP ρ, in exact integer units (``rho``; ``unit``
+is 1e-12): ``budget`` is the epoch's ε at the network's ``delta``,
+``spent_by_helper`` the ε that each helper's spent ρ (reserved or committed)
+is worth (queries compose in ρ, so it is less than the sum of their ε),
+``spent`` the largest of them and ``remaining`` the largest ε one more query
+may ask for. Each query's ``state`` is ``reserved`` (admitted, not
 ended), ``committed`` (its result was computed: spent for good) or
 ``refunded`` (it failed before any result share left a helper); ``queries``
 lists each query once with the state that counts (committed over reserved
@@ -36,6 +40,7 @@ import time
 
 import grpc
 
+from ipa.dp.accounting import RHO_UNIT
 from ipa.errors import IpaError
 from ipa_client.commands._types import non_negative_int
 from ipa_client.identity import load_identity
@@ -128,21 +133,32 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(min(0.5, max(end - time.monotonic(), 0.0)))
             statuses = _inspect(client, request)
     disagreements = _disagreements(statuses)
-    spent = max(s.spent for s in statuses)
-    budget = min(s.budget for s in statuses)
+    worst = max(statuses, key=lambda s: s.spent_units)  # the ledger that counts most spent
     queries: dict[str, dict] = {}
     for status in statuses:
         for q in status.queries:
             known = queries.get(q.query_id)
             if known is None or _WEIGHT[q.state] > _WEIGHT[known["state"]]:
-                queries[q.query_id] = {"query_id": q.query_id, "epsilon": q.epsilon, "state": q.state}
+                queries[q.query_id] = {
+                    "query_id": q.query_id,
+                    "epsilon": q.epsilon,
+                    "rho_units": q.rho_units,
+                    "state": q.state,
+                }
     output = {
         "site": args.site,
         "epoch": args.epoch,
-        "budget": budget,
-        "spent": spent,
-        "remaining": max(budget - spent, 0.0),
+        "delta": worst.delta,
+        "budget": min(s.budget for s in statuses),
+        "spent": worst.spent,
+        "remaining": worst.remaining,
         "spent_by_helper": [s.spent for s in statuses],
+        "rho": {
+            "unit": RHO_UNIT,
+            "budget": min(s.budget_units for s in statuses),
+            "spent": worst.spent_units,
+            "spent_by_helper": [s.spent_units for s in statuses],
+        },
         "queries": list(queries.values()),
         "agree": not disagreements,
     }

@@ -31,7 +31,6 @@ import numpy as np
 
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
-from ipa.dp import calibrate
 from ipa.events import Events
 from ipa.network import Network
 from ipa.reference import attribute_query
@@ -42,7 +41,7 @@ from ipa_client.commands._types import non_negative_int, positive_float, positiv
 from ipa_client.interrupt import cancel_on_interrupt
 from ipa_client.local_network import LocalNetwork
 from ipa_client.progress import QueryProgress, follow
-from ipa_client.query_client import QueryClient, endpoints
+from ipa_client.query_client import QueryClient, Release, endpoints
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -81,16 +80,17 @@ def run(args: argparse.Namespace) -> int:
         return cancel_on_interrupt(None, None)
     if isinstance(released, int):
         return released
-    query_id, sums = released
+    sums = released.sums
     exact = attribute_query(events, CONFIG)
     result = {
         "command": NAME,
-        "query_id": query_id,
+        "query_id": released.query_id,
         "rows": len(events),
         "sums": sums.tolist(),
         "true_sums": exact.tolist(),
+        "noise": released.noise.to_json(),  # the table shows each sum's 95% interval
         "epsilon": None if args.no_noise else args.epsilon,
-        "delta": None if args.no_noise else DELTA,
+        "delta": released.delta,
         "cap": CONFIG.cap,
     }
     output.emit(result, args)
@@ -101,16 +101,13 @@ def run(args: argparse.Namespace) -> int:
         if not output.wants_json(args):
             print("The released result equals the true answer (no noise: a test network).")
         return 0
-    if not output.wants_json(args):
-        std = np.sqrt(3) * calibrate(args.epsilon, DELTA, CONFIG.cap).scale
-        print(f"DP noise: ε = {args.epsilon:g}, δ = {DELTA:g}; each sum's noise has std ≈ {std:,.0f}")
     return 0
 
 
 def _run_query(
     args: argparse.Namespace, events: Events, directory: Path, progress: QueryProgress
-) -> tuple[str, np.ndarray] | int:
-    """Start the helpers, run the query, stop them: (query id, released sums), or 130 on Ctrl-C."""
+) -> Release | int:
+    """Start the helpers, run the query, stop them: the release, or 130 on Ctrl-C."""
     created: list[str] = []
     progress.start("start helpers")
     with LocalNetwork(directory, allow_unnoised=args.no_noise) as local:
@@ -127,7 +124,6 @@ def _run_query(
                 released = collector.submit(
                     client,
                     epsilon=args.epsilon,
-                    delta=DELTA,
                     no_noise=args.no_noise,
                     on_progress=follow(progress),
                     on_created=created.append,

@@ -57,7 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise = parser.add_mutually_exclusive_group(required=True)
     noise.add_argument("--epsilon", type=positive_float, help="the query's DP budget ε")
     noise.add_argument("--no-noise", action="store_true", help="exact sums: test networks only")
-    parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
+    parser.add_argument(
+        "--delta",
+        type=positive_float,
+        default=0.0,
+        help="DP δ: the network's (from its helper configs) unless given, and then it must equal it",
+    )
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
     add_width_arguments(parser)
@@ -85,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             match_keys = simulate_user_agents(events, network, binding, on_progress=progress.advance)
             collector = ReportCollector(network, binding, config)
             collector.add_events(events, match_keys)
-            query_id, sums = collector.submit(
+            release = collector.submit(
                 client,
                 epsilon=args.epsilon or 0.0,
                 delta=args.delta,
@@ -102,11 +107,12 @@ def run(args: argparse.Namespace) -> int:
         client.close()
     result = {
         "command": NAME,
-        "query_id": query_id,
+        "query_id": release.query_id,
         "rows": len(events),
-        "sums": sums.tolist(),
+        "sums": release.sums.tolist(),
+        "noise": release.noise.to_json(),
         "epsilon": None if args.no_noise else args.epsilon,
-        "delta": None if args.no_noise else args.delta,
+        "delta": release.delta,
         "cap": config.cap,
     }
     output.emit(result, args)

@@ -6,8 +6,10 @@ threads, reconstructs the result and prints it beside the true answer
 (``ipa.reference``): a table on a terminal, else (or with ``--json``) one
 JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
 "simulate", "rows": n, "sums": [...], "true_sums": [...], "epsilon", "delta",
-"cap", "bytes_sent": [H1, H2, H3], "rounds": R, "seconds": {"share": s,
-PHASE: s, ..., "total": s}}``. Phase times are the slowest helper's;
+"cap", "noise": {"mechanism", "std": [...], "ci95": [...]}, "bytes_sent": [H1, H2, H3],
+"rounds": R, "seconds": {"share": s, PHASE: s, ..., "total": s}}`` (``noise`` as
+:func:`ipa.dp.noise.noise_statement` states it: each sum's noise standard
+deviation and the half-width of its 95 % interval). Phase times are the slowest helper's;
 ``total`` is the wall time of the three-party run. Each phase is shown on
 stderr as it runs when stderr is a terminal.
 """
@@ -22,6 +24,8 @@ import numpy as np
 
 from ipa.attribution.pipeline import PHASES, QueryResult, no_noise, run_query
 from ipa.attribution.rows import SharedRows, share_events
+from ipa.dp.accounting import noise_scale
+from ipa.dp.noise import noise_statement
 from ipa.dp.release import calibrated_noise
 from ipa.mpc.context import Context
 from ipa.mpc.memory import run_three
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     """Share, run, reconstruct, print the result; return 0."""
     config = config_from_args(args)
     noise = no_noise if args.no_noise else calibrated_noise(args.epsilon, args.delta, config.cap)
+    scale = 0.0 if args.no_noise else noise_scale(args.epsilon, args.delta, config.cap)
     events = read_query_events(args.input, config)
     with QueryProgress() as progress:
         progress.start("share")
@@ -78,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
     seconds = {"share": shared - start}
     seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
     seconds["total"] = finished - shared
+    sums = reconstruct([o.sums for o in result.outputs]).view(np.int64)
     released = {
         "command": NAME,
         "rows": len(events),
-        "sums": reconstruct([o.sums for o in result.outputs]).view(np.int64).tolist(),
+        "sums": sums.tolist(),
+        "noise": noise_statement([scale] * 3, len(sums)).to_json(),
         "true_sums": attribute_query(events, config, args.site).tolist(),
         "epsilon": None if args.no_noise else args.epsilon,
         "delta": None if args.no_noise else args.delta,

@@ -26,7 +26,10 @@ NB: importing this package calls ``opendp.prelude.enable_features("contrib")``
 (OpenDP's discrete Gaussian constructor needs it); it enables no other feature.
 
 Modules: :mod:`ipa.dp.calibration` (scale, ``ρ``, ``ε`` and composition),
-:mod:`ipa.dp.sampler` (the noise vector).
+:mod:`ipa.dp.sampler` (the noise vector), :mod:`ipa.dp.accounting` (the
+ledger's exact ``ρ`` units, query charges and the scale calibrated to them),
+:mod:`ipa.dp.noise` (what a release states about its noise: std and 95 %
+interval), :mod:`ipa.dp.release` (noise added in shares).
 """
 
 from ipa.dp.calibration import NoiseCalibration, calibrate, compose, epsilon_of, rho_of

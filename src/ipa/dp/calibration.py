@@ -21,11 +21,11 @@ l2_distance(T="i64"), scale).map(cap)`` for ``ρ``;
 absolute_distance(T=float), scale=1.0)).map(d).epsilon(δ)`` with
 ``d ≥ √(2ρ)`` for ``ε``; ``binary_search`` for the smallest passing ``σ_h``.
 
-Budgets: the ledger accounts in ``ε`` by default (basic composition: queries
-``(ε_i, δ_i)`` compose to ``(Σ ε_i, Σ δ_i)``). A ledger may instead account in
-``ρ``: queries of ``ρ_i`` compose to ``compose(ρ_i) = Σ ρ_i``-zCDP [BS16], and
-``epsilon_of(Σ ρ_i, δ)`` is then the epoch's ``ε`` at one ``δ``; that is
-tighter than summing ``ε`` once several queries share an epoch.
+Budgets: the helpers' ledgers account in ``ρ`` (:mod:`ipa.dp.accounting`):
+queries of ``ρ_i`` compose to ``compose(ρ_i) = Σ ρ_i``-zCDP [BS16], and
+``epsilon_of(Σ ρ_i, δ)`` is the epoch's ``ε`` at the network's one ``δ``;
+that is tighter than summing ``ε`` (and ``δ``) once several queries share an
+epoch.
 
 Every function here is deterministic (no randomness) and rounds towards more
 privacy loss: a returned ``ρ`` or ``ε`` never understates the true one.
@@ -33,6 +33,7 @@ privacy loss: a returned ``ρ`` or ``ε`` never understates the true one.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -180,9 +181,12 @@ def calibrate(epsilon: float, delta: float, cap: int) -> NoiseCalibration:
     is not in (0, 1), or ``cap`` is not a non-negative integer; also when the
     scale falls outside OpenDP's search range (only for absurd parameters).
     """
-    epsilon = _positive_finite("epsilon", epsilon)
-    delta = _delta(delta)
-    cap = integer("cap", cap, low=0)
+    return _calibrate(_positive_finite("epsilon", epsilon), _delta(delta), integer("cap", cap, low=0))
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrate(epsilon: float, delta: float, cap: int) -> NoiseCalibration:
+    """:func:`calibrate` of checked arguments, remembered (a helper calibrates each query twice)."""
     if cap == 0:
         return NoiseCalibration(epsilon, delta, cap, scale=0.0, rho=0.0, two_helper_std=0.0)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ipa.dp.calibration import calibrate
+from ipa.dp.accounting import noise_scale
 from ipa.dp.sampler import sample_noise
 from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.input import input_from_each
@@ -38,7 +38,11 @@ def noise_in_shares(sample: Callable[[int], np.ndarray]) -> NoiseHook:
 
 def calibrated_noise(epsilon: float, delta: float, cap: int) -> NoiseHook:
     """The noise hook of a query with budget (ε, δ) and per-user cap: each helper's own
-    discrete Gaussian at the scale :func:`~ipa.dp.calibration.calibrate` gives.
+    discrete Gaussian at the scale :func:`~ipa.dp.accounting.noise_scale` gives (the
+    noise of the ρ the ledger charges for (ε, δ); within 10⁻⁹ of ``calibrate``'s).
     """
-    scale = calibrate(epsilon, delta, cap).scale
+    scale = noise_scale(epsilon, delta, cap)
     return noise_in_shares(lambda size: sample_noise(scale, size))
+
+
+

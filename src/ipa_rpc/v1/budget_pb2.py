@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ipa/v1/budget.proto\x12\x06ipa.v1\",\n\rBudgetRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\">\n\nQuerySpend\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\r\n\x05state\x18\x03 \x01(\t\"\x92\x01\n\x0c\x42udgetStatus\x12\x0e\n\x06helper\x18\x01 \x01(\r\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06\x62udget\x18\x04 \x01(\x01\x12\r\n\x05spent\x18\x05 \x01(\x01\x12\x11\n\tremaining\x18\x06 \x01(\x01\x12#\n\x07queries\x18\x07 \x03(\x0b\x32\x12.ipa.v1.QuerySpend2@\n\x06\x42udget\x12\x36\n\x07Inspect\x12\x15.ipa.v1.BudgetRequest\x1a\x14.ipa.v1.BudgetStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ipa/v1/budget.proto\x12\x06ipa.v1\",\n\rBudgetRequest\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\"Q\n\nQuerySpend\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x02 \x01(\x01\x12\r\n\x05state\x18\x03 \x01(\t\x12\x11\n\trho_units\x18\x04 \x01(\x04\"\xcc\x01\n\x0c\x42udgetStatus\x12\x0e\n\x06helper\x18\x01 \x01(\r\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06\x62udget\x18\x04 \x01(\x01\x12\r\n\x05spent\x18\x05 \x01(\x01\x12\x11\n\tremaining\x18\x06 \x01(\x01\x12#\n\x07queries\x18\x07 \x03(\x0b\x32\x12.ipa.v1.QuerySpend\x12\r\n\x05\x64\x65lta\x18\x08 \x01(\x01\x12\x14\n\x0c\x62udget_units\x18\t \x01(\x04\x12\x13\n\x0bspent_units\x18\n \x01(\x04\x32@\n\x06\x42udget\x12\x36\n\x07Inspect\x12\x15.ipa.v1.BudgetRequest\x1a\x14.ipa.v1.BudgetStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUDGETREQUEST']._serialized_start=31
   _globals['_BUDGETREQUEST']._serialized_end=75
   _globals['_QUERYSPEND']._serialized_start=77
-  _globals['_QUERYSPEND']._serialized_end=139
-  _globals['_BUDGETSTATUS']._serialized_start=142
-  _globals['_BUDGETSTATUS']._serialized_end=288
-  _globals['_BUDGET']._serialized_start=290
-  _globals['_BUDGET']._serialized_end=354
+  _globals['_QUERYSPEND']._serialized_end=158
+  _globals['_BUDGETSTATUS']._serialized_start=161
+  _globals['_BUDGETSTATUS']._serialized_end=365
+  _globals['_BUDGET']._serialized_start=367
+  _globals['_BUDGET']._serialized_end=431
 # @@protoc_insertion_point(module_scope)
