@@ -160,7 +160,8 @@ def test_a_full_helper_refuses_new_queries_with_resource_exhausted_and_charges_n
         assert expected in refused.value.details()
         done = budget(network, site)
         assert done.returncode == 0, done.stderr  # refunded at H1 and H2, never reserved at H3: they agree
-        assert json.loads(done.stdout)["spent_by_helper"] == [2.0, 2.0, 2.0]
+        charge = query_charge_units(1.0, 1e-9, CONFIG.cap)  # two ε = 1 compose in ρ: ε ≈ 1.44, not 2
+        assert json.loads(done.stdout)["rho"]["spent_by_helper"] == [2 * charge] * 3
     finally:
         for query_id in pending:
             raw.cancel(query_id)
@@ -226,8 +227,11 @@ def test_a_second_helper_on_taken_ports_exits_non_zero_and_leaves_the_first_alon
         assert '"listening"' not in second.stderr
         # it never opened the ledger, so the first helper's reservation was not "recovered" (refunded)
         state = json.loads(budget(network, site).stdout)
-        assert state["queries"] == [{"query_id": query_id, "epsilon": 1.0, "state": "reserved"}]
-        assert state["spent_by_helper"] == [1.0, 1.0, 1.0]
+        charge = query_charge_units(1.0, 1e-9, CONFIG.cap)
+        assert state["queries"] == [
+            {"query_id": query_id, "epsilon": 1.0, "rho_units": charge, "state": "reserved"}
+        ]
+        assert state["spent_by_helper"] == pytest.approx([1.0, 1.0, 1.0])  # the ε its ρ is worth
         assert raw.status(0, query_id).state == query_pb2.AWAITING_UPLOAD  # the first one still serves
     finally:
         raw.cancel(query_id)
