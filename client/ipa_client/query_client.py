@@ -222,8 +222,9 @@ class QueryClient:
             stub = health_pb2_grpc.HealthStub(self._channels[helper])
             try:
                 stub.Check(health_pb2.HealthCheckRequest(), timeout=self._connect_timeout)
-            except grpc.RpcError as exc:
-                problems[helper] = self._unreachable(helper, exc, self._connect_timeout)
+            except grpc.RpcError as exc:  # a helper that answers, even with an error, is reachable
+                if unreachable_reason(exc, self._connect_timeout) is not None:
+                    problems[helper] = self._unreachable(helper, exc, self._connect_timeout)
 
         threads = [threading.Thread(target=probe, args=(h,)) for h in range(len(self._stubs))]
         for t in threads:

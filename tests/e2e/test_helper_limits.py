@@ -6,6 +6,7 @@ sharing the first one's ports, a dead helper reported as a refusal after a
 minute, disagreeing ledgers reported as agreeing, an empty query refused.
 """
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -25,6 +26,7 @@ from ipa.crypto.binding import Binding
 from ipa.dp.accounting import EpochBudget, query_charge_units
 from ipa.events import write_csv
 from ipa.network import Network
+from ipa.reports.decode import batch_size
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
@@ -331,3 +333,23 @@ def test_an_empty_query_is_answered_everywhere_and_charged(network, tmp_path):
     assert len(json.loads(noised.stdout)["sums"]) == 4
     state = json.loads(budget(network, "empty.example").stdout)
     assert [(q["epsilon"], q["state"]) for q in state["queries"]] == [(1.0, "committed")]
+
+
+def test_helpers_compare_report_counts_before_decoding(network, raw):
+    # A bogus upload was decoded (about 5x its size in memory) before the helpers found that
+    # their counts differ. H1's batch here declares 2000 reports and is the right length, but
+    # nothing in it decrypts: the count mismatch is found first, so the decoder never runs.
+    site = "count.example"
+    good = batches(network, site)
+    header = bytearray(good[0][:42])
+    header[34:38] = (2000).to_bytes(4, "little")
+    _, length = batch_size(bytes(header))
+    bogus = bytes(header) + secrets.token_bytes(length - 42)
+    query_id = raw.create(query_params(binding(site), CONFIG, no_noise=True))
+    for helper, batch in enumerate((bogus, good[1], good[2])):
+        with contextlib.suppress(grpc.RpcError):  # a peer may fail it while this upload streams
+            raw.upload(helper, query_id, [batch])
+    error = wait_state(raw, 0, query_id, query_pb2.FAILED).error
+    counts = {f"(2000 and {len(EVENTS)})", f"({len(EVENTS)} and 2000)"}  # whichever helper spoke first
+    assert any(f"different numbers of reports {c}" in error for c in counts), error
+    assert "decrypt" not in error
