@@ -1,4 +1,4 @@
-"""Generate the Python gRPC modules from proto/ipa/v1/*.proto into src/ipa_rpc/v1/.
+"""Generate the Python gRPC modules and their type stubs from proto/ipa/v1/*.proto into src/ipa_rpc/v1/.
 
     python proto/generate.py          # write the modules
     python proto/generate.py --check  # exit 1 if the checked-in modules are stale
@@ -7,6 +7,11 @@ The proto package is ``ipa.v1`` (the wire names); the Python package is
 ``ipa_rpc.v1`` so that generated code never lives inside the core ``ipa``
 package, which has no network code. protoc writes ``from ipa.v1 import``;
 this script rewrites it to ``from ipa_rpc.v1 import``.
+
+protoc writes ``*_pb2.py`` (messages), ``*_pb2.pyi`` (their type stubs, which
+mypy reads) and ``*_pb2_grpc.py`` (service stubs and servicers; grpcio-tools
+1.85 writes no stubs for these, so mypy sees their classes but not the
+signatures of their methods).
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ def generate() -> dict[str, str]:
 
     protos = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ipa" / "v1").glob("*.proto"))
     with tempfile.TemporaryDirectory() as out:
-        args = ["protoc", f"-I{ROOT}", f"--python_out={out}", f"--grpc_python_out={out}", *protos]
+        outputs = [f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}"]
+        args = ["protoc", f"-I{ROOT}", *outputs, *protos]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         files = {}
-        for path in sorted((Path(out) / "ipa" / "v1").glob("*.py")):
+        for path in sorted((Path(out) / "ipa" / "v1").glob("*.py*")):
             text = re.sub(r"^from ipa\.v1 import", "from ipa_rpc.v1 import", path.read_text(), flags=re.M)
             files[path.name] = HEADER + text
         return files
@@ -43,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check that the modules are current")
     args = parser.parse_args(argv)
     wanted = generate()
-    present = {p.name: p.read_text() for p in TARGET.glob("*_pb2*.py")}
+    present = {p.name: p.read_text() for p in TARGET.glob("*_pb2*.py*")}
     if args.check:
         if present != wanted:
             print("generated gRPC modules are stale: run python proto/generate.py", file=sys.stderr)
