@@ -124,8 +124,8 @@ def run_query(
     clock.lap("attribute")
     # The value travels as boolean shares (so each helper can range-check it on
     # upload) and becomes arithmetic only here, where it is summed.
-    value = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
-    contribution = cap_contributions(ctx.narrow("cap"), found.attributed, value, same_user, config.cap)
+    amount = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
+    contribution = cap_contributions(ctx.narrow("cap"), found.attributed, amount, same_user, config.cap)
     clock.lap("cap")
     sums = aggregate(ctx.narrow("aggregate"), contribution, found.breakdown_key, config.num_breakdowns)
     clock.lap("aggregate")

@@ -15,12 +15,13 @@ row to open ``dest``. Each helper learns only the random opened permutation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
 from ipa.errors import ProtocolError
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, Shares
+from ipa.mpc.replicated import AShares, K, _Pair
 from ipa.mpc.reveal import reveal
 from ipa.mpc.shuffle import SHUFFLE_STEPS, shuffle
 from ipa.mpc.step import Steps
@@ -30,7 +31,7 @@ __all__ = ["MOVE_ROWS_STEPS", "move_rows"]
 MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS)
 
 
-def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Shares]:
+def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
     """Row i of each column goes to position ``dest[i]`` (a shared permutation of range(n)).
 
     For ``c`` columns and ``dest`` of one word each:
@@ -41,10 +42,13 @@ def move_rows(ctx: Context, dest: AShares, columns: Sequence[Shares]) -> list[Sh
     n = len(dest)
     if n == 0:
         return list(columns)
-    shuffled = shuffle(ctx.narrow("shuffle"), [dest, *columns])
-    opened = reveal(ctx.narrow("open"), shuffled[0]).astype(np.int64)
+    # One shuffle for the destinations and every column. It keeps each column's kind, which the
+    # mixed list hides from the type checker: hence the casts, here and on the result.
+    mixed: list[_Pair] = [dest, *columns]
+    shuffled = shuffle(ctx.narrow("shuffle"), mixed)
+    opened = reveal(ctx.narrow("open"), cast(AShares, shuffled[0])).astype(np.int64)
     if opened.min() < 0 or opened.max() >= n or np.bincount(opened, minlength=n).max() != 1:
         raise ProtocolError("opened destinations are not a permutation: inconsistent shares")
     source = np.empty(n, np.int64)
     source[opened] = np.arange(n)  # gather index: position j takes the shuffled row source[j]
-    return [col.map(lambda a: a[..., source]) for col in shuffled[1:]]
+    return [cast(K, col.map(lambda a: a[..., source])) for col in shuffled[1:]]

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
+from typing import Self, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from ipa.mpc.ring import bool_dtype, check_arithmetic_dtype, mask
 
-__all__ = ["AShares", "BShares", "Shares", "concat", "public", "public_bits", "stack"]
+__all__ = ["AShares", "BShares", "K", "S", "Shares", "concat", "public", "public_bits", "stack"]
+
+
+Index = int | slice | np.ndarray | tuple[int | slice | np.ndarray | EllipsisType | None, ...]
+"""A numpy index of rows or stacked columns."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +52,15 @@ class _Pair:
         """Number of rows (the last axis)."""
         return self.left.shape[-1] if self.left.ndim else 1
 
-    def map(self, fn: Callable[[np.ndarray], np.ndarray]):
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> Self:
         """Apply one structural numpy function (gather, slice, reshape) to both components."""
         return self.like(fn(self.left), fn(self.right))
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Index) -> Self:
+        """Rows (or stacked columns) by a numpy index: shares of the same kind and width."""
         return self.map(lambda a: a[index])
 
-    def lag(self, s: int):
+    def lag(self, s: int) -> Self:
         """Row i gets row i−s; the first s rows get shares of zero."""
 
         def shifted(a: np.ndarray) -> np.ndarray:
@@ -63,7 +71,8 @@ class _Pair:
 
         return self.map(shifted)
 
-    def like(self, left: np.ndarray, right: np.ndarray):
+    def like(self, left: np.ndarray, right: np.ndarray) -> Self:
+        """Shares of the same kind (and width) with these components."""
         raise NotImplementedError
 
 
@@ -75,8 +84,8 @@ class AShares(_Pair):
         super().__post_init__()
         check_arithmetic_dtype(self.dtype)
 
-    def like(self, left: np.ndarray, right: np.ndarray) -> AShares:
-        return AShares(left, right)
+    def like(self, left: np.ndarray, right: np.ndarray) -> Self:
+        return type(self)(left, right)
 
     def __add__(self, other: AShares) -> AShares:
         return AShares(self.left + other.left, self.right + other.right)
@@ -87,12 +96,12 @@ class AShares(_Pair):
     def __neg__(self) -> AShares:
         return AShares(-self.left, -self.right)
 
-    def scale(self, c: int | np.ndarray) -> AShares:
+    def scale(self, c: int | np.integer | np.ndarray) -> AShares:
         """Multiply by a public constant (scalar, or an array broadcast over rows)."""
         c = np.asarray(c).astype(self.dtype)
         return AShares(self.left * c, self.right * c)
 
-    def add_public(self, party: int, c: int | np.ndarray) -> AShares:
+    def add_public(self, party: int, c: int | np.integer | np.ndarray) -> AShares:
         """Add a public constant: only component 0 (H1's left, H3's right) changes."""
         c = np.asarray(c).astype(self.dtype)
         left = self.left + c if party == 0 else self.left
@@ -124,13 +133,13 @@ class BShares(_Pair):
         if self.dtype != bool_dtype(self.width):
             raise ValueError(f"{self.width}-bit boolean shares must be {bool_dtype(self.width)}")
 
-    def like(self, left: np.ndarray, right: np.ndarray) -> BShares:
-        return BShares(left, right, self.width)
+    def like(self, left: np.ndarray, right: np.ndarray) -> Self:
+        return type(self)(left, right, self.width)
 
     def __xor__(self, other: BShares) -> BShares:
         return BShares(self.left ^ other.left, self.right ^ other.right, max(self.width, other.width))
 
-    def xor_public(self, party: int, c: int | np.ndarray) -> BShares:
+    def xor_public(self, party: int, c: int | np.integer | np.ndarray) -> BShares:
         """XOR a public constant (``c`` ≤ the width's mask) into component 0."""
         c = np.asarray(c).astype(self.dtype)
         left = self.left ^ c if party == 0 else self.left
@@ -140,7 +149,7 @@ class BShares(_Pair):
         """Bitwise NOT within ``width`` bits."""
         return self.xor_public(party, mask(self.width, self.dtype))
 
-    def mask(self, bits: int | np.ndarray) -> BShares:
+    def mask(self, bits: int | np.integer | np.ndarray) -> BShares:
         """AND with a public bit mask (local)."""
         m = np.asarray(bits).astype(self.dtype)
         return BShares(self.left & m, self.right & m, self.width)
@@ -175,9 +184,17 @@ class BShares(_Pair):
 
 
 Shares = AShares | BShares
+"""Either kind, where a protocol treats both alike (shuffle, reveal, moving rows)."""
+
+S = TypeVar("S", AShares, BShares)
+"""One kind of shares for every argument and the result (``stack`` of BShares is BShares)."""
+
+K = TypeVar("K", bound=_Pair)
+"""Each column's own kind, kept from argument to result; the columns may mix kinds (then the
+result is only known to be shares: narrow it with ``isinstance``)."""
 
 
-def public(party: int, values: np.ndarray, dtype: np.dtype) -> AShares:
+def public(party: int, values: np.ndarray, dtype: npt.DTypeLike) -> AShares:
     """The trivial arithmetic sharing of public ``values``: component 0 is the value.
 
     Component 0 is H1's ``left`` and H3's ``right``; the other components are zero.
@@ -194,7 +211,7 @@ def public_bits(party: int, values: np.ndarray, width: int) -> BShares:
     return BShares(values if party == 0 else zero, values if party == 2 else zero, width)
 
 
-def stack(columns: Sequence[Shares]) -> Shares:
+def stack(columns: Sequence[S]) -> S:
     """Stack equally long columns of one kind along a new leading axis."""
     first = columns[0]
     left = np.stack([c.left for c in columns])
@@ -202,7 +219,7 @@ def stack(columns: Sequence[Shares]) -> Shares:
     return first.like(left, right)
 
 
-def concat(columns: Sequence[Shares]) -> Shares:
+def concat(columns: Sequence[S]) -> S:
     """Concatenate columns of one kind along the row axis."""
     first = columns[0]
     left = np.concatenate([c.left for c in columns], axis=-1)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, Shares
+from ipa.mpc.replicated import AShares, BShares, K
 from ipa.mpc.ring import mask
 from ipa.mpc.step import Family, Steps
 
@@ -43,22 +43,22 @@ _LAST = Steps("shuffle.permute_last", "perm", mask=Family(MAX_COLUMNS), output=F
 SHUFFLE_STEPS = Steps("shuffle", perm_01=_PERMUTE, perm_12=_PERMUTE, perm_20=_LAST)
 
 
-def _draw(ctx: Context, peer: Peer, col: Shares, like: np.ndarray) -> np.ndarray:
+def _draw(ctx: Context, peer: Peer, col: K, like: np.ndarray) -> np.ndarray:
     """PRSS words for re-masking ``col``: boolean ones stay within the column's width."""
     r = ctx.draw(peer, like.shape, like.dtype)
-    return r if isinstance(col, AShares) else r & mask(col.width, like.dtype)
+    return r & mask(col.width, like.dtype) if isinstance(col, BShares) else r
 
 
-def _plus(col: Shares, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _plus(col: K, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b if isinstance(col, AShares) else a ^ b
 
 
-def _minus(col: Shares, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _minus(col: K, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a - b if isinstance(col, AShares) else a ^ b
 
 
 def _permute_and_mask(
-    ctx: Context, peer: Peer, cols: Sequence[Shares], parts: list[np.ndarray], add_mask: bool
+    ctx: Context, peer: Peer, cols: Sequence[K], parts: list[np.ndarray], add_mask: bool
 ) -> list[np.ndarray]:
     """Apply the permutation shared with ``peer`` to two-party ``parts`` and re-mask them.
 
@@ -75,7 +75,7 @@ def _permute_and_mask(
     return out
 
 
-def shuffle(ctx: Context, columns: Sequence[Shares]) -> list[Shares]:
+def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
     """Permute equally long share columns by one random permutation no helper knows.
 
     For ``c`` columns of one word each (3 steps, of which two run at once):

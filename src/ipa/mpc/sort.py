@@ -27,6 +27,7 @@ uniformly random permutations, so helpers learn nothing but n.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
 from ipa.mpc.multiply import inner_product
 from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
 from ipa.mpc.permute import MOVE_ROWS_STEPS, move_rows
-from ipa.mpc.replicated import AShares, BShares, Shares, public
+from ipa.mpc.replicated import AShares, BShares, K, _Pair, public
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["DEFAULT_DIGIT_BITS", "SORT_STEPS", "sort"]
@@ -60,8 +61,8 @@ def _destinations(ctx: Context, digit: BShares) -> AShares:
 
 
 def sort(
-    ctx: Context, key: BShares, payload: Sequence[Shares], *, digit_bits: int = DEFAULT_DIGIT_BITS
-) -> list[Shares]:
+    ctx: Context, key: BShares, payload: Sequence[K], *, digit_bits: int = DEFAULT_DIGIT_BITS
+) -> list[K]:
     """Stably sort rows by the w-bit ``key``; return the payload columns in that order.
 
     ``key`` is one boolean-shared word per row; payload columns are any share
@@ -91,7 +92,8 @@ def sort(
         dest = _destinations(step, rest.bits(0, d))
         done, number = done + d, number + 1
         rest = rest.shift_right(d) if done < key.width else None
-        moved = move_rows(step.narrow("move"), dest, [index] if rest is None else [index, rest])
-        index, rest = moved[0], (moved[1] if rest is not None else None)
+        columns: list[_Pair] = [index] if rest is None else [index, rest]
+        moved = move_rows(step.narrow("move"), dest, columns)  # keeps each column's kind
+        index, rest = cast(AShares, moved[0]), (cast(BShares, moved[1]) if rest is not None else None)
     inverse = move_rows(ctx.narrow("invert"), index, [public(ctx.party, np.arange(n), _INDEX)])[0]
     return move_rows(ctx.narrow("apply"), inverse, payload)
