@@ -114,7 +114,9 @@ class Events:
         if constraint_id is None:
             constraint_id = np.zeros(len(np.asarray(timestamp)), dtype=np.uint64)
         site_column = None if site is None else np.asarray(site)
-        return cls(timestamp, match_key, is_trigger, breakdown_key, trigger_value, constraint_id, site_column)
+        # The fields' types are what __post_init__ makes of any array-like; a dataclass cannot say so.
+        columns = timestamp, match_key, is_trigger, breakdown_key, trigger_value, constraint_id, site_column
+        return cls(*columns)  # type: ignore[arg-type]
 
     @classmethod
     def empty(cls) -> Events:

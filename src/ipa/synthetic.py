@@ -153,8 +153,8 @@ def generate(
     timestamp = _timestamps(rng, user, is_trigger, num_users, bits["timestamp_bits"])
 
     weights = 1.0 / np.arange(1, num_breakdowns + 1)
-    breakdown_key = rng.choice(num_breakdowns, size=num_events, p=weights / weights.sum())
-    breakdown_key = np.where(is_trigger, 0, breakdown_key).astype(np.uint64)
+    drawn = rng.choice(num_breakdowns, size=num_events, p=weights / weights.sum())
+    breakdown_key = np.where(is_trigger, 0, drawn).astype(np.uint64)
 
     main_constraint = rng.integers(0, num_constraint_ids, size=num_users, dtype=np.uint64)
     other_constraint = rng.integers(0, num_constraint_ids, size=num_events, dtype=np.uint64)

@@ -93,7 +93,9 @@ def check_ranges(events: Events, config: QueryConfig, fields: tuple[str, ...] | 
         if fields is not None and field not in fields:
             continue
         column = getattr(events, field)
-        too_big = np.flatnonzero(column.astype(np.uint64) >> np.uint64(bits)) if bits < 64 else []
+        too_big: np.ndarray | list[int] = (
+            np.flatnonzero(column.astype(np.uint64) >> np.uint64(bits)) if bits < 64 else []
+        )
         if len(too_big):
             row = int(too_big[0])
             # The value itself is not printed: it may be a match key.

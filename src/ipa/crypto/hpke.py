@@ -29,6 +29,7 @@ import enum
 import functools
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hpke
@@ -116,7 +117,7 @@ class _PicklesRaw:
     def __getstate__(self) -> dict[str, object]:
         return {"suite": int(self.suite), "raw": self.raw}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "suite", Suite(state["suite"]))
         object.__setattr__(self, "raw", state["raw"])
 

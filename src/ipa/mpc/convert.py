@@ -19,6 +19,7 @@ Each party sees only words masked by randomness it does not know.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.channel import Peer
@@ -43,7 +44,7 @@ ARITH_TO_BOOL_STEPS = Steps("arith_to_bool", "carry_save", add=ADD_STEPS)
 BOOL_TO_ARITH_STEPS = Steps("bool_to_arith", "mask_1", "mask_2", "carry_save", "open", add=ADD_STEPS)
 
 
-def bit_to_arith(ctx: Context, b: BShares, dtype: np.dtype = np.uint32) -> AShares:
+def bit_to_arith(ctx: Context, b: BShares, dtype: npt.DTypeLike = np.uint32) -> AShares:
     """1-bit boolean shares (any shape) → arithmetic shares of the same bits in Z_2^k.
 
     Cost: ``2`` rounds, ``(2, 1, 1)`` words per element (k-bit words).
@@ -78,7 +79,7 @@ def arith_to_bool(ctx: Context, x: AShares) -> BShares:
     return add(ctx.narrow("add"), s, c)
 
 
-def bool_to_arith(ctx: Context, x: BShares, dtype: np.dtype = np.uint64) -> AShares:
+def bool_to_arith(ctx: Context, x: BShares, dtype: npt.DTypeLike = np.uint64) -> AShares:
     """w-bit boolean shares → arithmetic shares in Z_2^k of the same integers (B2A), w ≤ k.
 
     H2 sends 2 words more than the others, to open the masked value to H1 and H3.

@@ -7,6 +7,7 @@ numpy ``&`` evaluates w AND gates for every row.
 """
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["ARITHMETIC_DTYPES", "bool_dtype", "check_arithmetic_dtype", "mask"]
 
@@ -22,13 +23,13 @@ def bool_dtype(width: int) -> np.dtype:
     return next(d for d in _WORDS if d.itemsize * 8 >= width)
 
 
-def mask(width: int, dtype: np.dtype | None = None) -> np.unsignedinteger:
+def mask(width: int, dtype: npt.DTypeLike | None = None) -> np.unsignedinteger:
     """All-ones in the low ``width`` bits, as a numpy scalar of ``dtype``."""
-    dtype = np.dtype(dtype) if dtype is not None else bool_dtype(width)
-    return dtype.type((1 << width) - 1)
+    word: np.dtype = np.dtype(dtype) if dtype is not None else bool_dtype(width)
+    return word.type((1 << width) - 1)
 
 
-def check_arithmetic_dtype(dtype: np.dtype) -> np.dtype:
+def check_arithmetic_dtype(dtype: npt.DTypeLike) -> np.dtype:
     """Return ``dtype`` if it is a supported arithmetic ring, else raise ``ValueError``."""
     dtype = np.dtype(dtype)
     if dtype not in ARITHMETIC_DTYPES:

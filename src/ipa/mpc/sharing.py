@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ipa.errors import ProtocolError
 from ipa.mpc.replicated import AShares, BShares, Shares
@@ -19,7 +20,7 @@ from ipa.mpc.ring import bool_dtype, check_arithmetic_dtype, mask
 __all__ = ["random_words", "reconstruct", "share_arithmetic", "share_boolean"]
 
 
-def random_words(shape: tuple[int, ...] | int, dtype: np.dtype) -> np.ndarray:
+def random_words(shape: tuple[int, ...] | int, dtype: npt.DTypeLike) -> np.ndarray:
     """Uniform words from the OS CSPRNG."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
@@ -27,7 +28,7 @@ def random_words(shape: tuple[int, ...] | int, dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(os.urandom(count * dtype.itemsize), dtype=dtype).reshape(shape)
 
 
-def share_arithmetic(values: np.ndarray, dtype: np.dtype = np.uint64) -> list[AShares]:
+def share_arithmetic(values: np.ndarray, dtype: npt.DTypeLike = np.uint64) -> list[AShares]:
     """The three parties' arithmetic shares of ``values`` (reduced mod 2^k)."""
     dtype = check_arithmetic_dtype(dtype)
     x = np.asarray(values).astype(dtype)

@@ -304,7 +304,8 @@ def _check_field_ranges(reasons: np.ndarray, fields: np.ndarray, config: QueryCo
     }
     for name, width in widths.items():
         components = fields[name]
-        bad = (components >> np.uint64(width)).any(axis=1) if width < 64 else np.zeros(len(fields), bool)
+        wide = components >> np.uint64(width) if width < 64 else np.zeros_like(components)
+        bad = np.asarray(wide.any(axis=1))
         for row in np.flatnonzero(bad & (reasons == 0))[:1]:
             details[int(row)] = f"field {name} has a share component wider than {width} bits"
         _flag(reasons, bad, _R.OUT_OF_RANGE)
