@@ -18,9 +18,11 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -90,7 +92,7 @@ def _peer_channels(config: HelperConfig, insecure: bool) -> dict[int, grpc.Chann
     return channels
 
 
-def _identifier(config: HelperConfig, insecure: bool):
+def _identifier(config: HelperConfig, insecure: bool) -> Callable[[grpc.ServicerContext], int | None]:
     """Map a peer call to the caller's party index by the certificate it presented."""
     pinned = (
         {} if insecure else {_read(p.cert, "peer certificate").strip(): p.index - 1 for p in config.peers}
@@ -99,7 +101,9 @@ def _identifier(config: HelperConfig, insecure: bool):
     def identify(context: grpc.ServicerContext) -> int | None:
         if insecure:
             return None
-        presented = context.auth_context().get("x509_pem_cert", [b""])[0].strip()
+        # grpc gives a list of values per property (typeshed's stub says bytes)
+        certs = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))
+        presented = certs[0].strip()
         if presented not in pinned:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
         return pinned[presented]

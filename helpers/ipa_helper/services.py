@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import resource
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import grpc
 
@@ -46,7 +47,7 @@ _STATES = {
 }
 
 
-def _abort(context: grpc.ServicerContext, exc: IpaError) -> None:
+def _abort(context: grpc.ServicerContext, exc: IpaError) -> NoReturn:
     code = {
         UnknownQueryError: grpc.StatusCode.NOT_FOUND,
         AccessDeniedError: grpc.StatusCode.PERMISSION_DENIED,
@@ -122,7 +123,9 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         except IpaError as exc:
             _abort(context, exc)
 
-    def Upload(self, request_iterator, context):  # noqa: N802
+    def Upload(  # noqa: N802
+        self, request_iterator: Iterator[query_pb2.UploadChunk], context: grpc.ServicerContext
+    ) -> query_pb2.UploadResponse:
         self._caller(context)  # before reading anything
         first = next(request_iterator, None)
         if first is None:

@@ -38,7 +38,7 @@ def encode_message(
     (into the protobuf message), not first into one joined buffer.
     """
     headers = [peer_pb2.ArrayHeader(dtype=a.dtype.str, shape=a.shape) for a in arrays]
-    views = [memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8)) for a in arrays]
+    views = [np.ascontiguousarray(a).reshape(-1).view(np.uint8).data for a in arrays]
     pieces = (
         view[start : start + CHUNK_BYTES] for view in views for start in range(0, len(view), CHUNK_BYTES)
     )
