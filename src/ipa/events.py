@@ -245,7 +245,8 @@ def read_csv(path: str | PathLike[str]) -> Events:
     parsed = list(np.ascontiguousarray(table.T))  # one contiguous array per column
     if len(parsed) < len(COLUMNS):
         parsed.append(np.zeros(len(table), dtype=np.uint64))  # no constraint_id column
-    return Events(*parsed, site=_site_column(name, site) if site is not None else None)
+    sites = _site_column(name, site) if site is not None else None
+    return Events.from_columns(**dict(zip(COLUMNS, parsed, strict=True)), site=sites)
 
 
 def _split_sites(body: bytes) -> tuple[bytes, list[bytes]]:
@@ -260,7 +261,7 @@ def _split_sites(body: bytes) -> tuple[bytes, list[bytes]]:
 def _site_column(name: str, sites: list[bytes]) -> np.ndarray:
     """The site field of every line as a string column, or InputError naming the first bad line."""
     distinct, inverse = np.unique(np.array(sites, dtype=object), return_inverse=True)
-    texts = []
+    texts: list[str] = []
     for raw in distinct.tolist():
         line = int(np.flatnonzero(inverse == len(texts))[0]) + 2
         try:

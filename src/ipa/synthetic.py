@@ -171,14 +171,14 @@ def generate(
     site = _sites(rng, user, is_trigger, num_users, publishers, advertisers) if publishers else None
 
     order = np.argsort(timestamp, kind="stable")
-    return Events(
-        timestamp[order],
-        match_key[order],
-        is_trigger[order],
-        breakdown_key[order],
-        trigger_value[order],
-        constraint_id[order],
-        None if site is None else site[order],
+    return Events.from_columns(
+        timestamp=timestamp[order],
+        match_key=match_key[order],
+        is_trigger=is_trigger[order],
+        breakdown_key=breakdown_key[order],
+        trigger_value=trigger_value[order],
+        constraint_id=constraint_id[order],
+        site=None if site is None else site[order],
     )
 
 

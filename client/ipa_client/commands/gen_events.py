@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ipa_client.commands._types import int_in, non_negative_int
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
-_MULTI_SITE = {"publishers": PUBLISHERS, "advertisers": ADVERTISERS, "max_devices": 3}
+_MULTI_SITE: dict[str, Any] = {"publishers": PUBLISHERS, "advertisers": ADVERTISERS, "max_devices": 3}
 
 NAME = "gen-events"
 HELP = "write a synthetic event CSV file"

@@ -26,10 +26,9 @@ class QueryType(enum.StrEnum):
     @classmethod
     def parse(cls, value: object) -> QueryType:
         """``value`` (a QueryType or its name) as a QueryType, or InputError."""
-        try:
+        if isinstance(value, str) and value in {t.value for t in cls}:
             return cls(value)
-        except ValueError:
-            raise InputError(f"query_type must be 'source' or 'trigger', got {value!r}") from None
+        raise InputError(f"query_type must be 'source' or 'trigger', got {value!r}")
 
 
 @dataclass(frozen=True)

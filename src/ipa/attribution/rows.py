@@ -136,7 +136,7 @@ def share_events(events: Events, config: QueryConfig, site: str | None = None) -
     ev = presort(events)
     if site is None and ev.sites():
         raise InputError(f"the events name sites ({', '.join(ev.sites()[:3])}): give the querying site")
-    off_site = ev.off_site(site) if site is not None else None
+    off_site = ev.off_site(site) if site is not None else np.zeros(len(ev), bool)
     columns: dict[str, list] = {"match_key": share_boolean(ev.match_key, config.match_key_bits)}
     columns |= share_collector_fields(ev, config)
     return [SharedRows(**{k: v[i] for k, v in columns.items()}, off_site=off_site) for i in range(3)]
