@@ -37,6 +37,7 @@ from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
+from ipa_helper.peers import PeerLink
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
 from ipa_helper.transport import GrpcPeer
 from ipa_rpc import MESSAGE_LIMITS
@@ -161,7 +162,7 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
         peer.stop(None)
         raise
     channels = _peer_channels(config, insecure)
-    links = {
+    links: dict[Peer, PeerLink] = {
         p: GrpcPeer(
             p.of(config.party),
             peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]),
