@@ -119,7 +119,8 @@ class Channel(ABC):
         difference is a :class:`TransportError`.
         """
         self._claim(step, frm, "receive")
-        *arrays, tag = self._collect(step, frm) or [None]
+        message = self._collect(step, frm)
+        arrays, tag = message[:-1], (message[-1] if message else None)
         if not isinstance(tag, np.ndarray) or tag.dtype != _DEPTH or tag.shape != (1,):
             raise TransportError(f"message at step {step!r} from {frm.name} has no depth")
         with self._lock:
