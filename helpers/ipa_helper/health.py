@@ -56,7 +56,7 @@ def serving(config: HelperConfig, timeout: float = 3.0) -> tuple[bool, str]:
     with _channel(config) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = stub.Check(
+            reply = stub.Check(  # type: ignore[attr-defined]  # typeshed's HealthStub lists no methods
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=True
             )
         except grpc.RpcError as exc:
