@@ -221,7 +221,8 @@ class QueryClient:
         def probe(helper: int) -> None:
             stub = health_pb2_grpc.HealthStub(self._channels[helper])
             try:
-                stub.Check(health_pb2.HealthCheckRequest(), timeout=self._connect_timeout)
+                # typeshed's HealthStub lists no methods
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=self._connect_timeout)  # type: ignore[attr-defined]
             except grpc.RpcError as exc:  # a helper that answers, even with an error, is reachable
                 if unreachable_reason(exc, self._connect_timeout) is not None:
                     problems[helper] = self._unreachable(helper, exc, self._connect_timeout)

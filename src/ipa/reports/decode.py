@@ -175,7 +175,7 @@ def decode_batch(
     batch_key = keys.private_key(key_id)
     try:
         bound = info(Purpose.BATCH_KEY, FORMAT_VERSION, suite, key_id, keys.helper, binding)
-        sealed_key = data[BATCH_HEADER.size : BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)]
+        sealed_key = bytes(data[BATCH_HEADER.size : BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)])
         secret = open_sealed(batch_key, sealed_key, bound)
     except InvalidReportError:
         raise InvalidReportError(_R.DECRYPTION_FAILED, detail="batch key") from None
@@ -215,7 +215,9 @@ def decode_batch(
     return DecodedBatch(rows, reasons, distinct)
 
 
-def _check_header(data: bytes, keys: KeyRegistry, binding: Binding, oldest: int) -> dict[str, int]:
+def _check_header(
+    data: bytes | bytearray, keys: KeyRegistry, binding: Binding, oldest: int
+) -> dict[str, int]:
     if len(data) < len(BATCH_MAGIC) or (len(data) < BATCH_HEADER.size and data.startswith(BATCH_MAGIC)):
         raise InvalidReportError(_R.TRUNCATED, detail="batch header")
     if not data.startswith(BATCH_MAGIC):
@@ -249,7 +251,7 @@ def _check_header(data: bytes, keys: KeyRegistry, binding: Binding, oldest: int)
     return {"n": n, "chunk_rows": chunk_rows, "key_id": key_id}
 
 
-def _check_length(data: bytes, suite: Suite, n: int, chunk_rows: int, record_width: int) -> None:
+def _check_length(data: bytes | bytearray, suite: Suite, n: int, chunk_rows: int, record_width: int) -> None:
     """TRUNCATED (index: first incomplete report) or CORRUPT (trailing bytes)."""
     start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
     per_row = record_width + FIELD_RECORD.itemsize
@@ -265,10 +267,10 @@ def _check_length(data: bytes, suite: Suite, n: int, chunk_rows: int, record_wid
 
 
 def _read_chunks(
-    data: bytes, suite: Suite, n: int, chunk_rows: int, record_dtype: np.dtype, batch_key: bytes
+    data: bytes | bytearray, suite: Suite, n: int, chunk_rows: int, record_dtype: np.dtype, batch_key: bytes
 ) -> tuple[np.ndarray, np.ndarray]:
     aead = AESGCM(batch_key)
-    head = data[: BATCH_HEADER.size]
+    head = bytes(data[: BATCH_HEADER.size])
     at = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
     records, fields = [], []
     for j, start in enumerate(range(0, n, chunk_rows)):
