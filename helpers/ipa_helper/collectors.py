@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 
@@ -72,7 +73,8 @@ class Collectors:
             if known is None:
                 raise UnauthenticatedError(f"unknown report collector {claimed!r} (insecure network)")
             return known
-        presented = context.auth_context().get("x509_pem_cert", [b""])[0]
+        # grpc gives a list of values per property (typeshed's stub says bytes)
+        presented = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))[0]
         if not presented:
             raise UnauthenticatedError("no client certificate: a report collector identity is needed")
         known = self._by_fingerprint.get(fingerprint(presented))
