@@ -16,17 +16,19 @@ class BudgetRequest(_message.Message):
     def __init__(self, site: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class QuerySpend(_message.Message):
-    __slots__ = ("query_id", "epsilon", "state")
+    __slots__ = ("query_id", "epsilon", "state", "rho_units")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RHO_UNITS_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     epsilon: float
     state: str
-    def __init__(self, query_id: _Optional[str] = ..., epsilon: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
+    rho_units: int
+    def __init__(self, query_id: _Optional[str] = ..., epsilon: _Optional[float] = ..., state: _Optional[str] = ..., rho_units: _Optional[int] = ...) -> None: ...
 
 class BudgetStatus(_message.Message):
-    __slots__ = ("helper", "site", "epoch", "budget", "spent", "remaining", "queries")
+    __slots__ = ("helper", "site", "epoch", "budget", "spent", "remaining", "queries", "delta", "budget_units", "spent_units")
     HELPER_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +36,9 @@ class BudgetStatus(_message.Message):
     SPENT_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_UNITS_FIELD_NUMBER: _ClassVar[int]
+    SPENT_UNITS_FIELD_NUMBER: _ClassVar[int]
     helper: int
     site: str
     epoch: int
@@ -41,4 +46,7 @@ class BudgetStatus(_message.Message):
     spent: float
     remaining: float
     queries: _containers.RepeatedCompositeFieldContainer[QuerySpend]
-    def __init__(self, helper: _Optional[int] = ..., site: _Optional[str] = ..., epoch: _Optional[int] = ..., budget: _Optional[float] = ..., spent: _Optional[float] = ..., remaining: _Optional[float] = ..., queries: _Optional[_Iterable[_Union[QuerySpend, _Mapping]]] = ...) -> None: ...
+    delta: float
+    budget_units: int
+    spent_units: int
+    def __init__(self, helper: _Optional[int] = ..., site: _Optional[str] = ..., epoch: _Optional[int] = ..., budget: _Optional[float] = ..., spent: _Optional[float] = ..., remaining: _Optional[float] = ..., queries: _Optional[_Iterable[_Union[QuerySpend, _Mapping]]] = ..., delta: _Optional[float] = ..., budget_units: _Optional[int] = ..., spent_units: _Optional[int] = ...) -> None: ...

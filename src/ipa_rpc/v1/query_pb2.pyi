@@ -147,11 +147,25 @@ class QueryStatus(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., state: _Optional[_Union[QueryState, str]] = ..., phase: _Optional[str] = ..., progress: _Optional[float] = ..., error: _Optional[str] = ..., rows: _Optional[int] = ..., invalid_reports: _Optional[_Mapping[str, int]] = ..., phase_seconds: _Optional[_Mapping[str, float]] = ..., bytes_sent: _Optional[int] = ..., peak_rss_mb: _Optional[float] = ...) -> None: ...
 
 class ResultShare(_message.Message):
-    __slots__ = ("helper", "left", "right")
+    __slots__ = ("helper", "left", "right", "noise")
     HELPER_FIELD_NUMBER: _ClassVar[int]
     LEFT_FIELD_NUMBER: _ClassVar[int]
     RIGHT_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FIELD_NUMBER: _ClassVar[int]
     helper: int
     left: bytes
     right: bytes
-    def __init__(self, helper: _Optional[int] = ..., left: _Optional[bytes] = ..., right: _Optional[bytes] = ...) -> None: ...
+    noise: NoiseAdded
+    def __init__(self, helper: _Optional[int] = ..., left: _Optional[bytes] = ..., right: _Optional[bytes] = ..., noise: _Optional[_Union[NoiseAdded, _Mapping]] = ...) -> None: ...
+
+class NoiseAdded(_message.Message):
+    __slots__ = ("mechanism", "scale", "epsilon", "delta")
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    mechanism: str
+    scale: float
+    epsilon: float
+    delta: float
+    def __init__(self, mechanism: _Optional[str] = ..., scale: _Optional[float] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ...) -> None: ...
