@@ -27,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,9 @@ class BudgetLedger:
     ``describe(units)`` renders an amount for error messages (e.g. as the ε it is worth).
     """
 
-    def __init__(self, path: Path, budget_units: int, describe=None) -> None:
+    def __init__(
+        self, path: Path, budget_units: int, describe: Callable[[int], str] | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.budget_units = budget_units
         self._describe = describe or (lambda units: f"{units} units of 1e-12 rho")
