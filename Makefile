@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/mpc.py --rows 100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .benchmarks build *.egg-info src/*.egg-info
 
 demo: $(STAMP)
 	$(BIN)/ipa demo --events 100000
