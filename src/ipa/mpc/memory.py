@@ -6,6 +6,15 @@ seeds come from the operating system's CSPRNG. If one party fails, the others
 are woken with a TransportError instead of waiting forever, and the first
 failure is re-raised in the caller.
 
+**Tamper harness** (malicious-security tests, ``docs/malicious.md``): with
+``tamper=Tamper(party, step, ...)`` one party alters one message it sends at
+step path ``step``, after it left the protocol and before the receiver sees it:
+it adds 1 to one word (wrapping) or flips one bit of it. ``RunResult.messages``
+lists every message each party sent, as :class:`Sent` records (sender, step,
+receiver), so a test can run once honestly and then tamper with each of them.
+A tamper that matches no message (or only an empty one) is a ValueError after
+the run, so a sweep can never pass vacuously.
+
 A deadlock is detected at once: when every party still running waits for a
 message that nobody has sent (e.g. sender and receiver disagree on a step),
 the waiting parties fail with a ProtocolError naming each party's pending
@@ -17,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -28,9 +37,69 @@ from ipa.mpc.channel import Channel, CommStats, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
 
-__all__ = ["RunResult", "run_parties", "run_three"]
+__all__ = ["RunResult", "Sent", "Tamper", "run_parties", "run_three"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, order=True)
+class Sent:
+    """One message a run carried: ``party`` sent it at ``step`` to party ``to`` (0-based)."""
+
+    party: int
+    step: str
+    to: int
+
+    def __str__(self) -> str:
+        return f"H{self.party + 1} {self.step} -> H{self.to + 1}"
+
+
+@dataclass(frozen=True)
+class Tamper:
+    """Party ``party`` (0-based) alters the first message it sends at ``step`` (to ``to``, if given).
+
+    ``kind`` is ``"add"`` (add 1 to the word, wrapping in its dtype) or
+    ``"flip"`` (XOR bit ``bit`` of it); the word is number ``index`` of the
+    message's first non-empty array, flattened.
+    """
+
+    party: int
+    step: str
+    kind: str = "add"
+    to: int | None = None
+    index: int = 0
+    bit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.party not in (0, 1, 2):
+            raise ValueError(f"party must be 0, 1 or 2, got {self.party}")
+        if self.kind not in ("add", "flip"):
+            raise ValueError(f"kind must be 'add' or 'flip', got {self.kind!r}")
+
+    @classmethod
+    def at(cls, sent: Sent, kind: str = "add", **kwargs: int) -> Tamper:
+        """The tamper of the one message ``sent``."""
+        return cls(sent.party, sent.step, kind, sent.to, **kwargs)
+
+    def matches(self, party: int, step: str, to: int) -> bool:
+        return party == self.party and step == self.step and self.to in (None, to)
+
+    def apply(self, arrays: list[np.ndarray]) -> list[np.ndarray] | None:
+        """A copy of ``arrays`` with one word altered, or None if there is no word to alter."""
+        first = next((i for i, a in enumerate(arrays) if a.size), None)
+        if first is None:
+            return None
+        word = np.array(arrays[first]).reshape(-1)  # a copy: the sender's array stays intact
+        if not 0 <= self.index < word.size:
+            raise ValueError(f"tamper index {self.index} is outside a message of {word.size} words")
+        if not 0 <= self.bit < word.dtype.itemsize * 8:
+            raise ValueError(f"tamper bit {self.bit} is outside a {word.dtype.itemsize * 8}-bit word")
+        at = slice(self.index, self.index + 1)  # array arithmetic: wraps without a warning
+        if self.kind == "add":
+            word[at] += np.array(1, word.dtype)
+        else:
+            word[at] ^= np.array(1, word.dtype) << np.array(self.bit, word.dtype)
+        return [*arrays[:first], word.reshape(arrays[first].shape), *arrays[first + 1 :]]
 
 
 class _Exchange:
@@ -40,8 +109,11 @@ class _Exchange:
     blocked party to the (sender, step) it waits for.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, tamper: Tamper | None = None) -> None:
         self.timeout = timeout
+        self.tamper = tamper
+        self.tampered = False
+        self.sent: list[Sent] = []
         self.boxes: dict[tuple[int, int, str], list[np.ndarray]] = {}
         self.cond = threading.Condition()
         self.failed = False
@@ -86,9 +158,17 @@ class _MemoryChannel(Channel):
     def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
         # Read-only views: protocols never write into an array after sending it, and
         # the receiver cannot write into the sender's memory.
-        msg = [_frozen(a) for a in arrays]
+        receiver = to.of(self.party)
         with self._ex.cond:
-            self._ex.boxes[(self.party, to.of(self.party), step)] = msg
+            self._ex.sent.append(Sent(self.party, step, receiver))
+            tamper = self._ex.tamper
+            if tamper and not self._ex.tampered and tamper.matches(self.party, step, receiver):
+                altered = tamper.apply(arrays[:-1])  # never the trailing depth word
+                if altered is not None:
+                    arrays = [*altered, arrays[-1]]
+                    self._ex.tampered = True
+            msg = [_frozen(a) for a in arrays]
+            self._ex.boxes[(self.party, receiver, step)] = msg
             self._ex.cond.notify_all()
 
     def _collect(self, step: str, frm: Peer) -> list[np.ndarray]:
@@ -121,6 +201,8 @@ class RunResult(Generic[T]):
 
     outputs: list[T]
     stats: list[CommStats]
+    messages: list[Sent] = field(default_factory=list)
+    """Every message sent, sorted by sender, step and receiver."""
 
     @property
     def rounds(self) -> int:
@@ -166,11 +248,15 @@ def run_three(
     *,
     step: str = "root",
     timeout: float = 600.0,
+    tamper: Tamper | None = None,
 ) -> RunResult[T]:
-    """Run ``protocol(ctx, inputs[i])`` for parties i = 0, 1, 2 in three threads."""
+    """Run ``protocol(ctx, inputs[i])`` for parties i = 0, 1, 2 in three threads.
+
+    With ``tamper``, one message is altered in transit (see the module docstring).
+    """
     if len(inputs) != 3:
         raise ValueError(f"inputs must have one entry per party, got {len(inputs)}")
-    exchange = _Exchange(timeout)
+    exchange = _Exchange(timeout, tamper)
     seeds = [os.urandom(SEED_BYTES) for _ in range(3)]  # seeds[i] is shared by parties i and i+1
     channels = [_MemoryChannel(i, exchange) for i in range(3)]
     contexts = [
@@ -185,4 +271,6 @@ def run_three(
 
     bodies = [partial(body, ctx, value) for ctx, value in zip(contexts, inputs, strict=True)]
     outputs = run_parties(bodies, on_failure=exchange.abort)
-    return RunResult(outputs, [c.stats for c in channels])
+    if tamper is not None and not exchange.tampered:
+        raise ValueError(f"tamper {tamper} matched no non-empty message of the run")
+    return RunResult(outputs, [c.stats for c in channels], sorted(exchange.sent))

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ipa.mpc.memory import RunResult, run_three
+from ipa.mpc.memory import RunResult, Tamper, run_three
 from ipa.mpc.ring import bool_dtype
 from ipa.mpc.sharing import reconstruct
 
@@ -47,9 +47,16 @@ def per_party(*shared: Sequence[Any]) -> list[tuple[Any, ...]]:
     return [tuple(s[i] for s in shared) for i in range(3)]
 
 
-def run(protocol: Callable[..., Any], *shared: Sequence[Any], timeout: float = 600.0) -> RunResult:
-    """Run ``protocol(ctx, *shares_of_party)`` on all three parties in the in-memory runner."""
-    return run_three(lambda ctx, args: protocol(ctx, *args), per_party(*shared), timeout=timeout)
+def run(
+    protocol: Callable[..., Any], *shared: Sequence[Any], timeout: float = 600.0, tamper: Tamper | None = None
+) -> RunResult:
+    """Run ``protocol(ctx, *shares_of_party)`` on all three parties in the in-memory runner.
+
+    ``tamper`` makes one party alter one message (:class:`ipa.mpc.memory.Tamper`).
+    """
+    return run_three(
+        lambda ctx, args: protocol(ctx, *args), per_party(*shared), timeout=timeout, tamper=tamper
+    )
 
 
 def opened(result: RunResult) -> np.ndarray | list[np.ndarray]:
