@@ -23,7 +23,7 @@ LAYERS = [
     ("words and shares",              "ipa.mpc ipa.mpc.ring ipa.mpc.replicated ipa.mpc.sharing"),
     ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.context "
                                       "ipa.mpc.memory"),
-    ("basic protocols",               "ipa.mpc.multiply ipa.mpc.reveal ipa.mpc.input"),
+    ("basic protocols",               "ipa.mpc.multiply ipa.mpc.reveal ipa.mpc.input ipa.mpc.verify"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
     ("shuffle and sort",              "ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
     ("the three-party test world",    "ipa.mpc.testing"),

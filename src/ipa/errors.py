@@ -8,6 +8,7 @@ __all__ = [
     "InvalidReportError",
     "InvalidReportReason",
     "IpaError",
+    "MaliciousBehaviourError",
     "ProtocolError",
     "TransportError",
 ]
@@ -23,6 +24,21 @@ class InputError(IpaError, ValueError):
 
 class ProtocolError(IpaError):
     """An MPC protocol was misused (reused step, mismatched shapes) or saw inconsistent shares."""
+
+
+class MaliciousBehaviourError(IpaError):
+    """A check for a deviating helper (or an inconsistent report collector) failed: abort the query.
+
+    ``check`` names the check that failed (``"input consistency"``,
+    ``"verified reveal"``, ...). The message names the check and the helpers
+    involved, never a value, a share or a digest.
+    """
+
+    def __init__(self, check: str, detail: str = "") -> None:
+        self.check = check
+        super().__init__(
+            f"malicious behaviour detected: {check} check failed" + (f" ({detail})" if detail else "")
+        )
 
 
 class TransportError(IpaError):

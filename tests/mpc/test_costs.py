@@ -16,6 +16,7 @@ from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.shuffle import shuffle
 from ipa.mpc.sort import sort
 from ipa.mpc.testing import check_cost, run
+from ipa.mpc.verify import check_consistent, verified_reveal
 
 N = 50
 RNG = np.random.default_rng(7)
@@ -73,3 +74,12 @@ def test_shuffle_and_move_rows(c):
 def test_sort_rounds(w, d):
     result = run(lambda ctx, k, p: sort(ctx, k, [p], digit_bits=d), bits(w), arith())
     check_cost(sort, result, N, w=w, d=d)
+
+
+@pytest.mark.parametrize(("dtype", "width"), [(np.uint32, 8), (np.uint64, 64)])
+def test_verification(dtype, width):
+    b = np.dtype(dtype).itemsize
+    check_cost(verified_reveal, run(verified_reveal, arith(dtype=dtype)), N, b, n=N, b=b)
+    check_cost(verified_reveal, run(verified_reveal, bits(width)), N, width // 8, n=N, b=width // 8)
+    columns = [arith(dtype=dtype), bits(width), arith()]
+    check_cost(check_consistent, run(check_consistent, *columns), N, b, n=N)

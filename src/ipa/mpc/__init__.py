@@ -1,4 +1,4 @@
-"""Three-party replicated secret sharing, honest majority, semi-honest security.
+"""Three-party replicated secret sharing, honest majority, semi-honest security (malicious: in progress).
 
 Layers, each importing only those above it (``tests/test_layers.py`` checks it):
 
@@ -8,6 +8,8 @@ Layers, each importing only those above it (``tests/test_layers.py`` checks it):
   messages, correlated randomness, the protocol context and the in-memory
   three-party runner;
 - ``multiply``, ``reveal``, ``input``: the basic one-round protocols;
+  ``verify``: the first malicious-security checks (input consistency, a
+  reveal confirmed by each component's second holder; ``docs/malicious.md``);
 - ``adder``, ``compare``, ``convert``, ``one_hot``: circuits on packed boolean
   words, conversions between boolean and arithmetic sharings, one-hot vectors;
 - ``shuffle``, ``permute``, ``sort``: oblivious shuffle, moving rows to secret
