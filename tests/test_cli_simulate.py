@@ -74,3 +74,19 @@ def test_a_field_wider_than_its_width_is_named(events):
     )
     assert done.returncode == 2
     assert "field timestamp" in done.stderr and "4 bits" in done.stderr
+
+
+def test_list_steps_prints_every_sending_step_of_each_helper(events):
+    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10", *SOURCE_FANOUT]
+    done = ipa("simulate", *query, "--epsilon", "1", "--list-steps")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert '"sums"' not in done.stdout  # the step lines only, no result
+    assert len(lines) == len(set(lines))
+    parsed = [line.split(" ") for line in lines]
+    assert all(len(p) in (2, 3) and p[0] in "123" and p[1].startswith("root/") for p in parsed)
+    assert [p for p in parsed if len(p) == 3] == [[h, "root/noise", "input"] for h in "123"]
+    for phase in ("sort", "last_touch", "cap", "aggregate"):
+        assert {p[0] for p in parsed if p[1].startswith(f"root/{phase}/")} == {"1", "2", "3"}
+    exact = ipa("simulate", *query, "--no-noise", "--list-steps").stdout.splitlines()
+    assert set(lines) - set(exact) == {f"{h} root/noise input" for h in "123"}  # no noise, no noise messages

@@ -12,6 +12,13 @@ JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
 deviation and the half-width of its 95 % interval). Phase times are the slowest helper's;
 ``total`` is the wall time of the three-party run. Each phase is shown on
 stderr as it runs when stderr is a terminal.
+
+``--list-steps`` prints, instead of the result, one line ``H STEP`` for each
+helper H (1–3) and step path at which it sent a message in the run, and
+``H STEP input`` where the message carries only the sender's own free choice
+(its noise share): tampering with those cannot be detected, see
+``docs/malicious.md``. A query is not malicious-secure yet; the list is what
+a tamper sweep of the query will cover.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ipa.dp.accounting import noise_scale
 from ipa.dp.noise import noise_statement
 from ipa.dp.release import calibrated_noise
 from ipa.mpc.context import Context
-from ipa.mpc.memory import run_three
+from ipa.mpc.memory import RunResult, run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
 from ipa_client import output
@@ -42,7 +49,7 @@ from ipa_client.commands._query_args import (
 from ipa_client.commands._types import positive_float
 from ipa_client.progress import QueryProgress
 
-__all__ = ["HELP", "NAME", "add_arguments", "run"]
+__all__ = ["HELP", "NAME", "add_arguments", "message_steps", "run"]
 
 NAME = "simulate"
 HELP = "run the MPC query on an event CSV file with three in-memory helpers"
@@ -57,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--epsilon", type=positive_float, help="add DP noise for this ε (δ from --delta)")
     noise.add_argument("--no-noise", action="store_true", help="release exact sums")
     parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
+    parser.add_argument(
+        "--list-steps",
+        action="store_true",
+        help="print 'H STEP' for every step at which helper H sends a message (no sums)",
+    )
     output.add_output_arguments(parser)
 
 
@@ -80,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         result = run_three(helper, shares)
         finished = time.perf_counter()
         progress.finish()
+    if args.list_steps:
+        print("\n".join(message_steps(result)), flush=True)
+        return 0
     seconds = {"share": shared - start}
     seconds |= {phase: max(o.seconds[phase] for o in result.outputs) for phase in PHASES}
     seconds["total"] = finished - shared
@@ -99,6 +114,16 @@ def run(args: argparse.Namespace) -> int:
     }
     output.emit(released, args)
     return 0
+
+
+_OWN_CHOICE = "root/noise"
+"""The step of the noise hook (``ipa.attribution.pipeline``): each helper inputs its own noise share there."""
+
+
+def message_steps(result: RunResult) -> list[str]:
+    """One line ``H STEP`` (``H STEP input`` at the noise step) per helper and step it sent at."""
+    sent = sorted({(m.party + 1, m.step) for m in result.messages})
+    return [f"{h} {step}" + (" input" if step == _OWN_CHOICE else "") for h, step in sent]
 
 
 def _phase_done(progress: QueryProgress) -> Callable[[str], None]:
