@@ -29,7 +29,7 @@ LAYERS = [
     ("the three-party test world",    "ipa.mpc.testing"),
     ("events in the clear",           "ipa.events ipa.synthetic"),
     ("crypto and keys",               "ipa.crypto.hpke ipa.crypto.binding ipa.crypto.keys ipa.crypto.opener "
-                                      "ipa.crypto ipa.certs ipa.network"),
+                                      "ipa.crypto ipa.certs ipa.epochs ipa.network"),
     ("query configuration and rows",  "ipa.attribution ipa.attribution.config ipa.attribution.rows"),
     ("attribution phases",            "ipa.attribution.sites ipa.attribution.boundaries "
                                       "ipa.attribution.last_touch ipa.attribution.cap "

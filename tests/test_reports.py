@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import run_query
-from ipa.crypto.binding import Binding, Purpose, info
+from ipa.crypto.binding import Binding, Purpose, info, tag
 from ipa.crypto.hpke import Suite, open_sealed
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InvalidReportError, InvalidReportReason
@@ -33,7 +33,7 @@ R = InvalidReportReason
 CONFIG = QueryConfig(num_breakdowns=8, cap=200, window=7 * 86_400)
 QUERY = Binding("shop.example", "collector.example", 20, "provider.example")
 SEALED = Suite.X25519.sealed_length(16)  # 64
-HEADER = 42 + SEALED  # batch header with the sealed batch key
+HEADER = 42 + SEALED + 8 + 1 + len(QUERY.site)  # header, sealed batch key, query tail, one-site table
 RECORD = 29 + SEALED  # one match-key record
 
 
@@ -189,7 +189,7 @@ def test_post_quantum_suite_round_trip():
     assert reconstruct([d.rows.match_key for d in decoded]).tolist() == [9, 9]
     sealed = Suite.MLKEM768_X25519.sealed_length(16)
     assert sealed == 1120 + 32
-    error = refused(flip(batches[0], 42 + sealed + 29 + 5), registries[0])  # report 0's enc
+    error = refused(flip(batches[0], HEADER - SEALED + sealed + 29 + 5), registries[0])  # report 0's enc
     assert (error.reason, error.index) == (R.DECRYPTION_FAILED, 0)
 
 
@@ -261,7 +261,9 @@ def test_tampered_field_chunk_fails_that_chunk(network, registries):
 
 def test_truncated_and_overlong_batches(network, registries):
     batch = uploads(network, [emk(network, key=k) for k in range(6)])[0]
-    for cut, index in ((0, None), (20, None), (HEADER - 1, None), (HEADER + 10, 0), (len(batch) - 1, 4)):
+    cuts = [(0, None), (20, None), (HEADER - 15, None), (HEADER - 1, None), (HEADER + 10, 0)]
+    cuts.append((len(batch) - 1, 4))
+    for cut, index in cuts:
         error = refused(batch[:cut], registries[0])
         assert (error.reason, error.index) == (R.TRUNCATED, index)
     assert refused(batch + b"\0", registries[0]).reason is R.CORRUPT
@@ -289,9 +291,8 @@ def test_reports_replayed_into_another_query(network, registries):
     assert refused(batches[0], registries[0], next_epoch).reason is R.EXPIRED_EPOCH
     assert refused(batches[0], registries[0], next_epoch, oldest_epoch=QUERY.epoch).reason is R.WRONG_EPOCH
 
-    # Match keys made for another site, epoch, collector or provider, in this query's batch.
+    # Match keys made for another epoch, collector or provider, in this query's batch.
     cases = [
-        ({"site": "elsewhere.example"}, R.WRONG_SITE),
         ({"epoch": QUERY.epoch + 1}, R.WRONG_EPOCH),
         ({"epoch": QUERY.epoch - 1}, R.EXPIRED_EPOCH),  # older than the oldest accepted (default: this one)
         ({"report_collector": "rival.example"}, R.WRONG_REPORT_COLLECTOR),
@@ -305,13 +306,30 @@ def test_reports_replayed_into_another_query(network, registries):
     assert refused(old, registries[0], oldest_epoch=QUERY.epoch - 2).reason is R.EXPIRED_EPOCH
 
 
+def test_reports_from_many_sites_and_epochs_are_opened_with_their_own_binding(network, registries):
+    """Each report is bound to its own site and epoch; those off the querying site are marked."""
+    made = [emk(network, key=1), emk(network, key=2, site="news.example"), emk(network, key=3, epoch=21)]
+    collector = ReportCollector(network, QUERY, CONFIG, last_epoch=21)
+    collector.add_events(small_events(3), made)
+    batches = collector.uploads()
+    decoded = [decode_batch(batches[h], registries[h], QUERY, CONFIG, last_epoch=21) for h in range(3)]
+    assert reconstruct([d.rows.match_key for d in decoded]).tolist() == [1, 2, 3]
+    assert [d.rows.off_site.tolist() for d in decoded] == [[False, True, False]] * 3
+    # The query's epochs are part of the batch: a helper told a shorter span refuses it.
+    assert refused(batches[0], registries[0]).reason is R.WRONG_EPOCH
+    # A report from an epoch after the span is refused, one of a site the table does not name too.
+    late = ReportCollector(network, QUERY, CONFIG, last_epoch=21)
+    late.add_events(small_events(2), [emk(network, key=1), emk(network, key=2, epoch=22)])
+    error = refused(late.uploads()[0], registries[0], last_epoch=21)
+    assert (error.reason, error.index) == (R.WRONG_EPOCH, 1)
+
+
 def test_a_forged_clear_header_does_not_rebind_a_match_key(network, registries):
     """Rewriting the clear site tag of a match key made elsewhere fails decryption: info binds it."""
     elsewhere = emk(network, site="elsewhere.example")
     batch = bytearray(uploads(network, [emk(network), elsewhere])[0])
-    honest = uploads(network, [emk(network), emk(network)])[0]
-    site_tag = slice(record_offset(1) + 5, record_offset(1) + 13)
-    batch[site_tag] = honest[site_tag]
+    at = record_offset(1) + 1 + len("elsewhere.example")  # the site table names both sites
+    batch[at + 5 : at + 13] = tag("site", QUERY.site)
     error = refused(bytes(batch), registries[0])
     assert (error.reason, error.index) == (R.DECRYPTION_FAILED, 1)
 
@@ -337,15 +355,15 @@ def test_drop_policy_counts_and_the_helpers_agree_on_the_rows_they_keep(network,
     order = np.lexsort((events.is_trigger, events.timestamp))
     events = events.take(order)  # presorted already: report r is event r
     match_keys = simulate_user_agents(events, network, QUERY)
-    match_keys[3] = emk(network, site="elsewhere.example")  # refused by all three helpers
+    match_keys[3] = emk(network, epoch=QUERY.epoch + 1)  # refused by all three helpers
     batches = list(uploads(network, match_keys, chunk_rows=16, events=events))
     batches[1] = flip(batches[1], record_offset(7, 16) + 40)  # report 7: corrupt at H2 only
     decoded = [
         decode_batch(batches[h], registries[h], QUERY, CONFIG, policy=InvalidReportPolicy.DROP)
         for h in range(3)
     ]
-    assert decoded[0].rejected() == {"WRONG_SITE": 1}
-    assert decoded[1].rejected() == {"WRONG_SITE": 1, "DECRYPTION_FAILED": 1}
+    assert decoded[0].rejected() == {"WRONG_EPOCH": 1}
+    assert decoded[1].rejected() == {"WRONG_EPOCH": 1, "DECRYPTION_FAILED": 1}
     keep = decoded[0].valid & decoded[1].valid & decoded[2].valid
     assert np.flatnonzero(~keep).tolist() == [3, 7]
     result = run_three(lambda ctx, r: run_query(ctx, r, CONFIG), [d.select(keep) for d in decoded])
@@ -390,10 +408,10 @@ def test_decoder_raises_only_invalid_report_error(valid_batch, registries, data)
 
 
 def test_user_agent_output_feeds_the_collector_as_bytes(network, registries):
-    agent = UserAgent(network)
-    agent.set_match_key("provider.example", 77)
+    in_query_epoch = network.epochs.start(QUERY.epoch)
+    agent = UserAgent.provisioned(network, "provider.example", 77, clock=lambda: in_query_epoch)
     sent = agent.get_encrypted_match_key(
-        QUERY.report_collector, QUERY.site, QUERY.epoch, match_key_provider="provider.example"
+        QUERY.report_collector, QUERY.site, match_key_provider="provider.example"
     ).to_bytes()
     batches = uploads(network, [sent, sent])
     decoded = [decode_batch(batches[h], registries[h], QUERY, CONFIG) for h in range(3)]
@@ -411,3 +429,30 @@ def test_a_trigger_value_wider_than_value_bits_is_out_of_range_at_every_helper(n
     error = refused(batch, registries[0])
     assert (error.reason, error.index) == (R.OUT_OF_RANGE, 1)
     assert "trigger_value" in str(error)
+
+
+@pytest.mark.parametrize(("site", "query_type"), [("news.example", "source"), ("shop.example", "trigger")])
+def test_multi_site_reports_over_an_epoch_span_decode_to_the_reference(registries, site, query_type):
+    """Daily epochs: the events span several; each report is sealed on its own site in its own epoch."""
+    from ipa.attribution.config import QueryType
+    from ipa.reference import attribute_query
+    from ipa.synthetic import ADVERTISERS, PUBLISHERS
+
+    network = Network(Network.from_registries(registries).helpers, {"epochs": {"length_seconds": 86_400}})
+    events = generate(
+        300, seed=8, num_breakdowns=8, publishers=PUBLISHERS, advertisers=ADVERTISERS, max_devices=2
+    )
+    epochs = network.epochs.epochs_of(events.timestamp)
+    first, last = int(epochs.min()), int(epochs.max())
+    assert last > first  # the events cross epoch boundaries
+    config = QueryConfig(num_breakdowns=8, cap=200, window=86_400, query_type=QueryType(query_type))
+    query = Binding(site, "collector.example", first, "provider.example")
+    collector = ReportCollector(network, query, config, last_epoch=last)
+    collector.add_events(events, simulate_user_agents(events, network, query, epochs))
+    batches = collector.uploads()
+    decoded = [decode_batch(batches[h], registries[h], query, config, last_epoch=last) for h in range(3)]
+    assert decoded[0].rows.off_site.sum() == (events.site != site).sum()
+    result = run_three(lambda ctx, r: run_query(ctx, r, config), [d.select() for d in decoded])
+    expected = attribute_query(events, config, site)
+    assert reconstruct([o.sums for o in result.outputs]).tolist() == expected.tolist()
+    assert expected.sum() > 0

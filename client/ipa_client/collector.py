@@ -1,10 +1,12 @@
 """The report collector: from events and encrypted match keys to three per-helper upload batches.
 
-A report collector runs queries for one site, report collector name,
-match-key provider and epoch (a :class:`~ipa.crypto.binding.Binding`). For
-each event it holds the user agent's encrypted match key and its own fields
-(timestamp, breakdown key or trigger value, constraint id). :meth:`uploads`
-then
+A report collector runs a query for one querying site, report collector
+name, match-key provider and first epoch (a
+:class:`~ipa.crypto.binding.Binding`), and a last epoch. It takes reports
+from many sites: each report's encrypted match key is bound to the site
+where its event happened and the epoch its user agent was in. For each
+event it holds that encrypted match key and its own fields (timestamp,
+breakdown key or trigger value, constraint id). :meth:`uploads` then
 
 1. checks every field against the query's widths (InputError naming the
    event, by insertion order, and the field),
@@ -14,13 +16,16 @@ then
 4. writes one batch per helper (:func:`ipa.reports.batch.encode_batch`): the user
    agents' sealed parts untouched, its own shares sealed per batch.
 
-The collector does not check the match keys' bindings: the helpers do, and
-refuse (or drop) reports made for another site, collector or epoch.
+The collector does not check the match keys' bindings: the helpers do,
+refuse (or drop) reports made for another collector or provider or outside
+the query's epochs, and neutralise a report made off the querying site on
+the querying side (``docs/cross-site.md``).
 :meth:`submit` runs the query on a helper network over gRPC.
 
 :func:`simulate_user_agents` plays one user agent per distinct ``match_key``
-of an event set (the event CSV format's plain match keys): the test and demo
-path from ``ipa gen-events`` output to encrypted reports.
+of an event set (the event CSV format's plain match keys), answering on
+each event's own site: the test and demo path from ``ipa gen-events``
+output to encrypted reports.
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ import numpy as np
 from ipa._checks import integer
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.rows import COLLECTOR_FIELDS, check_ranges, presort_order, share_collector_fields
-from ipa.crypto.binding import Binding
+from ipa.crypto.binding import MAX_EPOCH, Binding
 from ipa.errors import InputError, InvalidReportError, IpaError
-from ipa.events import COLUMNS, Events
+from ipa.events import Events, concat
 from ipa.network import Network
 from ipa.reports.batch import DEFAULT_CHUNK_ROWS, encode_batch
 from ipa.reports.layout import FIELD_RECORD
@@ -49,9 +54,15 @@ _PROGRESS_EVERY = 250  # users between two progress reports of simulate_user_age
 
 
 class ReportCollector:
-    """Reports for one query context; :meth:`uploads` makes the three helpers' batches."""
+    """Reports for one query context; :meth:`uploads` makes the three helpers' batches.
 
-    def __init__(self, network: Network, binding: Binding, config: QueryConfig) -> None:
+    ``binding`` names the querying site and the query's first epoch;
+    ``last_epoch`` (default: the first) its last.
+    """
+
+    def __init__(
+        self, network: Network, binding: Binding, config: QueryConfig, *, last_epoch: int | None = None
+    ) -> None:
         if not isinstance(network, Network):
             raise InputError(f"network must be an ipa.network.Network, got {type(network).__name__}")
         if not isinstance(binding, Binding):
@@ -59,6 +70,9 @@ class ReportCollector:
         if not isinstance(config, QueryConfig):
             raise InputError(f"config must be a QueryConfig, got {type(config).__name__}")
         self.network, self.binding, self.config = network, binding, config
+        self.last_epoch = integer(
+            "last_epoch", binding.epoch if last_epoch is None else last_epoch, binding.epoch, MAX_EPOCH
+        )
         self._match_keys: list[EncryptedMatchKey] = []
         self._blocks: list[Events] = []
         self._pending: list[tuple[int, bool, int, int, int]] = []
@@ -104,7 +118,7 @@ class ReportCollector:
     def uploads(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[bytes, bytes, bytes]:
         """The upload batches for H1, H2 and H3, each holding every report, presorted."""
         self._flush()
-        events = _concat(self._blocks)
+        events = concat(self._blocks)
         check_ranges(events, self.config, COLLECTOR_FIELDS)
         order = presort_order(events)
         events = events.take(order)
@@ -116,7 +130,9 @@ class ReportCollector:
             for name in COLLECTOR_FIELDS:
                 fields[name][:, 0] = shares[name][helper].left
                 fields[name][:, 1] = shares[name][helper].right
-            batches.append(encode_batch(public_key, self.binding, match_keys, fields, chunk_rows))
+            batches.append(
+                encode_batch(public_key, self.binding, match_keys, fields, chunk_rows, self.last_epoch)
+            )
         return batches[0], batches[1], batches[2]
 
     def submit(
@@ -156,6 +172,7 @@ class ReportCollector:
         params = query_params(
             self.binding,
             self.config,
+            last_epoch=self.last_epoch,
             epsilon=epsilon,
             delta=delta,
             no_noise=no_noise,
@@ -229,44 +246,50 @@ class ReportCollector:
             self._pending.clear()
 
 
-def _concat(blocks: Sequence[Events]) -> Events:
-    if not blocks:
-        return Events.empty()
-    return Events(*(np.concatenate([getattr(b, name) for b in blocks]) for name in COLUMNS))
-
-
 def simulate_user_agents(
     events: Events,
     network: Network,
     binding: Binding,
+    epochs: np.ndarray | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[EncryptedMatchKey]:
     """Each event's encrypted match key, from one user agent per distinct ``events.match_key``.
 
     Every simulated user agent had its match key set by
-    ``binding.match_key_provider`` (which must be non-empty) and answers on
-    ``binding.site`` for ``binding.report_collector`` in ``binding.epoch``;
-    repeated events of a user get the user agent's cached ciphertexts.
-    Costs three HPKE seals per distinct user (about 2,000 users per second).
-    ``on_progress(n)`` hears every n more users done (every 250 or so).
+    ``binding.match_key_provider`` (which must be non-empty) before epoch 0
+    and answers for ``binding.report_collector`` on each event's own site
+    (``binding.site`` for events without one), its clock in the event's
+    epoch (``epochs[r]``; default ``binding.epoch``); repeated events of a
+    user on one site and epoch get the user agent's cached ciphertexts.
+    Costs three HPKE seals per distinct (user, site, epoch) (about 2,000 per
+    second). ``on_progress(n)`` hears every n more users done (every 250 or so).
     """
     if not binding.match_key_provider:
         raise InputError("simulating user agents needs a match-key provider to set the events' match keys")
-    users, inverse = np.unique(events.match_key, return_inverse=True)
-    per_user = []
-    for done, key in enumerate(users.tolist(), 1):
-        if on_progress and done % _PROGRESS_EVERY == 0:
-            on_progress(_PROGRESS_EVERY)
-        agent = UserAgent(network)
-        agent.set_match_key(binding.match_key_provider, key)
-        per_user.append(
-            agent.get_encrypted_match_key(
-                binding.report_collector,
-                binding.site,
-                binding.epoch,
-                match_key_provider=binding.match_key_provider,
+    n = len(events)
+    epoch = np.full(n, binding.epoch, dtype=np.int64) if epochs is None else np.asarray(epochs, np.int64)
+    if epoch.shape != (n,):
+        raise InputError(f"epochs must have one epoch per event ({n})")
+    sites, site_index = np.unique(np.where(events.site == "", binding.site, events.site), return_inverse=True)
+    users, user = np.unique(events.match_key, return_inverse=True)
+    combos = np.stack([user.ravel(), site_index.ravel(), epoch])
+    distinct, inverse = np.unique(combos, axis=1, return_inverse=True)
+    now = [0.0]  # every simulated user agent's clock
+    agents: dict[int, UserAgent] = {}
+    made = []
+    for u, s, e in distinct.T.tolist():
+        if u not in agents:
+            agents[u] = UserAgent.provisioned(
+                network, binding.match_key_provider, int(users[u]), clock=lambda: now[0]
+            )
+            if on_progress and len(agents) % _PROGRESS_EVERY == 0:
+                on_progress(_PROGRESS_EVERY)
+        now[0] = network.epochs.start(e)
+        made.append(
+            agents[u].get_encrypted_match_key(
+                binding.report_collector, str(sites[s]), match_key_provider=binding.match_key_provider
             )
         )
-    if on_progress and len(users) % _PROGRESS_EVERY:
-        on_progress(len(users) % _PROGRESS_EVERY)
-    return [per_user[u] for u in inverse.ravel().tolist()]
+    if on_progress and len(agents) % _PROGRESS_EVERY:
+        on_progress(len(agents) % _PROGRESS_EVERY)
+    return [made[k] for k in inverse.ravel().tolist()]

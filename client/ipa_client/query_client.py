@@ -122,14 +122,17 @@ def query_params(
     delta: float = 0.0,
     no_noise: bool = False,
     drop_invalid: bool = False,
+    last_epoch: int | None = None,
 ) -> query_pb2.QueryParams:
-    """The wire parameters of a query over reports made for ``binding``.
+    """The wire parameters of a query for the querying site of ``binding``, epochs ``epoch..last_epoch``.
 
     ``delta`` 0 means the network's δ (any other value must equal it).
     """
     params = query_pb2.QueryParams(
         site=binding.site,
         epoch=binding.epoch,
+        last_epoch=binding.epoch if last_epoch is None else last_epoch,
+        query_type=config.query_type.value,
         report_collector=binding.report_collector,
         match_key_provider=binding.match_key_provider,
         num_breakdowns=config.num_breakdowns,

@@ -19,6 +19,8 @@ def make_decoder(config: HelperConfig) -> Decoder:
     keys = read_key_registry(config.hpke_keys)
 
     def decode(data: bytes | bytearray, spec: QuerySpec) -> DecodedBatch:
-        return decode_batch(data, keys, spec.binding, spec.config, policy=spec.invalid_reports)
+        return decode_batch(
+            data, keys, spec.binding, spec.config, policy=spec.invalid_reports, last_epoch=spec.last_epoch
+        )
 
     return decode

@@ -42,7 +42,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
-from ipa.reports.decode import DecodedBatch, batch_size
+from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
 from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
@@ -128,7 +128,8 @@ class Helper:
             active = len(self.queries.active())
             check_query(spec.config, active, self.config.max_breakdowns, self.config.max_queries)
             if not spec.no_noise:
-                self.ledger.admit(query_id, spec.binding.site, spec.binding.epoch, spec.epsilon, charge)
+                where = spec.binding
+                self.ledger.admit(query_id, where.site, where.epoch, spec.epsilon, charge, spec.last_epoch)
             self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
         self._deadlines.call_later(self.config.timeout_seconds, self._expire, record)
@@ -173,8 +174,8 @@ class Helper:
         data, expected = bytearray(), None
         for chunk in chunks:
             data += chunk
-            if expected is None and len(data) >= BATCH_HEADER.size:
-                rows, expected = batch_size(data[: BATCH_HEADER.size])
+            if expected is None and len(data) >= BATCH_HEADER.size and len(data) >= batch_head_length(data):
+                rows, expected = batch_size(data)
                 limits = self.config
                 check_upload(
                     record.spec.config, rows, expected, limits.max_rows, limits.max_upload_bytes,
@@ -251,7 +252,7 @@ class Helper:
                 _agree_count(channel, declared)  # before the decoder's memory, not after
             batch = self._decode(data, record.spec)
             del data  # the decoded columns replace it
-            rows = _agree_rows(channel, batch)
+            rows = _agree_rows(channel, batch, record.spec.invalid_reports)
             self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
             self._phase_done(record, "decrypt")
             ctx = Context(self.party, channel, agree_seeds(channel))
@@ -317,7 +318,7 @@ def _peer_refusal(name: str, index: int, exc: IpaError) -> IpaError:
 def _declared_rows(data: bytearray) -> int | None:
     """The number of reports the upload's header declares; None if the header is malformed."""
     try:
-        return batch_size(data[: BATCH_HEADER.size])[0]
+        return batch_size(data)[0]
     except IpaError:
         return None
 
@@ -336,16 +337,28 @@ def _agree_count(channel: Channel, declared: int) -> None:
             )
 
 
-def _agree_rows(channel: Channel, batch: DecodedBatch) -> SharedRows:
-    """The rows valid at all three helpers: each sends its validity mask to both peers.
+def _agree_rows(channel: Channel, batch: DecodedBatch, policy: InvalidReportPolicy) -> SharedRows:
+    """The rows valid at all three helpers, on whose site all three agree.
 
-    The masks say only which reports a helper refused (public facts about the
-    upload, not about users). 1 round; n bytes to each peer.
+    Each sends both peers a byte per report: valid (bit 0) and made off the
+    querying site (bit 1, from the report's binding, which each helper
+    checked alone). A report seen on different sides by two helpers (a
+    collector mixing parts of different match keys) is refused (policy FAIL)
+    or dropped by all. The masks say only which reports a helper refused and
+    where they were made (public facts about the upload, not about users).
+    1 round; n bytes to each peer.
     """
-    valid = batch.valid.astype(np.uint8)
-    for theirs in _tell_both_peers(channel, "setup/valid", valid):
-        valid &= theirs
-    return batch.select(valid.astype(bool))
+    off_site = batch.rows.off_site
+    mine = batch.valid.astype(np.uint8) | (off_site.astype(np.uint8) << 1)
+    keep = batch.valid.copy()
+    for theirs in _tell_both_peers(channel, "setup/valid", mine):
+        keep &= (theirs & 1).astype(bool)
+        differ = keep & (((theirs >> 1) & 1).astype(bool) != off_site)
+        if differ.any() and policy is InvalidReportPolicy.FAIL:
+            first = int(np.flatnonzero(differ)[0])
+            raise InputError(f"report {first}: the helpers saw it made on different sites")
+        keep &= ~differ
+    return batch.select(keep)
 
 
 def _noise_hook(spec: QuerySpec) -> NoiseHook:

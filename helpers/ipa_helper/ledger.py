@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS spend (
 );
 CREATE INDEX IF NOT EXISTS spend_by_site_epoch ON spend (site, epoch);
 """
+_SPAN_COLUMN = "ALTER TABLE spend ADD COLUMN last_epoch INTEGER"  # NULL: the query's one epoch
+_IN_EPOCH = "site = ? AND epoch <= ? AND COALESCE(last_epoch, epoch) >= ?"  # (site, e, e)
 
 
 class BudgetError(IpaError):
@@ -86,6 +88,8 @@ class BudgetLedger:
                 f"{path} is an ε ledger of an older ipa version: the ledger now accounts in rho (zCDP); "
                 "move the file away to start a new one"
             )
+        if "last_epoch" not in columns:
+            self._db.execute(_SPAN_COLUMN)  # a ledger written before queries spanned epochs
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -103,34 +107,42 @@ class BudgetLedger:
             self._db.execute("COMMIT")
             return result
 
-    def admit(self, query_id: str, site: str, epoch: int, epsilon: float, rho: int) -> None:
-        """Reserve ``rho`` units of (site, epoch) for the query, or raise BudgetError. Idempotent.
+    def admit(
+        self, query_id: str, site: str, epoch: int, epsilon: float, rho: int, last_epoch: int | None = None
+    ) -> None:
+        """Reserve ``rho`` units of (site, e) for each epoch e in ``epoch..last_epoch``, or BudgetError.
 
-        ``epsilon`` is the query's own ε, recorded for display only.
+        ``last_epoch`` defaults to ``epoch``; a query spanning several epochs
+        must fit each. ``epsilon`` is the query's own ε, recorded for display
+        only. Idempotent.
         """
+        last = epoch if last_epoch is None else last_epoch
         if isinstance(rho, bool) or not isinstance(rho, int) or rho < 0:
             raise BudgetError(f"a charge must be a non-negative integer number of units, got {rho!r}")
 
         def admit(db: sqlite3.Connection) -> None:
             row = db.execute(
-                "SELECT site, epoch, rho, state FROM spend WHERE query_id = ?", (query_id,)
+                "SELECT site, epoch, rho, state, COALESCE(last_epoch, epoch) FROM spend WHERE query_id = ?",
+                (query_id,),
             ).fetchone()
             if row is not None:
-                if row[:3] != (site, epoch, rho):
+                if (*row[:3], row[4]) != (site, epoch, rho, last):
                     raise BudgetError(f"query {query_id} was admitted with other parameters")
                 if row[3] != "reserved":
                     raise BudgetError(f"query {query_id} has ended ({row[3]}): it cannot be admitted again")
                 return
-            spent = self._spent(db, site, epoch)
-            if spent + rho > self.budget_units:
-                raise BudgetError(
-                    f"privacy budget exceeded for site {site!r}, epoch {epoch}: the query asks for "
-                    f"ε = {epsilon:g} ({self._describe(rho)}); what remains allows at most "
-                    f"{self._describe(max(self.budget_units - spent, 0))}"
-                )
+            for e in range(epoch, last + 1):
+                spent = self._spent(db, site, e)
+                if spent + rho > self.budget_units:
+                    raise BudgetError(
+                        f"privacy budget exceeded for site {site!r}, epoch {e}: the query asks for "
+                        f"ε = {epsilon:g} ({self._describe(rho)}); what remains allows at most "
+                        f"{self._describe(max(self.budget_units - spent, 0))}"
+                    )
             db.execute(
-                "INSERT INTO spend VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
-                (query_id, site, epoch, epsilon, rho, time.time()),
+                "INSERT INTO spend (query_id, site, epoch, epsilon, rho, state, updated, last_epoch) "
+                "VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                (query_id, site, epoch, epsilon, rho, time.time(), None if last == epoch else last),
             )
 
         self._transaction(admit)
@@ -166,9 +178,9 @@ class BudgetLedger:
     def queries(self, site: str, epoch: int) -> list[Spend]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT query_id, site, epoch, epsilon, state, rho FROM spend WHERE site = ? AND epoch = ? "
+                f"SELECT query_id, site, epoch, epsilon, state, rho FROM spend WHERE {_IN_EPOCH} "
                 "ORDER BY updated",
-                (site, epoch),
+                (site, epoch, epoch),
             ).fetchall()
         return [Spend(*row) for row in rows]
 
@@ -185,7 +197,7 @@ class BudgetLedger:
     @staticmethod
     def _spent(db: sqlite3.Connection, site: str, epoch: int) -> int:
         (total,) = db.execute(
-            "SELECT COALESCE(SUM(rho), 0) FROM spend WHERE site = ? AND epoch = ? AND state != 'refunded'",
-            (site, epoch),
+            f"SELECT COALESCE(SUM(rho), 0) FROM spend WHERE {_IN_EPOCH} AND state != 'refunded'",
+            (site, epoch, epoch),
         ).fetchone()
         return int(total)

@@ -5,25 +5,38 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ipa.attribution.config import QueryConfig
-from ipa.crypto.binding import Binding
+from ipa.attribution.config import QueryConfig, QueryType
+from ipa.crypto.binding import MAX_EPOCH, Binding
 from ipa.errors import InputError
 from ipa.reports.decode import InvalidReportPolicy
 from ipa_rpc.v1 import query_pb2
 
-__all__ = ["QuerySpec", "spec_from_proto", "spec_to_proto", "with_network_delta"]
+__all__ = ["MAX_EPOCH_SPAN", "QuerySpec", "spec_from_proto", "spec_to_proto", "with_network_delta"]
+
+MAX_EPOCH_SPAN = 16
+"""Most epochs one query may span (each is charged to the querying site)."""
 
 
 @dataclass(frozen=True)
 class QuerySpec:
     """Everything a helper is told about a query (all of it is public to the helpers)."""
 
-    binding: Binding  # site, report collector, match-key provider, epoch
-    config: QueryConfig
+    binding: Binding  # querying site, report collector, match-key provider, first epoch
+    config: QueryConfig  # with the query type
     epsilon: float
     delta: float
     no_noise: bool
     invalid_reports: InvalidReportPolicy
+    last_epoch: int = -1  # -1: binding.epoch
+
+    def __post_init__(self) -> None:
+        if self.last_epoch < 0:
+            object.__setattr__(self, "last_epoch", self.binding.epoch)
+
+    @property
+    def epochs(self) -> range:
+        """The epochs the query spans (each charged to the querying site)."""
+        return range(self.binding.epoch, self.last_epoch + 1)
 
 
 def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
@@ -44,13 +57,20 @@ def spec_from_proto(p: query_pb2.QueryParams) -> QuerySpec:
         breakdown_bits=p.breakdown_bits,
         value_bits=p.value_bits,
         constraint_bits=p.constraint_bits,
+        query_type=QueryType.parse(p.query_type or QueryType.SOURCE.value),
     )
+    last_epoch = p.last_epoch if p.HasField("last_epoch") else p.epoch
+    if not binding.epoch <= last_epoch <= min(MAX_EPOCH, binding.epoch + MAX_EPOCH_SPAN - 1):
+        raise InputError(
+            f"last_epoch must be in [{binding.epoch}, {binding.epoch + MAX_EPOCH_SPAN - 1}] "
+            f"(at most {MAX_EPOCH_SPAN} consecutive epochs), got {last_epoch}"
+        )
     if not p.no_noise and not (math.isfinite(p.epsilon) and p.epsilon > 0):
         raise InputError(f"epsilon must be a positive number, got {p.epsilon}")
     if not p.no_noise and not (0 <= p.delta < 1):
         raise InputError(f"delta must be in (0, 1), or 0 for the network's, got {p.delta}")
     policy = InvalidReportPolicy.DROP if p.invalid_reports == query_pb2.DROP else InvalidReportPolicy.FAIL
-    return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy)
+    return QuerySpec(binding, config, p.epsilon, p.delta, p.no_noise, policy, last_epoch)
 
 
 def spec_to_proto(spec: QuerySpec) -> query_pb2.QueryParams:
@@ -59,6 +79,8 @@ def spec_to_proto(spec: QuerySpec) -> query_pb2.QueryParams:
     params = query_pb2.QueryParams(
         site=binding.site,
         epoch=binding.epoch,
+        last_epoch=spec.last_epoch,
+        query_type=config.query_type.value,
         report_collector=binding.report_collector,
         match_key_provider=binding.match_key_provider,
         num_breakdowns=config.num_breakdowns,

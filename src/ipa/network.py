@@ -40,6 +40,7 @@ from typing import Any
 
 from ipa.crypto.hpke import PublicKey, Suite
 from ipa.crypto.keys import HelperPublicKey, KeyRegistry
+from ipa.epochs import EpochSchedule
 from ipa.errors import ConfigError, InputError
 
 __all__ = [
@@ -96,6 +97,14 @@ class Network:
     def from_registries(cls, registries: Sequence[KeyRegistry]) -> Network:
         """The network whose helpers publish the current keys of ``registries`` (H1, H2, H3)."""
         return cls(tuple(HelperEntry(r.public_key()) for r in registries))
+
+    @property
+    def epochs(self) -> EpochSchedule:
+        """The network's epoch schedule (the ``[epochs]`` table; absent: weeks from Unix time 0)."""
+        try:
+            return EpochSchedule.from_dict(self.extra.get("epochs"))
+        except (InputError, TypeError) as exc:
+            raise ConfigError(f"network.toml, [epochs]: {exc}") from None
 
     @property
     def suite(self) -> Suite:

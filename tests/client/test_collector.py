@@ -21,10 +21,10 @@ def decoded(batches, registries):
 
 
 def test_reports_from_python_objects_are_presorted(network, registries):
-    agent = UserAgent(network)
-    agent.set_match_key("provider.example", 1234)
+    in_query_epoch = network.epochs.start(QUERY.epoch)
+    agent = UserAgent.provisioned(network, "provider.example", 1234, clock=lambda: in_query_epoch)
     mk = agent.get_encrypted_match_key(
-        QUERY.report_collector, QUERY.site, QUERY.epoch, match_key_provider="provider.example"
+        QUERY.report_collector, QUERY.site, match_key_provider="provider.example"
     )
     collector = ReportCollector(network, QUERY, CONFIG)
     collector.add_trigger(mk, timestamp=50, trigger_value=30, constraint_id=2)

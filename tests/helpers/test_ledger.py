@@ -114,3 +114,17 @@ def test_an_old_epsilon_ledger_is_refused_not_misread(tmp_path):
     old.close()
     with pytest.raises(ConfigError, match="older ipa version"):
         BudgetLedger(path, 3000)
+
+
+def test_a_query_spanning_epochs_is_charged_in_each_and_must_fit_each(ledger):
+    ledger.admit("early", "s", 2, 1.0, 2500)
+    with pytest.raises(BudgetError, match=r"site 's', epoch 2"):
+        ledger.admit("span", "s", 1, 1.0, 1000, last_epoch=3)  # fits epochs 1 and 3, not 2
+    ledger.admit("span", "s", 1, 0.5, 500, last_epoch=3)
+    ledger.admit("span", "s", 1, 0.5, 500, last_epoch=3)  # idempotent
+    assert [ledger.spent("s", e) for e in (0, 1, 2, 3, 4)] == [0, 500, 3000, 500, 0]
+    assert [q.query_id for q in ledger.queries("s", 3)] == ["span"]
+    with pytest.raises(BudgetError, match="other parameters"):
+        ledger.admit("span", "s", 1, 0.5, 500, last_epoch=2)
+    assert ledger.refund("span") is True
+    assert [ledger.spent("s", e) for e in (1, 2, 3)] == [0, 2500, 0]

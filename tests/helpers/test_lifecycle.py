@@ -182,7 +182,8 @@ def test_with_drop_invalid_all_helpers_drop_the_same_reports_and_count_them(net,
 
     batches = list(collector(net, events).uploads())
     dropped = 7  # corrupt report 7's sealed match-key shares in H2's batch only
-    sealed_offset = 42 + 64 + dropped * (29 + 64) + 29 + 5  # header, records before it, its clear head
+    header = 42 + 64 + 8 + 1 + len(BINDING.site)  # header, sealed batch key, query tail, site table
+    sealed_offset = header + dropped * (29 + 64) + 29 + 5  # records before it, its clear head
     tampered = bytearray(batches[1])
     tampered[sealed_offset] ^= 0x01
     batches[1] = bytes(tampered)

@@ -10,7 +10,7 @@ from ipa.crypto.binding import Binding
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import ConfigError, InvalidReportError
 from ipa.reports.batch import encode_batch
-from ipa.reports.decode import batch_size
+from ipa.reports.decode import batch_head_length, batch_size
 from ipa.reports.layout import BATCH_HEADER, FIELD_RECORD
 from ipa.reports.match_key import encrypt_match_key
 from ipa_helper.config import HelperConfig, load_config
@@ -107,7 +107,10 @@ def test_batch_size_is_the_encoded_length(n, chunk_rows):
     batch = encode_batch(
         registry.public_key(), binding, keys * n, np.zeros(n, FIELD_RECORD), chunk_rows=chunk_rows
     )
-    assert batch_size(batch[: BATCH_HEADER.size]) == (n, len(batch))
+    head = batch[: batch_head_length(batch[: BATCH_HEADER.size])]  # the fixed header and the query tail
+    assert batch_size(head) == (n, len(batch))
+    with pytest.raises(InvalidReportError, match="truncated"):
+        batch_size(head[:-1])
 
 
 @pytest.mark.parametrize("head", [b"IPAB", b"XXXX" + bytes(38), b"IPAB\x09" + bytes(37)])

@@ -3,10 +3,14 @@
 1. ``ipa keygen`` into a temporary directory (HPKE keys, TLS certificates,
    helper configs; a test network that allows unnoised release);
 2. three ``ipa-helper`` processes on free loopback ports, TLS on;
-3. synthetic events; one user agent per user encrypts its match key to the
-   three helpers; the report collector builds and uploads the reports;
-4. one query with DP noise (``--epsilon``, default 1; each helper adds its
-   own discrete Gaussian noise in shares); the released sums beside the true
+3. synthetic multi-site events (``ipa.synthetic``: three publishers, two
+   advertisers, people on several devices); the report collector of the
+   publisher news.example takes its impressions and the conversions made on
+   the advertiser sites, each encrypted by the user agent on its own site in
+   the epoch of its own clock (two weekly epochs);
+4. one source-fanout query for news.example over both epochs, with DP
+   noise (``--epsilon``, default 1; each helper adds its own discrete
+   Gaussian noise in shares); the released sums beside the true
    answer (``ipa.reference``): a table on a terminal, else (or with
    ``--json``) JSON in the schema of :mod:`ipa_client.output`; ``--chart``
    draws them. ``--no-noise`` runs a test network that releases exact sums,
@@ -34,7 +38,7 @@ from ipa.crypto.binding import Binding
 from ipa.events import Events
 from ipa.network import Network
 from ipa.reference import attribute_query
-from ipa.synthetic import generate
+from ipa.synthetic import ADVERTISERS, PUBLISHERS, generate
 from ipa_client import output
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._types import non_negative_int, positive_float, positive_int
@@ -50,7 +54,8 @@ HELP = "run three local helpers and one query over synthetic events; print it be
 
 DELTA = 1e-9
 CONFIG = QueryConfig(num_breakdowns=8, cap=200, window=7 * 86_400, max_events_per_user=64, timestamp_bits=20)
-SITE, EPOCH, PROVIDER = "shop.example", 1, "idp.example"
+PUBLISHER, PROVIDER = PUBLISHERS[0], "idp.example"
+FIRST_EPOCH, LAST_EPOCH = 0, 1  # synthetic timestamps span [0, 2**20) seconds: weeks 0 and 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,14 +79,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="ipa-demo-") as directory, QueryProgress() as progress:
             progress.start("generate")
-            events = generate(args.events, seed=args.seed, num_breakdowns=CONFIG.num_breakdowns)
+            everything = generate(
+                args.events,
+                seed=args.seed,
+                num_breakdowns=CONFIG.num_breakdowns,
+                publishers=PUBLISHERS,
+                advertisers=ADVERTISERS,
+                max_devices=3,
+            )
+            # What news.example's report collector holds: its impressions, and the conversions
+            # made on the advertisers' sites.
+            events = everything.take((everything.site == PUBLISHER) | everything.is_trigger)
             released = _run_query(args, events, Path(directory), progress)
     except KeyboardInterrupt:  # while the helpers started or stopped: nothing to cancel
         return cancel_on_interrupt(None, None)
     if isinstance(released, int):
         return released
     sums = released.sums
-    exact = attribute_query(events, CONFIG)
+    exact = attribute_query(events, CONFIG, PUBLISHER)
     result = {
         "command": NAME,
         "query_id": released.query_id,
@@ -114,12 +129,22 @@ def _run_query(
         _say(f"three helpers running (TLS on), files in {directory}")
         network = Network.load(local.network_file)
         identity = local.identity
-        binding = Binding(site=SITE, report_collector=identity.name, epoch=EPOCH, match_key_provider=PROVIDER)
+        binding = Binding(
+            site=PUBLISHER, report_collector=identity.name, epoch=FIRST_EPOCH, match_key_provider=PROVIDER
+        )
+        sites = ", ".join(f"{n:,} on {site}" for site, n in _per_site(events).items())
+        _say(
+            f"source-fanout query for {PUBLISHER}, epochs {FIRST_EPOCH}-{LAST_EPOCH}: "
+            f"{len(events):,} reports ({sites})"
+        )
         with QueryClient(endpoints(local.network_file), identity) as client:
             try:
                 progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
-                match_keys = simulate_user_agents(events, network, binding, on_progress=progress.advance)
-                collector = ReportCollector(network, binding, CONFIG)
+                epochs = network.epochs.epochs_of(events.timestamp)
+                match_keys = simulate_user_agents(
+                    events, network, binding, epochs, on_progress=progress.advance
+                )
+                collector = ReportCollector(network, binding, CONFIG, last_epoch=LAST_EPOCH)
                 collector.add_events(events, match_keys)
                 released = collector.submit(
                     client,
@@ -138,3 +163,8 @@ def _run_query(
                 local.kill()
                 return status
     return released
+
+
+def _per_site(events: Events) -> dict[str, int]:
+    names, counts = np.unique(events.site, return_counts=True)
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}

@@ -1,10 +1,15 @@
 """``ipa query``: run one query on a helper network and print its result.
 
-Plays the user agents of the events' match keys (their encrypted match
-keys, bound to ``--site``, the report collector of ``--identity``, the
-provider and ``--epoch``), builds the report collector's three uploads,
-submits them to the network in ``--network`` as that collector (mutual TLS
-with its certificate) and prints the released sums: a table on a
+Plays the user agents of the events' match keys: each event's encrypted
+match key is bound to the event's own site (``--site`` for events without
+one), the report collector of ``--identity``, the provider and the epoch of
+its user agent. With ``--epoch E`` every user agent is in epoch E; with
+``--epoch E0-E1`` each event's user agent is in the epoch its timestamp
+falls in (the network's epoch schedule; timestamps as Unix seconds), which
+must be in the span. Builds the report collector's three uploads for a
+``--query-type`` query of querying site ``--site``, submits them to the
+network in ``--network`` as that collector (mutual TLS with its
+certificate) and prints the released sums: a table on a
 terminal, else (or with ``--json``) one JSON object in the schema of
 :mod:`ipa_client.output` (``{"command": "query", "query_id": ..., "rows": n,
 "sums": [...], "epsilon", "delta", "cap"}``). Progress of every phase goes
@@ -24,13 +29,20 @@ import argparse
 import numpy as np
 
 from ipa.crypto.binding import Binding
+from ipa.epochs import parse_epochs
 from ipa.errors import InputError
+from ipa.events import Events
 from ipa.network import Network
 from ipa_client import output
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._input import read_query_events
-from ipa_client.commands._query_args import add_query_arguments, add_width_arguments, config_from_args
-from ipa_client.commands._types import non_negative_int, positive_float
+from ipa_client.commands._query_args import (
+    add_query_arguments,
+    add_site_arguments,
+    add_width_arguments,
+    config_from_args,
+)
+from ipa_client.commands._types import positive_float
 from ipa_client.identity import load_identity
 from ipa_client.interrupt import cancel_on_interrupt
 from ipa_client.progress import QueryProgress, follow
@@ -45,8 +57,13 @@ HELP = "run a query over an event CSV file on a helper network"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", required=True, metavar="FILE", help="the network.toml of the helpers")
     add_query_arguments(parser)
-    parser.add_argument("--site", required=True, help="the site whose events these are")
-    parser.add_argument("--epoch", type=non_negative_int, required=True, help="the epoch they belong to")
+    add_site_arguments(parser, required=True)
+    parser.add_argument(
+        "--epoch",
+        required=True,
+        metavar="E|E0-E1",
+        help="the query's epoch, or consecutive epochs E0 to E1 (each charged to --site)",
+    )
     parser.add_argument(
         "--identity",
         required=True,
@@ -72,23 +89,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     identity = load_identity(args.identity)
+    first, last = parse_epochs(args.epoch)
     binding = Binding(
         site=args.site,
         report_collector=identity.name,
-        epoch=args.epoch,
+        epoch=first,
         match_key_provider=args.match_key_provider,
     )
     network = Network.load(args.network)
     events = read_query_events(args.input, config)  # no events is a query too: zero sums (+ noise)
-    if set(events.sites()) - {args.site}:
-        raise InputError(f"{args.input} names sites other than {args.site}: not supported yet")
+    epochs = None if first == last or not len(events) else _event_epochs(events, network, first, last)
     created: list[str] = []
     client = QueryClient(endpoints(args.network), identity, insecure=args.insecure)
     try:
         with QueryProgress() as progress:
             progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
-            match_keys = simulate_user_agents(events, network, binding, on_progress=progress.advance)
-            collector = ReportCollector(network, binding, config)
+            match_keys = simulate_user_agents(events, network, binding, epochs, on_progress=progress.advance)
+            collector = ReportCollector(network, binding, config, last_epoch=last)
             collector.add_events(events, match_keys)
             release = collector.submit(
                 client,
@@ -118,3 +135,12 @@ def run(args: argparse.Namespace) -> int:
     output.emit(result, args)
     return 0
 
+
+def _event_epochs(events: Events, network: Network, first: int, last: int) -> np.ndarray:
+    """Each event's epoch by its timestamp; InputError naming an event outside ``first..last``."""
+    epochs = network.epochs.epochs_of(events.timestamp)
+    outside = np.flatnonzero((epochs < first) | (epochs > last))
+    if len(outside):
+        row = int(outside[0])
+        raise InputError(f"event {row}: its timestamp is in epoch {epochs[row]}, not in {first}-{last}")
+    return epochs

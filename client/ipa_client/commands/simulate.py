@@ -1,8 +1,15 @@
 """``ipa simulate``: the whole MPC query in the in-memory three-party runner.
 
-Shares the events as a report collector would (presorted, secret-shared),
-runs :func:`ipa.attribution.pipeline.run_query` as three helpers in three
-threads, reconstructs the result and prints it beside the true answer
+Plays everyone but the network: fresh helper keys in memory; one user agent
+per user that encrypts its match key **on each event's own site** (``--site``
+for events without one) in the epoch of the event's timestamp (weekly
+epochs from Unix time 0); the report collector's three upload batches for a
+``--query-type`` query of ``--site`` over the events' epochs; each helper
+decoding only its own batch (so each checks every report's site binding
+itself); then :func:`ipa.attribution.pipeline.run_query` as three helpers
+in three threads. ``--plain`` skips the encryption and shares the events
+directly (faster, for large inputs). Reconstructs the result and prints it
+beside the true answer
 (``ipa.reference``): a table on a terminal, else (or with ``--json``) one
 JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
 "simulate", "rows": n, "sums": [...], "true_sums": [...], "epsilon", "delta",
@@ -10,8 +17,9 @@ JSON object in the schema of :mod:`ipa_client.output`: ``{"command":
 "rounds": R, "seconds": {"share": s, PHASE: s, ..., "total": s}}`` (``noise`` as
 :func:`ipa.dp.noise.noise_statement` states it: each sum's noise standard
 deviation and the half-width of its 95 % interval). Phase times are the slowest helper's;
-``total`` is the wall time of the three-party run. Each phase is shown on
-stderr as it runs when stderr is a terminal.
+``share`` covers encryption, upload batches and decoding; ``total`` is the
+wall time of the three-party run. Each phase is shown on stderr as it runs
+when stderr is a terminal.
 
 ``--list-steps`` prints, instead of the result, one line ``H STEP`` for each
 helper H (1–3) and step path at which it sent a message in the run, and
@@ -29,16 +37,24 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, QueryResult, no_noise, run_query
 from ipa.attribution.rows import SharedRows, share_events
+from ipa.crypto.binding import MAX_EPOCH, Binding
+from ipa.crypto.keys import KeyRegistry
 from ipa.dp.accounting import noise_scale
 from ipa.dp.noise import noise_statement
 from ipa.dp.release import calibrated_noise
+from ipa.errors import InputError
+from ipa.events import Events
 from ipa.mpc.context import Context
 from ipa.mpc.memory import RunResult, run_three
 from ipa.mpc.sharing import reconstruct
+from ipa.network import Network
 from ipa.reference import attribute_query
+from ipa.reports.decode import decode_batch
 from ipa_client import output
+from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.commands._input import read_query_events
 from ipa_client.commands._query_args import (
     add_query_arguments,
@@ -65,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--no-noise", action="store_true", help="release exact sums")
     parser.add_argument("--delta", type=positive_float, default=1e-9, help="DP δ (default 1e-9)")
     parser.add_argument(
+        "--plain", action="store_true", help="share the events directly: no match-key encryption"
+    )
+    parser.add_argument(
         "--list-steps",
         action="store_true",
         help="print 'H STEP' for every step at which helper H sends a message (no sums)",
@@ -81,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
     with QueryProgress() as progress:
         progress.start("share")
         start = time.perf_counter()
-        shares = share_events(events, config, args.site)
+        if args.plain:
+            shares = share_events(events, config, args.site)
+        else:
+            shares = _encrypted_rows(events, config, args.site)
         shared = time.perf_counter()
         progress.start(PHASES[0])
         on_phase = _phase_done(progress)
@@ -135,3 +157,26 @@ def _phase_done(progress: QueryProgress) -> Callable[[str], None]:
             progress.helpers(PHASES[following], 0.0)
 
     return on_phase
+
+
+def _encrypted_rows(events: Events, config: QueryConfig, site: str | None) -> list[SharedRows]:
+    """The three helpers' rows, through user agents, the report collector and each helper's decoder."""
+    if site is None and events.sites():
+        raise InputError(f"the events name sites ({', '.join(events.sites()[:3])}): give --site")
+    if not len(events):
+        return share_events(events, config, site)
+    registries = [KeyRegistry.generate(h) for h in range(3)]
+    network = Network.from_registries(registries)
+    epochs = network.epochs.epochs_of(events.timestamp)
+    first, last = int(epochs.min()), int(epochs.max())
+    if last > MAX_EPOCH:
+        raise InputError("timestamps past the last epoch (read as Unix seconds): use --plain")
+    query = Binding(site or "site.example", "report-collector", first, "ipa-cli")
+    collector = ReportCollector(network, query, config, last_epoch=last)
+    collector.add_events(events, simulate_user_agents(events, network, query, epochs))
+    batches = collector.uploads()
+    decoded = [decode_batch(batches[h], registries[h], query, config, last_epoch=last) for h in range(3)]
+    off_site = decoded[0].rows.off_site
+    if any((d.rows.off_site != off_site).any() for d in decoded):
+        raise InputError("the helpers saw reports made on different sites")  # cannot happen here
+    return [d.select() for d in decoded]

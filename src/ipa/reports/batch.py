@@ -16,7 +16,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ipa._checks import integer
-from ipa.crypto.binding import Binding, Purpose, info
+from ipa.crypto.binding import MAX_EPOCH, Binding, Purpose, info
 from ipa.crypto.hpke import Suite, seal
 from ipa.crypto.keys import HelperPublicKey
 from ipa.errors import InputError
@@ -25,9 +25,11 @@ from ipa.reports.layout import (
     BATCH_MAGIC,
     FIELD_RECORD,
     FORMAT_VERSION,
+    QUERY_TAIL,
     chunk_aad,
     chunk_nonce,
     match_key_record_dtype,
+    pack_sites,
 )
 from ipa.reports.match_key import EncryptedMatchKey
 
@@ -43,14 +45,19 @@ def encode_batch(
     match_keys: Sequence[EncryptedMatchKey],
     fields: np.ndarray,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    last_epoch: int | None = None,
 ) -> bytes:
     """Helper ``public_key.helper``'s upload batch (layout in :mod:`ipa.reports.layout`).
 
     ``match_keys[r]`` is report r's encrypted match key (its part for this
-    helper is copied as is); ``fields`` is an (n,) :data:`FIELD_RECORD` array
-    of this helper's components, in the same order. ``binding`` is the query
-    the batch is for; the batch key is sealed to it.
+    helper is copied as is, with its own site and epoch); ``fields`` is an
+    (n,) :data:`FIELD_RECORD` array of this helper's components, in the same
+    order. ``binding`` is the query the batch is for (its querying site and
+    first epoch; ``last_epoch`` defaults to that one); the batch key is
+    sealed to it.
     """
+    first = binding.epoch
+    last = integer("last_epoch", first if last_epoch is None else last_epoch, first, MAX_EPOCH)
     helper, suite = public_key.helper, public_key.suite
     n = len(match_keys)
     integer("chunk_rows", chunk_rows, 1, 2**32 - 1)
@@ -66,7 +73,13 @@ def encode_batch(
     )  # fmt: skip
     batch_key = AESGCM.generate_key(bit_length=128)
     bound = info(Purpose.BATCH_KEY, FORMAT_VERSION, suite, public_key.key_id, helper, binding)
-    out = [head, seal(public_key.public_key, batch_key, bound)]
+    sites = sorted({emk.binding.site for emk in match_keys})
+    if len(sites) > 0xFFFF:
+        raise InputError("a batch's reports come from at most 65535 sites")
+    table = pack_sites(sites)
+    tail = QUERY_TAIL.pack(last, len(sites), len(table)) + table
+    out = [head, seal(public_key.public_key, batch_key, bound), tail]
+    aad_head = head + tail
     aead = AESGCM(batch_key)
     field_bytes = np.ascontiguousarray(fields).tobytes()
     width = records.dtype.itemsize
@@ -75,7 +88,7 @@ def encode_batch(
         stop = min(start + chunk_rows, n)
         out.append(records_bytes[start * width : stop * width])
         plain = field_bytes[start * FIELD_RECORD.itemsize : stop * FIELD_RECORD.itemsize]
-        out.append(aead.encrypt(chunk_nonce(j), plain, chunk_aad(head, j)))
+        out.append(aead.encrypt(chunk_nonce(j), plain, chunk_aad(aad_head, j)))
     return b"".join(out)
 
 

@@ -1,12 +1,23 @@
 """Helper i's decoder: from its own upload batch to its share columns.
 
 Helper i decodes only its own batch (:func:`decode_batch`) into its share
-columns: it learns n, the clear-text header fields (:mod:`ipa.reports.layout`)
-and which reports are invalid; every share it holds is one of its two
-components. NB: identical match-key ciphertexts show a helper which reports
-came from one user agent for this (site, collector, provider, epoch): the
-linkage the report collector already has from the user agent's cache,
-nothing more.
+columns: it learns n, the clear-text header fields (:mod:`ipa.reports.layout`),
+the site and epoch of every report, and which reports are invalid; every
+share it holds is one of its two components. NB: identical match-key
+ciphertexts show a helper which reports came from one user agent for this
+(site, collector, provider, epoch): the linkage the report collector already
+has from the user agent's cache, nothing more.
+
+Sites and epochs
+----------------
+Each report's part is opened with the ``info`` of the report's *own* site
+(named in the batch's site table) and epoch, so a part made on another site
+or in another epoch than the one it claims fails to open: the binding is
+checked per report, by each helper alone. The query's site is the querying
+site; the reports made elsewhere are marked in the rows' public
+``off_site`` mask (``SharedRows.off_site``), which the MPC uses to
+neutralise them on the querying side (:mod:`ipa.attribution.sites`). A
+report's epoch must lie in the query's epochs ``[first, last]``.
 
 Validation
 ----------
@@ -15,7 +26,8 @@ A batch whose header or chunks are bad is refused as a whole
 of a bad chunk): TRUNCATED, CORRUPT, WRONG_HELPER, wrong or expired epoch,
 wrong site, report collector or provider, UNKNOWN_KEY_ID, DECRYPTION_FAILED.
 Each report is then checked, and gets the first failing reason of: CORRUPT
-(version), WRONG_HELPER, EXPIRED_EPOCH, WRONG_EPOCH, WRONG_SITE,
+(version), WRONG_HELPER, EXPIRED_EPOCH, WRONG_EPOCH (outside the query's
+epochs), WRONG_SITE (a site tag the site table does not name),
 WRONG_REPORT_COLLECTOR, WRONG_MATCH_KEY_PROVIDER, UNKNOWN_KEY_ID,
 OUT_OF_RANGE (a component above the query's width, or an ``is_trigger``
 component other than 0/1; every field is a boolean sharing so that each
@@ -48,7 +60,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ipa._checks import integer
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.rows import SharedRows
-from ipa.crypto.binding import Binding, Purpose, info
+from ipa.crypto.binding import MAX_EPOCH, Binding, Purpose, check_name, info, tag
 from ipa.crypto.hpke import Suite, open_sealed
 from ipa.crypto.keys import KeyRegistry
 from ipa.crypto.opener import group_identical, open_many
@@ -62,13 +74,15 @@ from ipa.reports.layout import (
     FIELD_RECORD,
     FORMAT_VERSION,
     MATCH_KEY_PLAINTEXT,
+    QUERY_TAIL,
     TAG_BYTES,
     chunk_aad,
     chunk_nonce,
     match_key_record_dtype,
+    unpack_sites,
 )
 
-__all__ = ["DecodedBatch", "InvalidReportPolicy", "batch_size", "decode_batch"]
+__all__ = ["DecodedBatch", "InvalidReportPolicy", "batch_head_length", "batch_size", "decode_batch"]
 
 _R = InvalidReportReason
 
@@ -117,13 +131,32 @@ class DecodedBatch:
         return SharedRows(*(getattr(r, f)[keep] for f in SharedRows.__dataclass_fields__))
 
 
+def batch_head_length(head: bytes | bytearray) -> int:
+    """How many first bytes of an upload batch :func:`batch_size` reads (42 + S + 8).
+
+    ``head`` holds at least the first ``BATCH_HEADER.size`` (42) bytes;
+    InvalidReportError (TRUNCATED or CORRUPT) if they are malformed.
+    """
+    return _batch_head(head)[0] + QUERY_TAIL.size
+
+
 def batch_size(head: bytes | bytearray) -> tuple[int, int]:
-    """(n, total bytes) an upload batch declares in its first ``BATCH_HEADER.size`` (42) bytes.
+    """(n, total bytes) an upload batch declares in its first :func:`batch_head_length` bytes.
 
     Lets a helper refuse a batch that is too large, or longer than it says,
     from its first chunk, before storing or decrypting the rest.
     InvalidReportError (TRUNCATED or CORRUPT) if the header is malformed.
     """
+    at, suite, n, chunk_rows = _batch_head(head)
+    if len(head) < at + QUERY_TAIL.size:
+        raise InvalidReportError(_R.TRUNCATED, detail="batch header")
+    _, _, table_bytes = QUERY_TAIL.unpack_from(head, at)
+    start = at + QUERY_TAIL.size + table_bytes
+    return n, _batch_length(start, n, chunk_rows, match_key_record_dtype(suite).itemsize)
+
+
+def _batch_head(head: bytes | bytearray) -> tuple[int, Suite, int, int]:
+    """(offset of the query tail, suite, n, reports per chunk) from the 42-byte header."""
     if len(head) < BATCH_HEADER.size:
         raise InvalidReportError(_R.TRUNCATED, detail="batch header")
     magic, version, suite_id, _, _, _, _, _, _, n, chunk_rows = BATCH_HEADER.unpack_from(head)
@@ -134,12 +167,12 @@ def batch_size(head: bytes | bytearray) -> tuple[int, int]:
     if chunk_rows == 0:
         raise InvalidReportError(_R.CORRUPT, detail="zero reports per chunk")
     suite = Suite(suite_id)
-    return n, _batch_length(suite, n, chunk_rows, match_key_record_dtype(suite).itemsize)
+    return BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES), suite, n, chunk_rows
 
 
-def _batch_length(suite: Suite, n: int, chunk_rows: int, record_width: int) -> int:
+def _batch_length(start: int, n: int, chunk_rows: int, record_width: int) -> int:
+    """The length of a batch whose first chunk begins at ``start``."""
     chunks = -(-n // chunk_rows)
-    start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
     return start + n * (record_width + FIELD_RECORD.itemsize) + chunks * TAG_BYTES
 
 
@@ -151,27 +184,32 @@ def decode_batch(
     *,
     policy: InvalidReportPolicy = InvalidReportPolicy.FAIL,
     oldest_epoch: int | None = None,
+    last_epoch: int | None = None,
     workers: int | None = None,
 ) -> DecodedBatch:
     """Helper ``keys.helper``'s share columns from its upload batch, for a query bound to ``binding``.
 
-    ``oldest_epoch`` (default: the query's epoch) is the oldest epoch this
-    helper still accepts: an earlier report is EXPIRED_EPOCH, a later one
-    that is not the query's epoch WRONG_EPOCH. ``workers``: processes for
-    the HPKE opens (default: all cores). Raises InvalidReportError for a bad
-    batch, or (policy FAIL) for the first invalid report; see the module
-    docstring for the checks and their order.
+    The query's epochs are ``binding.epoch`` to ``last_epoch`` (default: that
+    one epoch). ``oldest_epoch`` (default: the query's first epoch) is the
+    oldest epoch this helper still accepts: an earlier report is
+    EXPIRED_EPOCH, one outside the query's epochs WRONG_EPOCH. ``workers``:
+    processes for the HPKE opens (default: all cores). Raises
+    InvalidReportError for a bad batch, or (policy FAIL) for the first
+    invalid report; see the module docstring for the checks and their order.
     """
     oldest = (
         binding.epoch if oldest_epoch is None else integer("oldest_epoch", oldest_epoch, 0, binding.epoch)
     )
+    first = binding.epoch
+    last = integer("last_epoch", first if last_epoch is None else last_epoch, first, MAX_EPOCH)
     if not isinstance(data, bytes | bytearray):
         data = bytes(data)  # a bytearray (a helper's upload buffer) is read in place, not copied
     header = _check_header(data, keys, binding, oldest)
     n, chunk_rows, key_id = header["n"], header["chunk_rows"], header["key_id"]
     suite = keys.suite
     record_dtype = match_key_record_dtype(suite)
-    _check_length(data, suite, n, chunk_rows, record_dtype.itemsize)
+    sites, start = _read_query_tail(data, suite, last)
+    _check_length(data, start, n, chunk_rows, record_dtype.itemsize)
     batch_key = keys.private_key(key_id)
     try:
         bound = info(Purpose.BATCH_KEY, FORMAT_VERSION, suite, key_id, keys.helper, binding)
@@ -179,25 +217,25 @@ def decode_batch(
         secret = open_sealed(batch_key, sealed_key, bound)
     except InvalidReportError:
         raise InvalidReportError(_R.DECRYPTION_FAILED, detail="batch key") from None
-    records, fields = _read_chunks(data, suite, n, chunk_rows, record_dtype, secret)
+    sealed_end = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    head = bytes(data[: BATCH_HEADER.size]) + bytes(data[sealed_end:start])
+    records, fields = _read_chunks(data, head, start, n, chunk_rows, record_dtype, secret)
 
     reasons = np.zeros(n, dtype=np.uint8)
-    site, collector, provider = binding.tags()
+    _, collector, provider = binding.tags()
+    site_index = _site_index(records["site"], sites)
     _flag(reasons, records["version"] != FORMAT_VERSION, _R.CORRUPT)
     _flag(reasons, records["helper"] != keys.helper, _R.WRONG_HELPER)
     _flag(reasons, records["epoch"] < oldest, _R.EXPIRED_EPOCH)
-    _flag(reasons, records["epoch"] != binding.epoch, _R.WRONG_EPOCH)
-    _flag(reasons, records["site"] != site, _R.WRONG_SITE)
+    _flag(reasons, (records["epoch"] < binding.epoch) | (records["epoch"] > last), _R.WRONG_EPOCH)
+    _flag(reasons, site_index < 0, _R.WRONG_SITE)
     _flag(reasons, records["report_collector"] != collector, _R.WRONG_REPORT_COLLECTOR)
     _flag(reasons, records["match_key_provider"] != provider, _R.WRONG_MATCH_KEY_PROVIDER)
     _flag(reasons, ~np.isin(records["key_id"], np.array(list(keys.keys), dtype=np.uint8)), _R.UNKNOWN_KEY_ID)
     range_detail = _check_field_ranges(reasons, fields, config)
 
     todo = np.flatnonzero(reasons == 0)
-    infos = {k: info(Purpose.MATCH_KEY, FORMAT_VERSION, suite, k, keys.helper, binding) for k in keys.keys}
-    plain, ok, distinct = open_many(
-        keys.keys, infos, records["key_id"][todo], records["sealed"][todo], MATCH_KEY_PLAINTEXT, workers
-    )
+    plain, ok, distinct = _open_parts(keys, binding, sites, records[todo], site_index[todo], workers)
     failed = np.zeros(n, dtype=bool)
     failed[todo[~ok]] = True
     _flag(reasons, failed, _R.DECRYPTION_FAILED)
@@ -211,8 +249,77 @@ def decode_batch(
 
     match_key = np.zeros((n, 2), dtype=np.uint64)
     match_key[todo] = plain.view("<u8").reshape(-1, 2).astype(np.uint64)
-    rows = _shared_rows(match_key, fields, reasons == 0, config)
+    off_site = records["site"] != tag("site", binding.site)
+    rows = _shared_rows(match_key, fields, reasons == 0, config, off_site)
     return DecodedBatch(rows, reasons, distinct)
+
+
+def _read_query_tail(data: bytes | bytearray, suite: Suite, last: int) -> tuple[list[str], int]:
+    """The batch's site table (checked names) and where the chunks start; checks its last epoch."""
+    at = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    if len(data) < at + QUERY_TAIL.size:
+        raise InvalidReportError(_R.TRUNCATED, detail="batch header")
+    batch_last, count, table_bytes = QUERY_TAIL.unpack_from(data, at)
+    if batch_last != last:
+        raise InvalidReportError(_R.WRONG_EPOCH, detail="batch: last epoch")
+    if len(data) < at + QUERY_TAIL.size + table_bytes:
+        raise InvalidReportError(_R.TRUNCATED, detail="site table")
+    table = bytes(data[: at + QUERY_TAIL.size + table_bytes])
+    try:
+        sites, start = unpack_sites(table, at + QUERY_TAIL.size, count)
+        if start != len(table):
+            raise InputError("its length is not the sum of its entries")
+        for site in sites:
+            check_name("site", site)
+    except (UnicodeDecodeError, InputError) as exc:
+        raise InvalidReportError(_R.CORRUPT, detail=f"site table: {exc}") from None
+    except ValueError:
+        raise InvalidReportError(_R.TRUNCATED, detail="site table") from None
+    return sites, start
+
+
+def _site_index(site_tags: np.ndarray, sites: list[str]) -> np.ndarray:
+    """Each record's index in the site table, or -1 if its tag names no entry."""
+    index = np.full(len(site_tags), -1, dtype=np.int64)
+    for k, site in enumerate(sites):
+        index[site_tags == tag("site", site)] = k
+    return index
+
+
+def _open_parts(
+    keys: KeyRegistry,
+    binding: Binding,
+    sites: list[str],
+    records: np.ndarray,
+    site_index: np.ndarray,
+    workers: int | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Open every record's part with the ``info`` of its own site and epoch (and key id).
+
+    Each distinct (key id, site, epoch) gets a one-byte context number that
+    :func:`open_many` uses as its key id; a batch with more than 256 of them
+    is opened in several calls.
+    """
+    contexts = np.stack([records["key_id"].astype(np.int64), site_index, records["epoch"].astype(np.int64)])
+    distinct, context = np.unique(contexts, axis=1, return_inverse=True)
+    context = context.ravel()
+    plain = np.zeros((len(records), MATCH_KEY_PLAINTEXT), dtype=np.uint8)
+    ok = np.zeros(len(records), dtype=bool)
+    opened = 0
+    for first in range(0, distinct.shape[1], 256):
+        group = range(first, min(first + 256, distinct.shape[1]))
+        private, infos = {}, {}
+        for c in group:
+            key_id, site, epoch = (int(v) for v in distinct[:, c])
+            own = Binding(sites[site], binding.report_collector, epoch, binding.match_key_provider)
+            private[c - first] = keys.keys[key_id]
+            infos[c - first] = info(Purpose.MATCH_KEY, FORMAT_VERSION, keys.suite, key_id, keys.helper, own)
+        rows = np.flatnonzero((context >= first) & (context < first + 256))
+        local = (context[rows] - first).astype(np.uint8)
+        sealed = records["sealed"][rows]
+        plain[rows], ok[rows], count = open_many(private, infos, local, sealed, MATCH_KEY_PLAINTEXT, workers)
+        opened += count
+    return plain, ok, opened
 
 
 def _check_header(
@@ -251,14 +358,11 @@ def _check_header(
     return {"n": n, "chunk_rows": chunk_rows, "key_id": key_id}
 
 
-def _check_length(data: bytes | bytearray, suite: Suite, n: int, chunk_rows: int, record_width: int) -> None:
-    """TRUNCATED (index: first incomplete report) or CORRUPT (trailing bytes)."""
-    start = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+def _check_length(data: bytes | bytearray, start: int, n: int, chunk_rows: int, record_width: int) -> None:
+    """TRUNCATED (index: first incomplete report) or CORRUPT (trailing bytes); chunks begin at ``start``."""
     per_row = record_width + FIELD_RECORD.itemsize
-    expected = _batch_length(suite, n, chunk_rows, record_width)
+    expected = _batch_length(start, n, chunk_rows, record_width)
     if len(data) < expected:
-        if len(data) < start:
-            raise InvalidReportError(_R.TRUNCATED, detail="sealed batch key")
         chunk_bytes = chunk_rows * per_row + TAG_BYTES
         complete_chunks = (len(data) - start) // chunk_bytes
         raise InvalidReportError(_R.TRUNCATED, min(complete_chunks * chunk_rows, n))
@@ -267,11 +371,12 @@ def _check_length(data: bytes | bytearray, suite: Suite, n: int, chunk_rows: int
 
 
 def _read_chunks(
-    data: bytes | bytearray, suite: Suite, n: int, chunk_rows: int, record_dtype: np.dtype, batch_key: bytes
+    data: bytes | bytearray, head: bytes, start: int, n: int, chunk_rows: int, record_dtype: np.dtype,
+    batch_key: bytes,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Records and decrypted field records of every chunk; ``head`` is the AAD's header part."""
     aead = AESGCM(batch_key)
-    head = bytes(data[: BATCH_HEADER.size])
-    at = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
+    at = start
     records, fields = [], []
     for j, start in enumerate(range(0, n, chunk_rows)):
         r = min(chunk_rows, n - start)
@@ -332,7 +437,7 @@ def _duplicates(records: np.ndarray, fields: np.ndarray, valid: np.ndarray) -> n
 
 
 def _shared_rows(
-    match_key: np.ndarray, fields: np.ndarray, valid: np.ndarray, config: QueryConfig
+    match_key: np.ndarray, fields: np.ndarray, valid: np.ndarray, config: QueryConfig, off_site: np.ndarray
 ) -> SharedRows:
     """This helper's SharedRows; invalid rows are zero shares."""
     keep = valid[:, None]
@@ -349,4 +454,5 @@ def _shared_rows(
         is_trigger=boolean(fields["is_trigger"], 1),
         breakdown_key=boolean(fields["breakdown_key"], config.breakdown_bits),
         trigger_value=boolean(fields["trigger_value"], config.value_bits),
+        off_site=off_site & valid,
     )

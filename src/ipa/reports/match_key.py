@@ -8,11 +8,11 @@ epoch. The report collector learns nothing about the key.
 
 All integers are little-endian, except inside HPKE ``info``.
 
-Encrypted match key (user agent → site → report collector), version 1
+Encrypted match key (user agent → site → report collector), version 2
 -----------------------------------------------------------------------
 ::
 
-    0   1   format version (1)
+    0   1   format version (2)
     1   1   HPKE suite id (ipa.crypto.hpke.Suite)
     2   2   epoch
     4   1+a site: length a, UTF-8
