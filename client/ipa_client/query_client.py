@@ -39,7 +39,7 @@ from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
 from ipa_client.identity import Identity
-from ipa_rpc import CHUNK_BYTES, COLLECTOR_METADATA, MESSAGE_LIMITS
+from ipa_rpc import CHUNK_BYTES, COLLECTOR_METADATA, MESSAGE_LIMITS, QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
@@ -168,6 +168,7 @@ class QueryClient:
         insecure: bool = False,
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
+        tokens: Sequence[bytes] | None = None,
     ) -> None:
         if not isinstance(identity, Identity):
             raise ConfigError(
@@ -195,7 +196,13 @@ class QueryClient:
         self._stubs = [query_pb2_grpc.QueryStub(c) for c in self._channels]
         # One secret per helper: each helper learns only the hash of its own, so no
         # helper (not even the leader, which sees all three hashes) can act as us at another.
-        self._tokens = [secrets.token_bytes(32) for _ in range(3)]
+        # ``tokens``: those of an earlier query (from its receipt), to fetch its result.
+        self._tokens = list(tokens) if tokens is not None else [secrets.token_bytes(32) for _ in range(3)]
+
+    @property
+    def tokens(self) -> list[bytes]:
+        """The collector's secret per-helper tokens (kept in a receipt by ``ipa query``)."""
+        return list(self._tokens)
 
     @property
     def channels(self) -> list[grpc.Channel]:
@@ -273,18 +280,15 @@ class QueryClient:
             data = memoryview(batches[helper])
 
             def chunks():
-                first = bytes(data[:CHUNK_BYTES])
-                yield query_pb2.UploadChunk(query_id=query_id, token=self._tokens[helper], data=first)
-                if on_sent:
-                    on_sent(len(first))
-                for start in range(CHUNK_BYTES, len(data), CHUNK_BYTES):
+                for start in range(0, max(len(data), 1), CHUNK_BYTES):
                     chunk = bytes(data[start : start + CHUNK_BYTES])
                     yield query_pb2.UploadChunk(data=chunk)
                     if on_sent:
                         on_sent(len(chunk))
 
+            metadata = (*self._metadata, (QUERY_ID_KEY, query_id), (TOKEN_KEY, self._tokens[helper].hex()))
             try:
-                self._stubs[helper].Upload(chunks(), timeout=self._timeout, metadata=self._metadata)
+                self._stubs[helper].Upload(chunks(), timeout=self._timeout, metadata=metadata)
             except grpc.RpcError as exc:
                 if unreachable_reason(exc, self._timeout) is not None:
                     errors.append(self._unreachable(helper, exc, self._timeout))

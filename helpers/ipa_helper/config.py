@@ -16,6 +16,10 @@ max_rows = 16777216            # most reports in one query
 max_query_memory_bytes = 34359738368  # estimated working memory of one query (ipa_helper.limits)
 max_breakdowns = 65536         # most breakdowns: a result share (16 B each) must fit one message
 max_queries = 8                # queries not ended yet (awaiting upload or running)
+upload_idle_seconds = 30       # an upload silent this long between chunks fails its query
+upload_total_seconds = 3600    # an upload still streaming after this long fails its query
+max_uploads = 8                # uploads streaming at once; more are refused (RESOURCE_EXHAUSTED)
+retry_seconds = 2              # how often an undecided query asks its peers for the decision
 
 [tls]
 cert = "helper1.pem"
@@ -84,6 +88,10 @@ class HelperConfig:
     delta: float = 1e-9
     collector_ca: Path | None = None
     collectors: tuple[CollectorConfig, ...] = ()
+    upload_idle_seconds: float = 30.0
+    upload_total_seconds: float = 3600.0
+    max_uploads: int = 8
+    retry_seconds: float = 2.0
 
     @property
     def party(self) -> int:
@@ -155,6 +163,10 @@ def load_config(path: str | Path) -> HelperConfig:
         collector_ca=base / _get(tls, "collector_ca", str, f"{path} [tls]") if tls else None,
         collectors=collectors,
         **_limits(helper, where),
+        upload_idle_seconds=_get(helper, "upload_idle_seconds", float, where, 30.0),
+        upload_total_seconds=_get(helper, "upload_total_seconds", float, where, 3600.0),
+        max_uploads=_get(helper, "max_uploads", int, where, 8),
+        retry_seconds=_get(helper, "retry_seconds", float, where, 2.0),
     )
 
 

@@ -15,11 +15,15 @@ It talks to the other two helpers only through the peer interface
   (``Peer.Abort``), which wakes their waiting receives. Other queries go on.
 - Privacy budget: a noised query is calibrated at the network's δ (a query
   asking for another is refused) and the ρ of its noise is reserved in every
-  helper's ledger at prepare time (a refusal anywhere refuses it everywhere). When a helper
-  has its noised result share it commits the spend, then tells its peers it
-  has finished; its share is released only once both peers have said so. A
-  failure refunds the spend only where it is still reserved, which is only
-  possible while no share has left any helper (see ``ipa_helper.ledger``).
+  helper's ledger at prepare time (a refusal anywhere refuses it everywhere).
+- The end of a query is an agreement (docs/reliability.md): a helper writes
+  its noised result share to disk, votes ``ready`` in its ledger, and tells
+  both peers; it commits (spend and outcome, one transaction) once both have
+  voted, and only then releases its share. Before its vote a helper may abort
+  on its own (refund, then tell the peers); after it, only a peer's abort can
+  end the query so. A helper that voted but did not hear both votes asks the
+  peers (``outcome``) until one has decided or both have voted; a restarted
+  helper aborts what it had not voted for and settles what it had.
 - Result shares go only to the caller holding the query's token.
 """
 
@@ -29,7 +33,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -47,17 +51,28 @@ from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
-from ipa_helper.ledger import BudgetLedger
+from ipa_helper.ledger import ABORTED, COMMITTED, READY, BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.params import QuerySpec, with_network_delta
 from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
+from ipa_helper.results import ResultStore
 from ipa_helper.timers import Deadlines
+from ipa_helper.watchdog import Watchdog
 
-__all__ = ["Helper", "RefusedError", "UnreachableError"]
+__all__ = ["Halted", "Helper", "RefusedError", "UnreachableError"]
 
 _STEPS = ("decrypt", *PHASES, "release")
+UNKNOWN = "unknown"  # a peer's answer about a query it never prepared
+
+
+class Halted(BaseException):
+    """Raised from a fault point (in-process tests) to end a helper's thread there, with no cleanup."""
+
+
+def _no_fault(point: str) -> None:
+    """Fault injection points (``ipa_helper.server``'s IPA_FAILPOINT; tests): none by default."""
 
 
 class Helper:
@@ -70,6 +85,8 @@ class Helper:
         decode: Decoder,
         ledger: BudgetLedger,
         mailbox: Mailbox | None = None,
+        store: ResultStore | None = None,
+        fault: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -81,6 +98,9 @@ class Helper:
         self._workers: set[threading.Thread] = set()
         self._deadlines = Deadlines(f"H{config.index}-deadlines", self._deadline_failed)
         self._admission = threading.Lock()  # the query-count limit and the ledger, checked together
+        self._stopping = threading.Event()
+        self.store = store or ResultStore(config.data_dir / "results")
+        self._fault = fault or _no_fault
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -123,13 +143,17 @@ class Helper:
             raise InputError("the token hash must be 32 bytes")
         charge = 0 if spec.no_noise else query_charge_units(spec.epsilon, spec.delta, spec.config.cap)
         record = QueryRecord(query_id, spec, digest)
-        self.mailbox.forget(self.queries.prune(self.config.retention_seconds))
+        forgotten = self.queries.prune(self.config.retention_seconds)
+        self.mailbox.forget(forgotten)
+        for old in forgotten:
+            self.store.delete(old)
         with self._admission:  # limits before budget: a query refused for size spends nothing
             active = len(self.queries.active())
             check_query(spec.config, active, self.config.max_breakdowns, self.config.max_queries)
             if not spec.no_noise:
                 where = spec.binding
                 self.ledger.admit(query_id, where.site, where.epoch, spec.epsilon, charge, spec.last_epoch)
+            self.ledger.open(query_id, digest)
             self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
         self._deadlines.call_later(self.config.timeout_seconds, self._expire, record)
@@ -141,28 +165,47 @@ class Helper:
             epoch=spec.binding.epoch,
         )
 
-    def upload(self, query_id: str, token: bytes, chunks: Iterable[bytes]) -> int:
+    def upload(
+        self,
+        query_id: str,
+        token: bytes,
+        chunks: Iterable[bytes],
+        interrupt: Callable[[], None] = lambda: None,
+    ) -> int:
         """Take this helper's whole upload, then start the query in a worker thread.
 
         The batch header (in the first chunk) declares the number of reports
         and so the exact length: a batch too large for this helper's limits
         is refused there, and one longer than it declares as soon as it is.
+        The upload has deadlines: at most ``upload_idle_seconds`` between chunks
+        and ``upload_total_seconds`` in all. Past one, ``interrupt()`` is called
+        (it must end the chunk iterator; gRPC: cancel the call) and the query
+        fails everywhere, refunded.
         """
         record = self.queries.get(query_id, token)
         self.queries.claim_upload(record)  # atomically: not ended, and the first upload
+        watchdog = Watchdog(self.config.upload_idle_seconds, self.config.upload_total_seconds, interrupt)
         try:
-            data = self._receive(record, chunks)
-        except BaseException as exc:  # too large, or the stream broke: the query cannot run
-            self.fail(record, str(exc) if isinstance(exc, IpaError) else "the upload was interrupted")
+            data = self._receive(record, watchdog.watch(chunks))
+            if watchdog.expired:  # an interrupted stream may end as if it were complete
+                raise InputError(watchdog.expired)
+        except BaseException as exc:  # too large, too slow, or the stream broke: the query cannot run
+            reason = watchdog.expired or (
+                str(exc) if isinstance(exc, IpaError) else "the upload was interrupted"
+            )
+            self.fail(record, reason)
+            if watchdog.expired:
+                raise InputError(reason) from None
             raise
+        finally:
+            watchdog.stop()
         # Atomically: raises if it ended (cancelled, a peer failed) while the upload streamed in.
         self.queries.start(record, phase="decrypt", phase_started=time.perf_counter())
         size = len(data)
         logs.event(self.config.index, "upload_received", query_id=query_id, bytes=size)
+        self._fault("uploaded")
         # The worker takes the buffer out of the list, so it is freed once decoded.
-        worker = threading.Thread(target=self._run, args=(record, [data]), name=f"query-{query_id[:8]}")
-        self._workers.add(worker)
-        worker.start()
+        self._spawn(self._run, record, [data])
         return size
 
     def _receive(self, record: QueryRecord, chunks: Iterable[bytes]) -> bytearray:
@@ -171,14 +214,15 @@ class Helper:
         The buffer grows with what arrives (not with what the header claims),
         so a sender pays in bytes sent for the memory it holds here.
         """
-        data, expected = bytearray(), None
+        data, expected, spec = bytearray(), None, record.spec
+        assert spec is not None  # only queries restored after a restart have none, and they are done
         for chunk in chunks:
             data += chunk
             if expected is None and len(data) >= BATCH_HEADER.size and len(data) >= batch_head_length(data):
                 rows, expected = batch_size(data)
                 limits = self.config
                 check_upload(
-                    record.spec.config, rows, expected, limits.max_rows, limits.max_upload_bytes,
+                    spec.config, rows, expected, limits.max_rows, limits.max_upload_bytes,
                     limits.max_query_memory_bytes,
                 )  # fmt: skip
             if expected is not None and len(data) > expected:
@@ -186,15 +230,21 @@ class Helper:
         return data
 
     def results(self, query_id: str, token: bytes) -> AShares:
+        """This helper's share of a committed query's result (from memory, or from disk after a restart)."""
         record = self.queries.get(query_id, token)
-        if record.state is not State.COMPLETED or record.result is None:
+        if record.state is not State.COMPLETED:
             raise InputError(f"query {query_id} has no result: it is {record.state.value}")
+        result = record.result if record.result is not None else self.store.get(query_id)
         logs.event(self.config.index, "result_released", query_id=query_id)
-        return record.result
+        return result
 
     def cancel(self, query_id: str, token: bytes) -> QueryRecord:
         record = self.queries.get(query_id, token)
-        self.fail(record, "cancelled by the report collector", State.CANCELLED)
+        if (
+            not self.fail(record, "cancelled by the report collector", State.CANCELLED)
+            and not record.state.final
+        ):
+            raise InputError(f"query {query_id} is releasing its result: it can no longer be cancelled")
         return record
 
     # --- peer calls ----------------------------------------------------------------
@@ -208,73 +258,124 @@ class Helper:
         self.mailbox.put(query_id, sender, step, arrays)
 
     def abort_from_peer(self, query_id: str, sender: int | None, reason: str) -> None:
-        """A peer ended the query (``sender`` from its certificate; None on an insecure network)."""
+        """A peer has aborted the query (``sender`` from its certificate; None on an insecure network).
+
+        A peer sends Abort only once the query is durably aborted in its ledger,
+        so this helper may abort it even if it has voted ready.
+        """
         record = self.queries.get(query_id)
         who = f"H{sender + 1}" if sender is not None else "a peer"
-        self.fail(record, f"{who}: {reason}", notify=False)
+        self.fail(record, f"{who}: {reason}", notify=False, learned=True)
+
+    def outcome(self, query_id: str) -> str:
+        """What this helper has durably recorded about the end of ``query_id`` (for the peers)."""
+        return self.ledger.outcome(query_id) or UNKNOWN
 
     # --- running --------------------------------------------------------------------
 
     def fail(
-        self, record: QueryRecord, reason: str, state: State = State.FAILED, notify: bool = True
-    ) -> None:
-        """End a query here with ``reason``, wake its receivers, and tell the peers once."""
+        self,
+        record: QueryRecord,
+        reason: str,
+        state: State = State.FAILED,
+        notify: bool = True,
+        learned: bool = False,
+    ) -> bool:
+        """Abort a query here with ``reason``, wake its receivers, and tell the peers once.
+
+        Durably first: the outcome becomes ``aborted`` (the spend refunded) only
+        if it is still open here, or, when ``learned`` from a peer that aborted,
+        ready. False, and nothing changes, if this helper has voted ready (only
+        the peers' decision can end it then) or the query has ended.
+        """
+        if self.ledger.decide(record.query_id, commit=False, learned=learned) != ABORTED:
+            return False
+        self.store.delete(record.query_id)
         if not self.queries.finish(record, state, reason):
-            return
-        self.ledger.refund(record.query_id)  # only if still reserved here
+            return False
         self.mailbox.abort(record.query_id, reason)
         logs.event(self.config.index, "query_" + state.value, query_id=record.query_id, reason=reason)
         if notify:
             for peer in Peer:
                 self._peers[peer].abort(record.query_id, reason)
+        return True
+
+    def restore(self) -> None:
+        """At start-up (after ``ledger.recover()``): take back the queries of the last process.
+
+        Committed and aborted queries within the retention time are served again
+        (results from disk); queries voted ready but undecided are settled with
+        the peers in the background.
+        """
+        horizon = time.time() - self.config.retention_seconds
+        keep = set()
+        for ended in self.ledger.ended(0.0):
+            if ended.state != READY and ended.updated < horizon:
+                continue
+            age = max(time.time() - ended.updated, 0.0)
+            record = QueryRecord(ended.query_id, None, ended.token_hash, uploaded=True)
+            if ended.state == COMMITTED:
+                record.state, record.phase, record.progress = State.COMPLETED, "done", 1.0
+                record.ended_at = time.monotonic() - age
+            elif ended.state == ABORTED:
+                record.state, record.error = State.FAILED, "the query failed (its spend is refunded)"
+                record.ended_at = time.monotonic() - age
+            else:
+                record.state, record.phase = State.RUNNING, "release"
+            self.queries.add(record)
+            if ended.state != ABORTED:
+                keep.add(ended.query_id)
+            if ended.state == READY:
+                self._spawn(self._settle, record)
+        self.store.keep_only(keep)
 
     def shut_down(self, timeout: float = 10.0) -> None:
-        """Fail every query still running here and wait (bounded) for their workers."""
+        """Fail every query still open here and wait (bounded) for their workers.
+
+        Queries voted ready stay ready: the next start settles them with the peers.
+        """
+        self._stopping.set()
         for record in self.queries.active():
             self.fail(record, f"H{self.config.index} is shutting down")
         for worker in list(self._workers):
             worker.join(timeout)
         self._deadlines.close()
 
+    def halt(self) -> None:
+        """Stop background work without any cleanup (a simulated crash, in-process tests only)."""
+        self._stopping.set()
+        self._deadlines.close()
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        record = args[0]
+        assert isinstance(record, QueryRecord)
+
+        def body() -> None:
+            try:
+                target(*args)
+            except Halted:
+                pass  # a simulated crash: the thread ends where it is
+            finally:
+                self._workers.discard(threading.current_thread())
+
+        worker = threading.Thread(target=body, name=f"query-{record.query_id[:8]}", daemon=True)
+        self._workers.add(worker)
+        worker.start()
+
     def _deadline_failed(self, exc: Exception) -> None:
         logs.event(self.config.index, "internal_error", kind=type(exc).__name__, where="deadline")
 
     def _expire(self, record: QueryRecord) -> None:
-        if not record.uploaded:
+        if not record.uploaded and not self._stopping.is_set():
             self.fail(record, f"no upload within {self.config.timeout_seconds:g} s")
 
     def _run(self, record: QueryRecord, upload: list[bytearray]) -> None:
-        query_id, data = record.query_id, upload.pop()
+        query_id = record.query_id
         try:
-            channel = self.channel(query_id)
-            declared = _declared_rows(data)  # None: the decoder names what is wrong with the batch
-            if declared is not None:
-                _agree_count(channel, declared)  # before the decoder's memory, not after
-            batch = self._decode(data, record.spec)
-            del data  # the decoded columns replace it
-            rows = _agree_rows(channel, batch, record.spec.invalid_reports)
-            self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
-            self._phase_done(record, "decrypt")
-            ctx = Context(self.party, channel, agree_seeds(channel))
-            noise = _noise_hook(record.spec)
-            result = run_query(ctx, rows, record.spec.config, noise, lambda p: self._phase_done(record, p))
-            if not record.spec.no_noise and not self.ledger.commit(query_id):
-                raise IpaError("the query ended before its budget spend could be committed")
-            _all_finished(channel)
-            self._phase_done(record, "release")
-            self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes)
-            if self.queries.finish(record, State.COMPLETED):
-                stats = channel.stats
-                logs.event(
-                    self.config.index,
-                    "query_completed",
-                    query_id=query_id,
-                    rows=len(rows),
-                    bytes_sent=stats.total_bytes,
-                    rounds=stats.rounds,
-                )
+            channel = self._compute_and_vote(record, upload)
         except (IpaError, ValueError) as exc:
             self.fail(record, str(exc))  # no-op if a peer's abort already ended it
+            channel = None
         except Exception as exc:  # a bug: fail the query, keep serving, log the type only
             logs.event(
                 self.config.index,
@@ -284,8 +385,86 @@ class Helper:
                 where=traceback.extract_tb(exc.__traceback__)[-1].name,
             )
             self.fail(record, f"internal error ({type(exc).__name__})")
+            channel = None
+        if channel is not None:
+            self._release(record, channel)
         self.mailbox.abort(query_id, "the query has ended")  # drops late messages too
-        self._workers.discard(threading.current_thread())
+
+    def _compute_and_vote(self, record: QueryRecord, upload: list[bytearray]) -> PeerChannel:
+        """Decode, run the MPC, store the noised result share durably and vote ready."""
+        query_id, spec, data = record.query_id, record.spec, upload.pop()
+        assert spec is not None  # only restored records have none, and they never run
+        channel = self.channel(query_id)
+        declared = _declared_rows(data)  # None: the decoder names what is wrong with the batch
+        if declared is not None:
+            _agree_count(channel, declared)  # before the decoder's memory, not after
+        batch = self._decode(data, spec)
+        del data  # the decoded columns replace it
+        rows = _agree_rows(channel, batch, spec.invalid_reports)
+        self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
+        self._phase_done(record, "decrypt")
+        ctx = Context(self.party, channel, agree_seeds(channel))
+        result = run_query(ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p))
+        self._fault("computed")
+        self.store.put(query_id, result.sums)
+        self._fault("stored")
+        if self.ledger.vote(query_id) != READY:
+            raise IpaError("the query ended before this helper could vote to commit it")
+        self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes, rows=len(rows))
+        self._fault("voted")
+        return channel
+
+    def _release(self, record: QueryRecord, channel: PeerChannel) -> None:
+        """Exchange votes with both peers: commit if both voted ready, else settle by asking them."""
+        try:
+            _all_ready(channel, self._fault)
+        except IpaError:
+            if self.ledger.outcome(record.query_id) == READY:  # not a peer's abort: undecided
+                logs.event(self.config.index, "query_undecided", query_id=record.query_id)
+                self._settle(record)
+            return
+        self._conclude(record, COMMITTED, "")
+
+    def _settle(self, record: QueryRecord) -> None:
+        """Learn the decision of a query voted ready here by asking the peers until they know.
+
+        Commit if a peer has committed or both have voted ready (then nobody can
+        abort); abort if a peer has aborted or never prepared it (then nobody can
+        have committed). While a peer is unreachable or still open, ask again.
+        """
+        while not self._stopping.is_set():
+            answers = [self._ask(peer, record.query_id) for peer in Peer]
+            if COMMITTED in answers or answers == [READY, READY]:
+                self._conclude(record, COMMITTED, "")
+                return
+            if ABORTED in answers or UNKNOWN in answers:
+                self._conclude(record, ABORTED, "a peer aborted the query before it was committed")
+                return
+            self._stopping.wait(self.config.retry_seconds)
+
+    def _ask(self, peer: Peer, query_id: str) -> str | None:
+        try:
+            return self._peers[peer].outcome(query_id)
+        except IpaError:
+            return None  # unreachable: ask again later
+
+    def _conclude(self, record: QueryRecord, decision: str, reason: str) -> None:
+        if decision == ABORTED:
+            self.fail(record, reason, notify=False, learned=True)
+            return
+        if self.ledger.decide(record.query_id, commit=True) != COMMITTED:
+            return
+        self._fault("committed")
+        if record.spec is not None:
+            self._phase_done(record, "release")
+        if self.queries.finish(record, State.COMPLETED):
+            logs.event(
+                self.config.index,
+                "query_completed",
+                query_id=record.query_id,
+                rows=record.rows,
+                bytes_sent=record.bytes_sent,
+            )
 
     def _phase_done(self, record: QueryRecord, phase: str) -> None:
         now = time.perf_counter()
@@ -366,6 +545,12 @@ def _noise_hook(spec: QuerySpec) -> NoiseHook:
     return no_noise if spec.no_noise else calibrated_noise(spec.epsilon, spec.delta, spec.config.cap)
 
 
-def _all_finished(channel: Channel) -> None:
-    """Tell both peers this helper has its result share, and wait until both have theirs."""
-    _tell_both_peers(channel, "release/finished", np.ones(1, np.uint8))
+def _all_ready(channel: Channel, fault: Callable[[str], None]) -> None:
+    """Tell both peers this helper has voted ready, and wait until both have. 1 round."""
+    vote = np.ones(1, np.uint8)
+    channel.send("release/finished", Peer.NEXT, [vote])
+    fault("told_one")
+    channel.send("release/finished", Peer.PREV, [vote])
+    fault("told_both")
+    for peer in Peer:
+        channel.receive("release/finished", peer, [vote])

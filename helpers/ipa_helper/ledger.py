@@ -9,17 +9,27 @@ spend moves through three states:
 
 - ``reserved``: debited at admission, atomically with the check that it fits
   (``BEGIN IMMEDIATE``), before any MPC work;
-- ``committed``: this helper finished computing its noised result share and
-  is about to tell its peers so. Result shares are released only after a
-  helper has heard "finished" from both peers, so while any helper's spend is
-  still reserved, no result share can have left any helper;
-- ``refunded``: the query failed while reserved here.
+- ``committed``: all three helpers have voted to commit the query (see
+  below); moved in the same transaction as the query's outcome;
+- ``refunded``: the query was aborted (same transaction as its outcome).
 
-A committed spend is never refunded. At start-up every reserved spend is
-refunded: its query died with the previous process before this helper said
-"finished". Writes are durable before the call returns (WAL, synchronous
-FULL), so a ``kill -9`` at any point neither loses nor double-spends budget.
-Admission is idempotent per query id.
+A committed spend is never refunded. Writes are durable before the call
+returns (WAL, synchronous FULL), so a ``kill -9`` at any point neither loses
+nor double-spends budget. Admission is idempotent per query id.
+
+The same database holds each query's **outcome**, the durable half of the
+agreement that ends a query (docs/reliability.md), noised or not:
+
+- ``open``: prepared here; this helper may still abort it on its own;
+- ``ready``: this helper's result share is on disk and it has voted to
+  commit; from now on it aborts only if a peer has aborted;
+- ``committed``: all three voted ready (the spend is committed in the same
+  transaction); the result may be released;
+- ``aborted``: it failed (the spend is refunded in the same transaction).
+
+At start-up :meth:`recover` aborts every ``open`` query (it died with the
+previous process before this helper voted) and keeps ``ready`` ones for the
+recovery exchange with the peers.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from pathlib import Path
 
 from ipa.errors import ConfigError, IpaError
 
-__all__ = ["BudgetError", "BudgetLedger", "Spend"]
+__all__ = ["ABORTED", "COMMITTED", "OPEN", "READY", "BudgetError", "BudgetLedger", "Ended", "Spend"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -46,9 +56,17 @@ CREATE TABLE IF NOT EXISTS spend (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spend_by_site_epoch ON spend (site, epoch);
+CREATE TABLE IF NOT EXISTS outcome (
+    query_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('open', 'ready', 'committed', 'aborted')),
+    token_hash BLOB NOT NULL,
+    updated REAL NOT NULL
+);
 """
 _SPAN_COLUMN = "ALTER TABLE spend ADD COLUMN last_epoch INTEGER"  # NULL: the query's one epoch
 _IN_EPOCH = "site = ? AND epoch <= ? AND COALESCE(last_epoch, epoch) >= ?"  # (site, e, e)
+
+OPEN, READY, COMMITTED, ABORTED = "open", "ready", "committed", "aborted"
 
 
 class BudgetError(IpaError):
@@ -63,6 +81,16 @@ class Spend:
     epsilon: float
     state: str
     rho: int = 0  # units of 10⁻¹² ρ
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A query whose outcome is decided or voted, as :meth:`BudgetLedger.ended` lists it."""
+
+    query_id: str
+    state: str
+    token_hash: bytes
+    updated: float  # time.time() of the last change
 
 
 class BudgetLedger:
@@ -159,16 +187,93 @@ class BudgetLedger:
         return self._move(query_id, "reserved", "refunded")
 
     def recover(self) -> list[str]:
-        """At start-up: refund every reserved spend (its query died with the last process)."""
+        """At start-up: abort every open query and refund every reserved spend not voted ready.
+
+        Those queries died with the last process before this helper voted, so no
+        helper can have committed them. Returns the refunded query ids.
+        """
 
         def recover(db: sqlite3.Connection) -> list[str]:
-            ids = [r[0] for r in db.execute("SELECT query_id FROM spend WHERE state = 'reserved'")]
-            db.execute(
-                "UPDATE spend SET state = 'refunded', updated = ? WHERE state = 'reserved'", (time.time(),)
+            now = time.time()
+            db.execute("UPDATE outcome SET state = 'aborted', updated = ? WHERE state = 'open'", (now,))
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT query_id FROM spend WHERE state = 'reserved' AND query_id NOT IN "
+                    "(SELECT query_id FROM outcome WHERE state = 'ready')"
+                )
+            ]
+            db.executemany(
+                "UPDATE spend SET state = 'refunded', updated = ? WHERE query_id = ?", [(now, q) for q in ids]
             )
             return ids
 
         return self._transaction(recover)
+
+    # --- the end of a query: outcome --------------------------------------------------
+
+    def open(self, query_id: str, token_hash: bytes) -> None:
+        """Record a prepared query as open; BudgetError if it has ended here already."""
+
+        def open_(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT state FROM outcome WHERE query_id = ?", (query_id,)).fetchone()
+            if row is not None and row[0] != OPEN:
+                raise BudgetError(f"query {query_id} has ended ({row[0]}): it cannot be prepared again")
+            if row is None:
+                db.execute(
+                    "INSERT INTO outcome VALUES (?, 'open', ?, ?)", (query_id, token_hash, time.time())
+                )
+
+        self._transaction(open_)
+
+    def vote(self, query_id: str) -> str:
+        """open → ready (this helper's share is on disk); returns the state after the call."""
+        return self._set_outcome(query_id, (OPEN,), READY, None)
+
+    def decide(self, query_id: str, commit: bool, learned: bool = False) -> str:
+        """Record the decision; returns the state after the call (the first decision stands).
+
+        Commit: ready → committed (spend committed). Abort: open → aborted, or
+        ready → aborted only when ``learned`` from a peer that aborted (spend refunded).
+        """
+        if commit:
+            return self._set_outcome(query_id, (READY,), COMMITTED, "committed")
+        sources = (OPEN, READY) if learned else (OPEN,)
+        return self._set_outcome(query_id, sources, ABORTED, "refunded")
+
+    def outcome(self, query_id: str) -> str | None:
+        """The query's outcome here, or None if it was never prepared here."""
+        with self._lock:
+            row = self._db.execute("SELECT state FROM outcome WHERE query_id = ?", (query_id,)).fetchone()
+        return row[0] if row else None
+
+    def ended(self, since: float) -> list[Ended]:
+        """Queries voted or decided (not open) whose last change is after ``since`` (time.time())."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT query_id, state, token_hash, updated FROM outcome "
+                "WHERE state != 'open' AND updated >= ? ORDER BY updated",
+                (since,),
+            ).fetchall()
+        return [Ended(q, s, bytes(t), u) for q, s, t, u in rows]
+
+    def _set_outcome(self, query_id: str, sources: tuple[str, ...], new: str, spend: str | None) -> str:
+        def move(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT state FROM outcome WHERE query_id = ?", (query_id,)).fetchone()
+            if row is None:
+                return ABORTED  # never prepared here: it cannot be voted or committed
+            if row[0] not in sources:
+                return row[0]
+            now = time.time()
+            db.execute("UPDATE outcome SET state = ?, updated = ? WHERE query_id = ?", (new, now, query_id))
+            if spend is not None:
+                db.execute(
+                    "UPDATE spend SET state = ?, updated = ? WHERE query_id = ? AND state = 'reserved'",
+                    (spend, now, query_id),
+                )
+            return new
+
+        return self._transaction(move)
 
     def spent(self, site: str, epoch: int) -> int:
         """Units spent (reserved or committed) by (site, epoch)."""

@@ -21,14 +21,17 @@ from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import make_decoder
-from ipa_helper.helper import Helper
+from ipa_helper.helper import Halted, Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.limits import LimitError
 from ipa_helper.params import QuerySpec
 from ipa_helper.peers import PeerLink, RefusedError
 from ipa_helper.queries import UnknownQueryError
 
-__all__ = ["MemoryNetwork", "MemoryPeer"]
+__all__ = ["Crash", "MemoryNetwork", "MemoryPeer"]
+
+
+Crash = Halted  # raise it from a fault point to end a helper's thread there, without any cleanup
 
 
 class MemoryPeer(PeerLink):
@@ -70,6 +73,9 @@ class MemoryPeer(PeerLink):
         except IpaError as exc:
             raise TransportError(f"sending step {step!r} to H{self.index + 1} failed: {exc}") from None
 
+    def outcome(self, query_id: str) -> str:
+        return self._target().outcome(query_id)
+
 
 def _wire_copy(a: np.ndarray) -> np.ndarray:
     copy = np.array(a, copy=True)
@@ -100,7 +106,8 @@ class MemoryNetwork:
             raise IpaError(f"H{party + 1} is stopped")
         return helper
 
-    def start(self, party: int) -> Helper:
+    def start(self, party: int, fault: Callable[[str], None] | None = None) -> Helper:
+        """Start helper ``party`` as ``ipa-helper`` does: recover its ledger, take back its queries."""
         config = self.configs[party]
         budget = EpochBudget.of(config.epoch_budget, config.delta)
         ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
@@ -108,9 +115,20 @@ class MemoryNetwork:
         links: dict[Peer, PeerLink] = {
             p: MemoryPeer(self._lookup(p.of(party)), p.of(party), party) for p in Peer
         }
-        helper = Helper(config, links, make_decoder(config), ledger)
+        helper = Helper(config, links, make_decoder(config), ledger, fault=fault)
         self.helpers[party] = helper
+        helper.restore()
         return helper
+
+    def crash(self, party: int) -> None:
+        """Helper ``party`` is gone at once, as after ``kill -9``: no cleanup, only what is on disk stays.
+
+        Its links fail from now on; its threads are told to stop (a test crashes a
+        worker by raising :class:`Crash` from a fault point).
+        """
+        helper = self.helper(party)
+        self.helpers[party] = None
+        helper.halt()
 
     def stop(self, party: int) -> None:
         """Shut helper ``party`` down as SIGTERM would (its running queries fail and tell the peers)."""
@@ -120,9 +138,13 @@ class MemoryNetwork:
         helper.ledger.close()
 
     def close(self) -> None:
-        for party in range(3):
-            if self.helpers[party] is not None:
-                self.stop(party)
+        """Stop all three: first cut every link, then shut each down and close its ledger."""
+        running = [h for h in self.helpers if h is not None]
+        self.helpers = [None, None, None]
+        for helper in running:
+            helper.shut_down()
+        for helper in running:
+            helper.ledger.close()
 
     def _lookup(self, party: int) -> Callable[[], Helper | None]:
         return lambda: self.helpers[party]

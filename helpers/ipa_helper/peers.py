@@ -2,7 +2,7 @@
 
 A :class:`PeerLink` is one neighbour as :class:`~ipa_helper.helper.Helper`
 sees it: prepare a query there, abort it there, deliver one MPC message
-there. Two implementations:
+there, ask what it has recorded about a query's end. Two implementations:
 
 - :class:`ipa_helper.transport.GrpcPeer`: the ``Peer`` service over mutual TLS
   (what ``ipa-helper`` uses);
@@ -60,6 +60,13 @@ class PeerLink(ABC):
     @abstractmethod
     def send(self, query_id: str, step: str, sender: int, arrays: list[np.ndarray]) -> None:
         """Deliver one MPC message into the peer's mailbox."""
+
+    @abstractmethod
+    def outcome(self, query_id: str) -> str:
+        """The query's durable outcome at the peer: open, ready, committed, aborted or unknown.
+
+        TransportError if the peer cannot be reached.
+        """
 
 
 class PeerChannel(Channel):

@@ -15,6 +15,7 @@ and says which port is taken, without touching the running helper's ledger.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -149,6 +150,30 @@ def _listen(public: grpc.Server, peer: grpc.Server, config: HelperConfig, insecu
     _bind(peer, config.peer_listen, "peer_listen, for the other helpers", peer_credentials)
 
 
+def _failpoint(config: HelperConfig) -> Callable[[str], None] | None:
+    """Fault injection for tests: ``IPA_FAILPOINT=<point>:<kill|stop>`` kills or stops this process there.
+
+    Points (in order): uploaded, computed, stored, voted, told_one, told_both,
+    committed (see ``ipa_helper.helper``). Unset in production.
+    """
+    spec = os.environ.get("IPA_FAILPOINT", "")
+    if not spec:
+        return None
+    point, _, action = spec.partition(":")
+    signals = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+    if action not in signals:
+        raise ConfigError(f"IPA_FAILPOINT must be <point>:kill or <point>:stop, got {spec!r}")
+    fired = threading.Event()
+
+    def fault(at: str) -> None:
+        if at == point and not fired.is_set():
+            fired.set()
+            logs.event(config.index, "failpoint", point=at, action=action)
+            os.kill(os.getpid(), signals[action])
+
+    return fault
+
+
 def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     """Start both servers of one helper; returns once they listen."""
     if not insecure and not config.secure:
@@ -173,7 +198,7 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     budget = EpochBudget.of(config.epoch_budget, config.delta)
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
-    helper = Helper(config, links, make_decoder(config), ledger)
+    helper = Helper(config, links, make_decoder(config), ledger, fault=_failpoint(config))
 
     collectors = Collectors(config.collectors, insecure=insecure)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)
@@ -186,6 +211,7 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
 
     public.start()
     peer.start()
+    helper.restore()  # committed results served again; undecided queries settled with the peers
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     if refunded:
         logs.event(config.index, "budget_recovered", refunded=len(refunded))

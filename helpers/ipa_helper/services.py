@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
@@ -34,6 +35,7 @@ from ipa_helper.params import QuerySpec, spec_from_proto
 from ipa_helper.peers import RefusedError, UnreachableError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
+from ipa_rpc import QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
 
 __all__ = ["BudgetServicer", "PeerServicer", "QueryServicer"]
@@ -94,6 +96,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     def __init__(self, helper: Helper, collectors: Collectors) -> None:
         self._helper = helper
         self._collectors = collectors
+        self._uploads = threading.BoundedSemaphore(helper.config.max_uploads)
 
     def _caller(self, context: grpc.ServicerContext) -> CollectorConfig:
         try:
@@ -107,7 +110,8 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         caller = self._caller(context)
         try:
             record = self._helper.queries.get(query_id)
-            if record.spec.binding.report_collector != caller.name:
+            # A query taken back after a restart has no spec: its token alone guards it.
+            if record.spec is not None and record.spec.binding.report_collector != caller.name:
                 raise AccessDeniedError(f"query {query_id} belongs to another report collector")
         except IpaError as exc:
             _abort(context, exc)
@@ -126,21 +130,39 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     def Upload(  # noqa: N802
         self, request_iterator: Iterator[query_pb2.UploadChunk], context: grpc.ServicerContext
     ) -> query_pb2.UploadResponse:
-        self._caller(context)  # before reading anything
-        first = next(request_iterator, None)
-        if first is None:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload")
-        self._own_query(context, first.query_id)
-
-        def chunks() -> Iterator[bytes]:
-            yield first.data
-            for chunk in request_iterator:
-                yield chunk.data
-
+        """Check the caller (certificate, metadata) before reading any chunk; then stream, with deadlines."""
+        self._caller(context)
+        metadata = dict(context.invocation_metadata())
         try:
-            return query_pb2.UploadResponse(bytes=self._helper.upload(first.query_id, first.token, chunks()))
+            token = bytes.fromhex(metadata.get(TOKEN_KEY, ""))
+        except ValueError:
+            token = b""
+        query_id = metadata.get(QUERY_ID_KEY, "")
+        if not query_id or not token:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"an upload names its query and token in the metadata ({QUERY_ID_KEY}, {TOKEN_KEY})",
+            )
+        self._own_query(context, query_id)
+        try:
+            self._helper.queries.get(query_id, token)
         except IpaError as exc:
             _abort(context, exc)
+        if not self._uploads.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this helper takes at most {self._helper.config.max_uploads} uploads at once",
+            )
+        try:
+            chunks = (chunk.data for chunk in request_iterator)
+            size = self._helper.upload(query_id, token, chunks, interrupt=context.cancel)
+        except IpaError as exc:
+            _abort(context, exc)
+        except grpc.RpcError:  # the stream broke or the watchdog cancelled it: the query has failed
+            context.abort(grpc.StatusCode.CANCELLED, "the upload was interrupted")
+        finally:
+            self._uploads.release()
+        return query_pb2.UploadResponse(bytes=size)
 
     def GetStatus(self, request, context):  # noqa: N802
         self._own_query(context, request.query_id)
@@ -230,6 +252,11 @@ class PeerServicer(peer_pb2_grpc.PeerServicer):
         with contextlib.suppress(UnknownQueryError):  # never prepared here: nothing to abort
             self._helper.abort_from_peer(request.query_id, self._identify(context), request.reason)
         return peer_pb2.AbortResponse()
+
+
+    def Outcome(self, request, context):  # noqa: N802
+        self._identify(context)  # a configured peer's certificate (UNAUTHENTICATED otherwise)
+        return peer_pb2.OutcomeResponse(state=self._helper.outcome(request.query_id))
 
 
 class BudgetServicer(budget_pb2_grpc.BudgetServicer):

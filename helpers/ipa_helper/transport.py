@@ -121,3 +121,10 @@ class GrpcPeer(PeerLink):
         except grpc.RpcError as exc:
             reason = f"{exc.code().name}: {exc.details()}"
             raise TransportError(f"sending step {step!r} to H{self.index + 1} failed: {reason}") from None
+
+    def outcome(self, query_id: str) -> str:
+        try:
+            reply = self._stub.Outcome(peer_pb2.OutcomeRequest(query_id=query_id), timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise TransportError(f"H{self.index + 1} gave no outcome: {_details(exc)}") from None
+        return reply.state

@@ -14,3 +14,7 @@ MESSAGE_LIMITS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 COLLECTOR_METADATA = "ipa-collector"
+
+# Metadata of an Upload call: the helper checks them before it reads any chunk.
+QUERY_ID_KEY = "ipa-query-id"
+TOKEN_KEY = "ipa-token"  # the collector's token for this helper, hex

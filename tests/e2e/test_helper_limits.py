@@ -32,7 +32,7 @@ from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
 from ipa_client.query_client import HelperUnreachableError, QueryClient, endpoints, query_params
 from ipa_helper.ledger import BudgetLedger
-from ipa_rpc import CHUNK_BYTES
+from ipa_rpc import CHUNK_BYTES, QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
 CONFIG = QueryConfig(num_breakdowns=4, cap=20, timestamp_bits=20)
@@ -94,7 +94,8 @@ class Raw:
                 yield query_pb2.UploadChunk(query_id=query_id if first else "", token=token, data=data)
                 first = False
 
-        self.stubs[helper].Upload(stream(), timeout=30)
+        metadata = ((QUERY_ID_KEY, query_id), (TOKEN_KEY, self.tokens[helper].hex()))
+        self.stubs[helper].Upload(stream(), timeout=30, metadata=metadata)
 
     def status(self, helper: int, query_id: str) -> query_pb2.QueryStatus:
         ref = query_pb2.QueryRef(query_id=query_id, token=self.tokens[helper])

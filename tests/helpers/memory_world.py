@@ -111,6 +111,9 @@ class Held(PeerLink):
     def abort(self, query_id: str, reason: str) -> None:
         self._inner.abort(query_id, reason)
 
+    def outcome(self, query_id: str) -> str:
+        return self._inner.outcome(query_id)
+
     def send(self, query_id: str, step: str, sender: int, arrays: list[np.ndarray]) -> None:
         if step == self._step:
             self.held.set()
@@ -131,6 +134,11 @@ def hold(helper: Helper, step: str) -> list[Held]:
 def with_settings(configs: list[HelperConfig], party: int, **changes: object) -> list[HelperConfig]:
     """The configs with helper ``party``'s changed (e.g. a smaller budget)."""
     return [replace(c, **changes) if i == party else c for i, c in enumerate(configs)]
+
+
+def fresh(configs: list[HelperConfig], directory: Path) -> list[HelperConfig]:
+    """The configs with empty data directories under ``directory`` (own ledgers and results)."""
+    return [replace(c, data_dir=directory / f"helper{c.index}") for c in configs]
 
 
 def all_final(states: Iterable[State]) -> bool:

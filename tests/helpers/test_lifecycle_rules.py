@@ -5,6 +5,7 @@ release only after both peers have finished, and atomic state changes. The
 same rules hold over gRPC (tests/helpers/test_lifecycle.py, tests/e2e).
 """
 
+import contextlib
 import threading
 
 import numpy as np
@@ -13,6 +14,7 @@ from memory_world import (
     CONFIG,
     Collector,
     all_final,
+    fresh,
     hold,
     memory_configs,
     spec,
@@ -38,9 +40,9 @@ def files(tmp_path_factory):
 
 
 @pytest.fixture
-def net(files):
+def net(files, tmp_path):
     _, configs, _ = files
-    world = MemoryNetwork(configs)
+    world = MemoryNetwork(fresh(configs, tmp_path))
     yield world
     world.close()
 
@@ -64,9 +66,9 @@ def test_a_query_runs_and_releases_the_reference_sums(net, files):
     assert rc.results(query_id).tolist() == attribute_query(EVENTS, CONFIG).tolist()
 
 
-def test_a_refusal_at_one_peer_refuses_everywhere_and_reserves_nothing(files):
+def test_a_refusal_at_one_peer_refuses_everywhere_and_reserves_nothing(files, tmp_path):
     _, configs, _ = files
-    world = MemoryNetwork(with_settings(configs, 2, epoch_budget=0.5))  # H3 has less budget
+    world = MemoryNetwork(with_settings(fresh(configs, tmp_path), 2, epoch_budget=0.5))  # H3 has less budget
     try:
         rc = Collector(world)
         with pytest.raises(RefusedError, match=r"H3 refused the query: privacy budget exceeded"):
@@ -91,7 +93,8 @@ def test_a_bad_upload_at_one_helper_fails_the_query_everywhere_and_refunds(net, 
     rc = Collector(net)
     query_id = rc.create(spec(epsilon=1.0, no_noise=False))
     assert spends(net, query_id) == ["reserved"] * 3
-    rc.upload(query_id, [batches[0], b"garbage", batches[2]])
+    with contextlib.suppress(IpaError):  # H3's upload may come after the failure has reached it
+        rc.upload(query_id, [batches[0], b"garbage", batches[2]])
     assert rc.wait_final(query_id) == [State.FAILED] * 3
     errors = [net.helper(p).queries.get(query_id).error for p in range(3)]
     assert "not an upload batch" in errors[1]
@@ -101,23 +104,34 @@ def test_a_bad_upload_at_one_helper_fails_the_query_everywhere_and_refunds(net, 
         net.helper(0).results(query_id, rc.tokens[0])
 
 
-def test_every_helper_commits_before_it_says_finished_and_releases_after_both_peers_did(net, files):
+def outcomes(net, query_id):
+    return [net.helper(p).outcome(query_id) for p in range(3)]
+
+
+def test_every_helper_stores_its_share_and_votes_before_it_says_finished_and_releases_after_both(
+    net, files
+):
     _, _, batches = files
     rc = Collector(net)
-    held = hold(net.helper(2), "release/finished")  # H3's "finished" waits for the test
+    held = hold(net.helper(2), "release/finished")  # H3's vote waits for the test
     query_id = rc.create(spec(epsilon=1.0, no_noise=False))
     rc.upload(query_id, batches)
     assert held[0].held.wait(30)  # H3 sends to its next peer first, and waits there
-    # H3 has committed (it is about to say finished); H1 and H2 say finished only after
-    # committing, and none of them releases before both of its peers have finished.
-    assert spends(net, query_id)[2] == "committed"
+    # H3 has its share on disk and has voted ready; nobody can commit or release
+    # before all three have voted, and nobody may refund any more on its own.
+    assert outcomes(net, query_id)[2] == "ready"
+    assert (net.configs[2].data_dir / "results" / f"{query_id}.share").exists()
+    assert spends(net, query_id) == ["reserved"] * 3
     assert [rc.state(query_id, p) for p in range(3)] == [State.RUNNING] * 3
     with pytest.raises(IpaError, match="no result: it is running"):
         net.helper(0).results(query_id, rc.tokens[0])
+    with pytest.raises(IpaError, match="can no longer be cancelled"):
+        net.helper(2).cancel(query_id, rc.tokens[2])
     for link in held:
         link.release()
     assert rc.wait_final(query_id) == [State.COMPLETED] * 3
     assert spends(net, query_id) == ["committed"] * 3
+    assert outcomes(net, query_id) == ["committed"] * 3
     assert np.abs(rc.results(query_id) - attribute_query(EVENTS, CONFIG)).max() < 2000
 
 

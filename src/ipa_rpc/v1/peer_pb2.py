@@ -26,27 +26,31 @@ _sym_db = _symbol_database.Default()
 from ipa_rpc.v1 import query_pb2 as ipa_dot_v1_dot_query__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11ipa/v1/peer.proto\x12\x06ipa.v1\x1a\x12ipa/v1/query.proto\"[\n\x0ePrepareRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12#\n\x06params\x18\x02 \x01(\x0b\x32\x13.ipa.v1.QueryParams\x12\x12\n\ntoken_hash\x18\x03 \x01(\x0c\"\x11\n\x0fPrepareResponse\"0\n\x0c\x41\x62ortRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rAbortResponse\"+\n\x0b\x41rrayHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x04\"o\n\nShareChunk\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12#\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x13.ipa.v1.ArrayHeader\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\t\n\x07SendAck2\xa7\x01\n\x04Peer\x12-\n\x04Send\x12\x12.ipa.v1.ShareChunk\x1a\x0f.ipa.v1.SendAck(\x01\x12:\n\x07Prepare\x12\x16.ipa.v1.PrepareRequest\x1a\x17.ipa.v1.PrepareResponse\x12\x34\n\x05\x41\x62ort\x12\x14.ipa.v1.AbortRequest\x1a\x15.ipa.v1.AbortResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11ipa/v1/peer.proto\x12\x06ipa.v1\x1a\x12ipa/v1/query.proto\"\"\n\x0eOutcomeRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\" \n\x0fOutcomeResponse\x12\r\n\x05state\x18\x01 \x01(\t\"[\n\x0ePrepareRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12#\n\x06params\x18\x02 \x01(\x0b\x32\x13.ipa.v1.QueryParams\x12\x12\n\ntoken_hash\x18\x03 \x01(\x0c\"\x11\n\x0fPrepareResponse\"0\n\x0c\x41\x62ortRequest\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0f\n\rAbortResponse\"+\n\x0b\x41rrayHeader\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x04\"o\n\nShareChunk\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12#\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x13.ipa.v1.ArrayHeader\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"\t\n\x07SendAck2\xe3\x01\n\x04Peer\x12-\n\x04Send\x12\x12.ipa.v1.ShareChunk\x1a\x0f.ipa.v1.SendAck(\x01\x12:\n\x07Prepare\x12\x16.ipa.v1.PrepareRequest\x1a\x17.ipa.v1.PrepareResponse\x12\x34\n\x05\x41\x62ort\x12\x14.ipa.v1.AbortRequest\x1a\x15.ipa.v1.AbortResponse\x12:\n\x07Outcome\x12\x16.ipa.v1.OutcomeRequest\x1a\x17.ipa.v1.OutcomeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ipa.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREPAREREQUEST']._serialized_start=49
-  _globals['_PREPAREREQUEST']._serialized_end=140
-  _globals['_PREPARERESPONSE']._serialized_start=142
-  _globals['_PREPARERESPONSE']._serialized_end=159
-  _globals['_ABORTREQUEST']._serialized_start=161
-  _globals['_ABORTREQUEST']._serialized_end=209
-  _globals['_ABORTRESPONSE']._serialized_start=211
-  _globals['_ABORTRESPONSE']._serialized_end=226
-  _globals['_ARRAYHEADER']._serialized_start=228
-  _globals['_ARRAYHEADER']._serialized_end=271
-  _globals['_SHARECHUNK']._serialized_start=273
-  _globals['_SHARECHUNK']._serialized_end=384
-  _globals['_SENDACK']._serialized_start=386
-  _globals['_SENDACK']._serialized_end=395
-  _globals['_PEER']._serialized_start=398
-  _globals['_PEER']._serialized_end=565
+  _globals['_OUTCOMEREQUEST']._serialized_start=49
+  _globals['_OUTCOMEREQUEST']._serialized_end=83
+  _globals['_OUTCOMERESPONSE']._serialized_start=85
+  _globals['_OUTCOMERESPONSE']._serialized_end=117
+  _globals['_PREPAREREQUEST']._serialized_start=119
+  _globals['_PREPAREREQUEST']._serialized_end=210
+  _globals['_PREPARERESPONSE']._serialized_start=212
+  _globals['_PREPARERESPONSE']._serialized_end=229
+  _globals['_ABORTREQUEST']._serialized_start=231
+  _globals['_ABORTREQUEST']._serialized_end=279
+  _globals['_ABORTRESPONSE']._serialized_start=281
+  _globals['_ABORTRESPONSE']._serialized_end=296
+  _globals['_ARRAYHEADER']._serialized_start=298
+  _globals['_ARRAYHEADER']._serialized_end=341
+  _globals['_SHARECHUNK']._serialized_start=343
+  _globals['_SHARECHUNK']._serialized_end=454
+  _globals['_SENDACK']._serialized_start=456
+  _globals['_SENDACK']._serialized_end=465
+  _globals['_PEER']._serialized_start=468
+  _globals['_PEER']._serialized_end=695
 # @@protoc_insertion_point(module_scope)

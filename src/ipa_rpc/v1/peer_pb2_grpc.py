@@ -50,6 +50,11 @@ class PeerStub:
                 request_serializer=ipa_dot_v1_dot_peer__pb2.AbortRequest.SerializeToString,
                 response_deserializer=ipa_dot_v1_dot_peer__pb2.AbortResponse.FromString,
                 _registered_method=True)
+        self.Outcome = channel.unary_unary(
+                '/ipa.v1.Peer/Outcome',
+                request_serializer=ipa_dot_v1_dot_peer__pb2.OutcomeRequest.SerializeToString,
+                response_deserializer=ipa_dot_v1_dot_peer__pb2.OutcomeResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -73,7 +78,17 @@ class PeerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Abort(self, request, context):
-        """Any helper to its peers: the query failed or was cancelled here.
+        """Any helper to its peers: the query failed or was cancelled here, and its
+        end is durably "aborted" in the sender's ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Outcome(self, request, context):
+        """What this helper has durably recorded about the end of a query (the
+        recovery exchange of docs/reliability.md): "open", "ready", "committed",
+        "aborted", or "unknown" if it never prepared it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +111,11 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.Abort,
                     request_deserializer=ipa_dot_v1_dot_peer__pb2.AbortRequest.FromString,
                     response_serializer=ipa_dot_v1_dot_peer__pb2.AbortResponse.SerializeToString,
+            ),
+            'Outcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.Outcome,
+                    request_deserializer=ipa_dot_v1_dot_peer__pb2.OutcomeRequest.FromString,
+                    response_serializer=ipa_dot_v1_dot_peer__pb2.OutcomeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class Peer:
             '/ipa.v1.Peer/Abort',
             ipa_dot_v1_dot_peer__pb2.AbortRequest.SerializeToString,
             ipa_dot_v1_dot_peer__pb2.AbortResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Outcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ipa.v1.Peer/Outcome',
+            ipa_dot_v1_dot_peer__pb2.OutcomeRequest.SerializeToString,
+            ipa_dot_v1_dot_peer__pb2.OutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,
