@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
 from ipa.errors import IpaError
-from ipa_client.commands import budget, demo, gen_events, keygen, query, reference, simulate
+from ipa_client.commands import budget, demo, fetch, gen_events, keygen, query, reference, simulate
 from ipa_client.interrupt import EXIT_INTERRUPTED, exit_on_second_interrupt, leave_now
 
 __all__ = ["build_parser", "main"]
@@ -32,7 +32,7 @@ class _Command(Protocol):
     run: Callable[[argparse.Namespace], int]
 
 
-_COMMANDS: tuple[_Command, ...] = (gen_events, keygen, reference, simulate, query, budget, demo)  # type: ignore[assignment]
+_COMMANDS: tuple[_Command, ...] = (gen_events, keygen, reference, simulate, query, fetch, budget, demo)  # type: ignore[assignment]
 
 
 def build_parser() -> argparse.ArgumentParser:

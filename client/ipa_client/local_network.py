@@ -9,6 +9,7 @@ Report collectors authenticate with the identities in ``collectors/``
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -121,8 +122,8 @@ class HelperProcess:
         self.config, self.log = config, log
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start it and wait until it listens."""
+    def start(self, timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
+        """Start it (``env``: extra environment, e.g. IPA_FAILPOINT) and wait until it listens."""
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -132,6 +133,7 @@ class HelperProcess:
                 # Its own process group: a terminal's Ctrl-C reaches only the parent, which
                 # cancels its query and then stops the helpers (see LocalNetwork.stop).
                 start_new_session=True,
+                env={**os.environ, **(env or {})},
             )
         end = time.monotonic() + timeout
         while b'"listening"' not in self.log.read_bytes()[offset:]:

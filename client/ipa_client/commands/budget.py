@@ -15,7 +15,8 @@ is 1e-12): ``budget`` is the epoch's ε at the network's ``delta``,
 is worth (queries compose in ρ, so it is less than the sum of their ε),
 ``spent`` the largest of them and ``remaining`` the largest ε one more query
 may ask for. Each query's ``state`` is ``reserved`` (admitted, not
-ended), ``committed`` (its result was computed: spent for good) or
+ended), ``committed`` (all three helpers stored their result shares and voted to
+commit: spent for good, the result deliverable; docs/reliability.md) or
 ``refunded`` (it failed before any result share left a helper); ``queries``
 lists each query once with the state that counts (committed over reserved
 over refunded).

@@ -19,12 +19,16 @@ with the reason (connection refused, TLS handshake failed, no answer) before
 any query is created. Ctrl-C cancels the query at the helpers (ε refunded if
 nothing was released), says so with the query id, and exits with status 130.
 A file with no events is a query like any other: charged, and answered with
-zero sums (plus noise unless ``--no-noise``).
+zero sums (plus noise unless ``--no-noise``). Once the network has accepted
+the query, its receipt (query id and this collector's tokens, 0600) is
+written to ``--state-dir`` so ``ipa fetch`` can get the result later, even
+if this client dies.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -47,6 +51,7 @@ from ipa_client.identity import load_identity
 from ipa_client.interrupt import cancel_on_interrupt
 from ipa_client.progress import QueryProgress, follow
 from ipa_client.query_client import QueryClient, endpoints
+from ipa_client.receipts import default_state_dir, write_receipt
 
 __all__ = ["HELP", "NAME", "add_arguments", "run"]
 
@@ -82,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the query's receipt goes, for ipa fetch (default: $XDG_STATE_HOME/ipa)",
+    )
     add_width_arguments(parser)
     output.add_output_arguments(parser)
 
@@ -101,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
     epochs = None if first == last or not len(events) else _event_epochs(events, network, first, last)
     created: list[str] = []
     client = QueryClient(endpoints(args.network), identity, insecure=args.insecure)
+    state_dir = args.state_dir or default_state_dir()
+
+    def on_created(query_id: str) -> None:
+        created.append(query_id)
+        write_receipt(state_dir, query_id, Path(args.network), client.tokens)
+
     try:
         with QueryProgress() as progress:
             progress.start("encrypt", total=len(np.unique(events.match_key)), unit="users")
@@ -114,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
                 no_noise=args.no_noise,
                 drop_invalid=args.drop_invalid,
                 on_progress=follow(progress),
-                on_created=created.append,
+                on_created=on_created,
                 on_upload=progress.advance,
             )
             progress.finish()
