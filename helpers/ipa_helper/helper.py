@@ -54,7 +54,7 @@ from ipa_helper.decode import Decoder
 from ipa_helper.ledger import ABORTED, COMMITTED, READY, BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import QuerySpec, with_network_delta
+from ipa_helper.params import QuerySpec, spec_from_bytes, spec_to_bytes, with_network_delta
 from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
 from ipa_helper.results import ResultStore
@@ -153,7 +153,7 @@ class Helper:
             if not spec.no_noise:
                 where = spec.binding
                 self.ledger.admit(query_id, where.site, where.epoch, spec.epsilon, charge, spec.last_epoch)
-            self.ledger.open(query_id, digest)
+            self.ledger.open(query_id, digest, spec_to_bytes(spec))
             self.queries.add(record)
         # A collector that never uploads must not hold its ε reserved forever.
         self._deadlines.call_later(self.config.timeout_seconds, self._expire, record)
@@ -170,7 +170,7 @@ class Helper:
         query_id: str,
         token: bytes,
         chunks: Iterable[bytes],
-        interrupt: Callable[[], None] = lambda: None,
+        interrupt: Callable[[], object] = lambda: None,
     ) -> int:
         """Take this helper's whole upload, then start the query in a worker thread.
 
@@ -215,7 +215,6 @@ class Helper:
         so a sender pays in bytes sent for the memory it holds here.
         """
         data, expected, spec = bytearray(), None, record.spec
-        assert spec is not None  # only queries restored after a restart have none, and they are done
         for chunk in chunks:
             data += chunk
             if expected is None and len(data) >= BATCH_HEADER.size and len(data) >= batch_head_length(data):
@@ -313,7 +312,8 @@ class Helper:
             if ended.state != READY and ended.updated < horizon:
                 continue
             age = max(time.time() - ended.updated, 0.0)
-            record = QueryRecord(ended.query_id, None, ended.token_hash, uploaded=True)
+            spec = spec_from_bytes(ended.params)
+            record = QueryRecord(ended.query_id, spec, ended.token_hash, uploaded=True)
             if ended.state == COMMITTED:
                 record.state, record.phase, record.progress = State.COMPLETED, "done", 1.0
                 record.ended_at = time.monotonic() - age
@@ -393,7 +393,6 @@ class Helper:
     def _compute_and_vote(self, record: QueryRecord, upload: list[bytearray]) -> PeerChannel:
         """Decode, run the MPC, store the noised result share durably and vote ready."""
         query_id, spec, data = record.query_id, record.spec, upload.pop()
-        assert spec is not None  # only restored records have none, and they never run
         channel = self.channel(query_id)
         declared = _declared_rows(data)  # None: the decoder names what is wrong with the batch
         if declared is not None:
@@ -455,8 +454,7 @@ class Helper:
         if self.ledger.decide(record.query_id, commit=True) != COMMITTED:
             return
         self._fault("committed")
-        if record.spec is not None:
-            self._phase_done(record, "release")
+        self._phase_done(record, "release")
         if self.queries.finish(record, State.COMPLETED):
             logs.event(
                 self.config.index,

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS outcome (
     query_id TEXT PRIMARY KEY,
     state TEXT NOT NULL CHECK (state IN ('open', 'ready', 'committed', 'aborted')),
     token_hash BLOB NOT NULL,
+    params BLOB NOT NULL, -- the query's parameters (ipa.v1.QueryParams), for a restarted helper
     updated REAL NOT NULL
 );
 """
@@ -90,6 +91,7 @@ class Ended:
     query_id: str
     state: str
     token_hash: bytes
+    params: bytes  # the query's parameters (ipa_helper.params.spec_to_bytes)
     updated: float  # time.time() of the last change
 
 
@@ -212,7 +214,7 @@ class BudgetLedger:
 
     # --- the end of a query: outcome --------------------------------------------------
 
-    def open(self, query_id: str, token_hash: bytes) -> None:
+    def open(self, query_id: str, token_hash: bytes, params: bytes) -> None:
         """Record a prepared query as open; BudgetError if it has ended here already."""
 
         def open_(db: sqlite3.Connection) -> None:
@@ -221,7 +223,8 @@ class BudgetLedger:
                 raise BudgetError(f"query {query_id} has ended ({row[0]}): it cannot be prepared again")
             if row is None:
                 db.execute(
-                    "INSERT INTO outcome VALUES (?, 'open', ?, ?)", (query_id, token_hash, time.time())
+                    "INSERT INTO outcome VALUES (?, 'open', ?, ?, ?)",
+                    (query_id, token_hash, params, time.time()),
                 )
 
         self._transaction(open_)
@@ -251,11 +254,11 @@ class BudgetLedger:
         """Queries voted or decided (not open) whose last change is after ``since`` (time.time())."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT query_id, state, token_hash, updated FROM outcome "
+                "SELECT query_id, state, token_hash, params, updated FROM outcome "
                 "WHERE state != 'open' AND updated >= ? ORDER BY updated",
                 (since,),
             ).fetchall()
-        return [Ended(q, s, bytes(t), u) for q, s, t, u in rows]
+        return [Ended(q, s, bytes(t), bytes(p), u) for q, s, t, p, u in rows]
 
     def _set_outcome(self, query_id: str, sources: tuple[str, ...], new: str, spend: str | None) -> str:
         def move(db: sqlite3.Connection) -> str:

@@ -116,3 +116,13 @@ def with_network_delta(spec: QuerySpec, delta: float) -> QuerySpec:
             f"this network's δ is {delta:g}; a query cannot ask for another (it asked δ = {spec.delta:g})"
         )
     return replace(spec, delta=delta)
+
+
+def spec_to_bytes(spec: QuerySpec) -> bytes:
+    """``spec`` as bytes (its wire parameters), kept in the ledger so a restarted helper knows its queries."""
+    return spec_to_proto(spec).SerializeToString()
+
+
+def spec_from_bytes(data: bytes) -> QuerySpec:
+    """The inverse of :func:`spec_to_bytes`."""
+    return spec_from_proto(query_pb2.QueryParams.FromString(data))

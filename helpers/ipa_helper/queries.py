@@ -60,7 +60,7 @@ class QueryRecord:
     """One query on this helper. Mutated only under the registry's lock."""
 
     query_id: str
-    spec: QuerySpec | None  # None for a query restored after a restart (it never runs again)
+    spec: QuerySpec
     token_hash: bytes
     state: State = State.AWAITING_UPLOAD
     phase: str = "awaiting_upload"

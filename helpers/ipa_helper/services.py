@@ -110,8 +110,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
         caller = self._caller(context)
         try:
             record = self._helper.queries.get(query_id)
-            # A query taken back after a restart has no spec: its token alone guards it.
-            if record.spec is not None and record.spec.binding.report_collector != caller.name:
+            if record.spec.binding.report_collector != caller.name:
                 raise AccessDeniedError(f"query {query_id} belongs to another report collector")
         except IpaError as exc:
             _abort(context, exc)
@@ -132,7 +131,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     ) -> query_pb2.UploadResponse:
         """Check the caller (certificate, metadata) before reading any chunk; then stream, with deadlines."""
         self._caller(context)
-        metadata = dict(context.invocation_metadata())
+        metadata = {key: str(value) for key, value in context.invocation_metadata()}
         try:
             token = bytes.fromhex(metadata.get(TOKEN_KEY, ""))
         except ValueError:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Watchdog:
     """Interrupts a stream idle for ``idle`` seconds or open for ``total`` seconds."""
 
-    def __init__(self, idle: float, total: float, interrupt: Callable[[], None]) -> None:
+    def __init__(self, idle: float, total: float, interrupt: Callable[[], object]) -> None:
         self._idle, self._total, self._interrupt = idle, total, interrupt
         self._started = self._touched = time.monotonic()
         self._done = threading.Event()

@@ -133,7 +133,7 @@ def test_a_query_spanning_epochs_is_charged_in_each_and_must_fit_each(ledger):
 def test_the_outcome_of_a_query_moves_only_forward_and_carries_the_spend(tmp_path):
     ledger = BudgetLedger(tmp_path / "b.sqlite", 10_000)
     ledger.admit("q", "s", 1, 2.0, 2000)
-    ledger.open("q", bytes(32))
+    ledger.open("q", bytes(32), b"")
     assert ledger.outcome("q") == "open" and ledger.outcome("nope") is None
     assert ledger.decide("q", commit=True) == "open"  # no commit before this helper's vote
     assert ledger.vote("q") == "ready"
@@ -142,13 +142,13 @@ def test_the_outcome_of_a_query_moves_only_forward_and_carries_the_spend(tmp_pat
     assert ledger.decide("q", commit=False, learned=True) == "committed"  # decided stays decided
     assert [s.state for s in ledger.queries("s", 1)] == ["committed"]
     with pytest.raises(BudgetError, match="has ended"):
-        ledger.open("q", bytes(32))
+        ledger.open("q", bytes(32), b"")
 
 
 def test_a_voted_query_aborts_only_when_learned_and_is_refunded(tmp_path):
     ledger = BudgetLedger(tmp_path / "b.sqlite", 10_000)
     ledger.admit("q", "s", 1, 2.0, 2000)
-    ledger.open("q", bytes(32))
+    ledger.open("q", bytes(32), b"")
     ledger.vote("q")
     assert ledger.decide("q", commit=False, learned=True) == "aborted"
     assert ledger.vote("q") == "aborted" and ledger.decide("q", commit=True) == "aborted"
@@ -159,7 +159,7 @@ def test_recovery_aborts_open_queries_and_keeps_voted_ones_reserved(tmp_path):
     ledger = BudgetLedger(tmp_path / "b.sqlite", 10_000)
     for query_id in ("open", "voted"):
         ledger.admit(query_id, "s", 1, 1.0, 1000)
-        ledger.open(query_id, bytes(32))
+        ledger.open(query_id, bytes(32), b"")
     ledger.vote("voted")
     ledger.admit("no-outcome", "s", 1, 1.0, 1000)  # crashed between admission and open
     assert sorted(ledger.recover()) == ["no-outcome", "open"]
