@@ -26,7 +26,8 @@ from ipa.crypto.binding import Binding
 from ipa.dp.accounting import EpochBudget, query_charge_units
 from ipa.events import write_csv
 from ipa.network import Network
-from ipa.reports.decode import batch_size
+from ipa.reports.decode import batch_head_length, batch_size
+from ipa.reports.layout import QUERY_TAIL
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
@@ -342,10 +343,12 @@ def test_helpers_compare_report_counts_before_decoding(network, raw):
     # nothing in it decrypts: the count mismatch is found first, so the decoder never runs.
     site = "count.example"
     good = batches(network, site)
-    header = bytearray(good[0][:42])
-    header[34:38] = (2000).to_bytes(4, "little")
-    _, length = batch_size(bytes(header))
-    bogus = bytes(header) + secrets.token_bytes(length - 42)
+    tail_end = batch_head_length(good[0])  # the fixed header, the sealed key and the query tail
+    site_table = QUERY_TAIL.unpack_from(good[0], tail_end - QUERY_TAIL.size)[2]
+    head = bytearray(good[0][: tail_end + site_table])
+    head[34:38] = (2000).to_bytes(4, "little")  # n in the fixed header (ipa.reports.layout)
+    _, length = batch_size(bytes(head))
+    bogus = bytes(head) + secrets.token_bytes(length - len(head))
     query_id = raw.create(query_params(binding(site), CONFIG, no_noise=True))
     for helper, batch in enumerate((bogus, good[1], good[2])):
         with contextlib.suppress(grpc.RpcError):  # a peer may fail it while this upload streams
