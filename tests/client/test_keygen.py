@@ -7,6 +7,7 @@ import pytest
 
 from ipa.certs import fingerprint
 from ipa.crypto.hpke import Suite
+from ipa.epochs import EpochSchedule
 from ipa.errors import InputError
 from ipa.network import Network, read_key_registry
 from ipa_client.cli import main
@@ -99,3 +100,20 @@ def test_keygen_refuses_bad_collectors_and_deltas(tmp_path, capsys, bad):
     assert main(["keygen", "--out", str(tmp_path), *bad]) == 2
     assert "usage" in capsys.readouterr().err
     assert not (tmp_path / "helper1.hpke.toml").exists()
+
+
+def test_keygen_publishes_the_epoch_schedule(tmp_path, capsys):
+    default, daily = tmp_path / "default", tmp_path / "daily"
+    assert main(["keygen", "--out", str(default)]) == 0
+    schedule_flags = ["--epoch-seconds", "86400", "--epoch-origin", "1700000000"]
+    assert main(["keygen", "--out", str(daily), *schedule_flags]) == 0
+    assert Network.load(default / "network.toml").epochs == EpochSchedule()
+    schedule = Network.load(daily / "network.toml").epochs
+    assert schedule == EpochSchedule(86_400, 1_700_000_000)
+    assert schedule.epoch_at(1_700_000_000 + 3 * 86_400 + 5) == 3
+
+
+def test_keygen_refuses_an_epoch_of_no_length(tmp_path, capsys):
+    assert main(["keygen", "--out", str(tmp_path / "net"), "--epoch-seconds", "0"]) == 2
+    assert "--epoch-seconds" in capsys.readouterr().err
+    assert not (tmp_path / "net" / "network.toml").exists()

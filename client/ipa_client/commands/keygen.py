@@ -31,6 +31,9 @@ and the three collector ports.
 ``--epoch-budget`` sets the ε each site may spend per epoch (default 10) and
 ``--delta`` the network's one δ (default 1e-9): every noised query is
 calibrated at it, and a query asking for another δ is refused.
+``--epoch-seconds`` and ``--epoch-origin`` set the epoch schedule that
+``network.toml`` publishes (``[epochs]``; default: weeks from Unix time 0):
+user agents take their epoch from their own clock by it.
 
 Existing files are kept unless ``--force``. Prints one JSON object:
 ``{"out": DIR, "network": path, "hpke_keys": [...], "helper_configs": [...], "suite": name,
@@ -49,9 +52,10 @@ from pathlib import Path
 from ipa.certs import fingerprint, issue_collector, make_ca, make_identity
 from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
+from ipa.epochs import DEFAULT_EPOCH_SECONDS, EpochSchedule
 from ipa.errors import InputError
 from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry, write_private
-from ipa_client.commands._types import positive_float, positive_int
+from ipa_client.commands._types import non_negative_int, positive_float, positive_int
 from ipa_client.identity import COLLECTORS_DIR, check_collector_name, write_identity
 
 __all__ = [
@@ -153,6 +157,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="privacy budget (ε) of each site per epoch (default: 10.0)",
     )
     parser.add_argument(
+        "--epoch-seconds",
+        type=positive_int,
+        default=DEFAULT_EPOCH_SECONDS,
+        metavar="S",
+        help=f"length of an epoch, published in network.toml (default: {DEFAULT_EPOCH_SECONDS}, a week)",
+    )
+    parser.add_argument(
+        "--epoch-origin",
+        type=non_negative_int,
+        default=0,
+        metavar="T",
+        help="Unix time at which epoch 0 starts, published in network.toml (default: 0)",
+    )
+    parser.add_argument(
         "--delta",
         type=_delta,
         default=DEFAULT_DELTA,
@@ -202,11 +220,13 @@ def write_network(
     *,
     host: str | None = None,
     base_port: int = 7100,
+    epochs: EpochSchedule | None = None,
     force: bool = False,
 ) -> Path:
     """Write ``network.toml`` publishing the current keys of ``registries``; return its path.
 
     With ``host``, each helper's entry also names its address and certificate file.
+    With ``epochs``, the network publishes that epoch schedule (its ``[epochs]`` table).
     """
     path = Path(out_dir) / NETWORK_FILE
     _refuse_existing([path], force)
@@ -219,6 +239,8 @@ def write_network(
             for i, h in enumerate(network.helpers)
         )
         network = Network(entries)
+    if epochs is not None:
+        network = Network(network.helpers, {"epochs": epochs.to_dict()})
     network.save(path)
     return path
 
@@ -358,7 +380,10 @@ def run(args: argparse.Namespace) -> int:
         delta=args.delta,
         force=args.force,
     )
-    network_path = write_network(args.out, registries, host=args.host, base_port=args.base_port, force=True)
+    epochs = EpochSchedule(args.epoch_seconds, args.epoch_origin)
+    network_path = write_network(
+        args.out, registries, host=args.host, base_port=args.base_port, epochs=epochs, force=True
+    )
     if args.compose:
         write_compose_env(args.out, base_port=args.base_port, force=args.force)
     summary = {
