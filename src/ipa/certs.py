@@ -40,20 +40,29 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def make_identity(index: int, hosts: Sequence[str], days: int = 825) -> tuple[bytes, bytes]:
-    """A new key and self-signed certificate for helper ``index``: (cert PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name(index))])
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
+) -> x509.CertificateBuilder:
+    """A certificate for ``key``'s public half, valid from five minutes ago for ``days`` days."""
     now = datetime.datetime.now(datetime.UTC)
-    names = list(dict.fromkeys([*hosts, common_name(index)]))
-    cert = (
+    return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def make_identity(index: int, hosts: Sequence[str], days: int = 825) -> tuple[bytes, bytes]:
+    """A new key and self-signed certificate for helper ``index``: (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name(index))])
+    names = list(dict.fromkeys([*hosts, common_name(index)]))
+    cert = (
+        _builder(name, name, key, days)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -76,10 +85,7 @@ def make_identity(index: int, hosts: Sequence[str], days: int = 825) -> tuple[by
         )
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
 _CA_NAME = "ipa-network-ca"
@@ -109,15 +115,8 @@ def make_ca(days: int = 825) -> tuple[bytes, bytes]:
     """A new certificate authority for a network's report collectors: (cert PEM, key PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _CA_NAME)])
-    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(name, name, key, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(signer=True), critical=True)
         .sign(key, hashes.SHA256())
@@ -132,15 +131,9 @@ def issue_collector(ca_cert: bytes, ca_key: bytes, name: str, days: int = 825) -
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key must be an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        _builder(subject, issuer.subject, key, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(signer=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
