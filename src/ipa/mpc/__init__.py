@@ -1,15 +1,22 @@
 """Three-party replicated secret sharing, honest majority, semi-honest security (malicious: in progress).
 
+Malicious mode (``run_three(..., security="malicious")``, ``ctx.verifier``):
+products are recorded and verified at ``checkpoint(ctx)``; unmasked openings
+wait for it; the shuffle and sort are not verified yet (``docs/malicious.md``).
+
 Layers, each importing only those above it (``tests/test_layers.py`` checks it):
 
 - ``ring``, ``replicated``, ``sharing``: word types, one party's shares and
   their local operations, splitting and reconstructing secrets;
-- ``step``, ``channel``, ``prss``, ``context``, ``memory``: declared steps,
-  messages, correlated randomness, the protocol context and the in-memory
+- ``step``, ``channel``, ``prss``, ``verifier``, ``context``, ``memory``:
+  declared steps, messages, correlated randomness, the record of unverified
+  products (malicious mode), the protocol context and the in-memory
   three-party runner;
 - ``multiply``, ``reveal``, ``input``: the basic one-round protocols;
-  ``verify``: the first malicious-security checks (input consistency, a
-  reveal confirmed by each component's second holder; ``docs/malicious.md``);
+  ``verify``: malicious-security checks (input consistency, a reveal confirmed
+  by each component's second holder, a zero check by hashes);
+  ``buckets``, ``checkpoint``: the bucket bound, and the checkpoint that
+  verifies the products recorded in malicious mode (``docs/malicious.md``);
 - ``adder``, ``compare``, ``convert``, ``one_hot``: circuits on packed boolean
   words, conversions between boolean and arithmetic sharings, one-hot vectors;
 - ``shuffle``, ``permute``, ``sort``: oblivious shuffle, moving rows to secret

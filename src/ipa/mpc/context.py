@@ -10,12 +10,17 @@ correlated randomness.
 
 A runner's first context (``root``) is *open*: a protocol may enter any tree
 there, and may send or draw, but narrowing needs a declared tree.
+
+**Security mode.** ``verifier`` is None in semi-honest mode. In malicious mode
+it is the party's :class:`~ipa.mpc.verifier.Verifier`, shared by every context
+derived from the root: products are recorded there and verified at
+checkpoints (``docs/malicious.md``). ``ctx.malicious`` says which mode runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares
 from ipa.mpc.step import Steps
+from ipa.mpc.verifier import Verifier
 
 __all__ = ["OPEN", "Context", "NoiseHook"]
 
@@ -44,6 +50,12 @@ class Context:
     prss: PRSS
     step: str = "root"
     steps: Steps | None = OPEN
+    verifier: Verifier | None = None
+
+    @property
+    def malicious(self) -> bool:
+        """True in malicious mode (products recorded and verified at checkpoints)."""
+        return self.verifier is not None
 
     def enter(self, steps: Steps) -> Context:
         """This context with ``steps`` as its declared tree (a protocol's first line).
@@ -54,7 +66,7 @@ class Context:
         if self.steps is steps:
             return self
         if self.steps is OPEN:
-            return Context(self.party, self.channel, self.prss, self.step, steps)
+            return replace(self, steps=steps)
         here = "a leaf" if self.steps is None else f"declared for {self.steps.name}"
         raise ProtocolError(f"{steps.name} entered at step {self.step!r}, which is {here}")
 
@@ -64,7 +76,7 @@ class Context:
             where = "a leaf" if self.steps is None else "open: enter a declared tree first"
             raise ProtocolError(f"cannot narrow to {name!r}: step {self.step!r} is {where}")
         segment, child = self.steps.child(self.step, name, index)
-        return Context(self.party, self.channel, self.prss, f"{self.step}/{segment}", child)
+        return replace(self, step=f"{self.step}/{segment}", steps=child)
 
     def send(self, to: Peer, *arrays: np.ndarray) -> None:
         """Send arrays to a neighbour under this step."""

@@ -36,8 +36,11 @@ from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.channel import Channel, CommStats, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
+from ipa.mpc.verifier import Verifier
 
-__all__ = ["RunResult", "Sent", "Tamper", "run_parties", "run_three"]
+__all__ = ["SECURITY_MODES", "RunResult", "Sent", "Tamper", "run_parties", "run_three"]
+
+SECURITY_MODES = ("semi-honest", "malicious")
 
 T = TypeVar("T")
 
@@ -60,7 +63,7 @@ class Tamper:
 
     ``kind`` is ``"add"`` (add 1 to the word, wrapping in its dtype) or
     ``"flip"`` (XOR bit ``bit`` of it); the word is number ``index`` of the
-    message's first non-empty array, flattened.
+    message's first non-empty array, flattened (negative: from the end, −1 the last).
     """
 
     party: int
@@ -90,11 +93,12 @@ class Tamper:
         if first is None:
             return None
         word = np.array(arrays[first]).reshape(-1)  # a copy: the sender's array stays intact
-        if not 0 <= self.index < word.size:
+        if not -word.size <= self.index < word.size:
             raise ValueError(f"tamper index {self.index} is outside a message of {word.size} words")
+        index = self.index % word.size
         if not 0 <= self.bit < word.dtype.itemsize * 8:
             raise ValueError(f"tamper bit {self.bit} is outside a {word.dtype.itemsize * 8}-bit word")
-        at = slice(self.index, self.index + 1)  # array arithmetic: wraps without a warning
+        at = slice(index, index + 1)  # array arithmetic: wraps without a warning
         if self.kind == "add":
             word[at] += np.array(1, word.dtype)
         else:
@@ -249,18 +253,30 @@ def run_three(
     step: str = "root",
     timeout: float = 600.0,
     tamper: Tamper | None = None,
+    security: str = "semi-honest",
 ) -> RunResult[T]:
     """Run ``protocol(ctx, inputs[i])`` for parties i = 0, 1, 2 in three threads.
 
     With ``tamper``, one message is altered in transit (see the module docstring).
+    ``security`` is ``"semi-honest"`` or ``"malicious"``: in malicious mode each
+    party's context gets a fresh :class:`~ipa.mpc.verifier.Verifier`
+    (``docs/malicious.md``).
     """
     if len(inputs) != 3:
         raise ValueError(f"inputs must have one entry per party, got {len(inputs)}")
+    if security not in SECURITY_MODES:
+        raise ValueError(f"security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
     exchange = _Exchange(timeout, tamper)
     seeds = [os.urandom(SEED_BYTES) for _ in range(3)]  # seeds[i] is shared by parties i and i+1
     channels = [_MemoryChannel(i, exchange) for i in range(3)]
     contexts = [
-        Context(i, channels[i], PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]), step)
+        Context(
+            i,
+            channels[i],
+            PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]),
+            step,
+            verifier=Verifier() if security == "malicious" else None,
+        )
         for i in range(3)
     ]
 

@@ -12,6 +12,13 @@ neighbour. What a party learns: nothing (what it receives is masked by α).
 
 The local arithmetic takes the masks as arguments, so it can be tested with
 fixed masks; the protocols draw them from PRSS under their step.
+
+**Malicious mode** (``ctx.malicious``, ``docs/malicious.md``): the same
+messages in the same round; each function also records ``(x, y, z)`` and its
+bilinear map in ``ctx.verifier``, and :func:`ipa.mpc.checkpoint.checkpoint`
+verifies the record later against bucket-checked triples (the cost of that
+check is the checkpoint's). Until then ``z`` may be wrong by an additive error
+of a corrupt helper's choice; no unmasked value may be opened.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import numpy as np
 
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.replicated import AShares, BShares, S, Shares
 from ipa.mpc.ring import mask
+from ipa.mpc.verifier import Op, Product
 
 __all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "matmul", "multiply", "reshare"]
 
@@ -47,6 +55,13 @@ def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
     return z_next
 
 
+def _record(ctx: Context, op: Op, x: Shares, y: Shares, z: S, axis: int = 0) -> S:
+    """In malicious mode, note ``z = op(x, y)`` for the next checkpoint; return ``z``."""
+    if ctx.verifier is not None:
+        ctx.verifier.record(Product(op, x, y, z, axis))
+    return z
+
+
 def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
     """Elementwise product ``x·y`` in Z_2^k (any equal shapes, e.g. stacked columns).
 
@@ -54,7 +69,7 @@ def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
     Cost: ``1`` round, ``1`` word per element.
     """
     z = cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype))
-    return AShares(z, reshare(ctx, z))
+    return _record(ctx, "multiply", x, y, AShares(z, reshare(ctx, z)))
 
 
 def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
@@ -67,7 +82,7 @@ def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
     # Masked, so every component keeps zeros above the width, as BShares requires.
     alpha = ctx.prss.zero_xor(ctx.step, x.shape, x.dtype) & mask(width, x.dtype)
     z = cross_terms_and(x, y, alpha)
-    return BShares(z, reshare(ctx, z), width)
+    return _record(ctx, "and", x, y, BShares(z, reshare(ctx, z), width))
 
 
 def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShares:
@@ -78,7 +93,7 @@ def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShare
     """
     local = (x.left * (y.left + y.right) + x.right * y.left).sum(axis, dtype=x.dtype)
     z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
-    return AShares(z, reshare(ctx, z))
+    return _record(ctx, "inner_product", x, y, AShares(z, reshare(ctx, z)), axis)
 
 
 def matmul(ctx: Context, x: AShares, y: AShares) -> AShares:
@@ -89,4 +104,4 @@ def matmul(ctx: Context, x: AShares, y: AShares) -> AShares:
     """
     local = x.left @ (y.left + y.right).T + x.right @ y.left.T
     z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
-    return AShares(z, reshare(ctx, z))
+    return _record(ctx, "matmul", x, y, AShares(z, reshare(ctx, z)))

@@ -20,6 +20,11 @@ Cost: per row and column H1 sends 2 words, H2 and H3 1 word each. Latency
 it travels together with H1's.
 Each message is masked by PRSS words its receiver does not hold, so a helper
 learns nothing, not even the permutation.
+
+**Not verified**: a corrupt helper can alter, drop or duplicate rows here
+unnoticed (the verified shuffle is issue 19, ``docs/malicious.md``), so in
+malicious mode ``shuffle`` refuses to run (ProtocolError) rather than pretend;
+so do ``move_rows`` and ``sort``, which use it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ipa.errors import ProtocolError
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K
@@ -80,7 +86,13 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
 
     For ``c`` columns of one word each (3 steps, of which two run at once):
     Cost: ``2`` rounds, ``(2*c, c, c)`` words per row.
+    Raises ProtocolError in malicious mode (not verified yet).
     """
+    if ctx.malicious:
+        raise ProtocolError(
+            f"shuffle at step {ctx.step!r} is not verified against a malicious helper yet "
+            "(issue 19): malicious mode cannot run it"
+        )
     ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)
     if not cols or len(cols[0]) == 0:

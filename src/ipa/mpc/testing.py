@@ -22,7 +22,9 @@ sort). Both are Python expressions in the protocol's parameters (passed by
 the test) where ``log2(x)`` is ⌈log2 x⌉ (0 for x ≤ 1), ``nbytes(w)`` the
 bytes of a packed ``w``-bit boolean word (1, 2, 4 or 8), and ``min``,
 ``max``, ``sum``, ``range``, ``tuple`` are Python's. :func:`check_cost` compares them
-with what the channel measured.
+with what the channel measured. A protocol whose malicious mode sends more
+states that in a second sentence, ``Malicious cost: ...`` in the same form,
+which ``check_cost(..., security="malicious")`` reads instead.
 """
 
 from __future__ import annotations
@@ -48,14 +50,23 @@ def per_party(*shared: Sequence[Any]) -> list[tuple[Any, ...]]:
 
 
 def run(
-    protocol: Callable[..., Any], *shared: Sequence[Any], timeout: float = 600.0, tamper: Tamper | None = None
+    protocol: Callable[..., Any],
+    *shared: Sequence[Any],
+    timeout: float = 600.0,
+    tamper: Tamper | None = None,
+    security: str = "semi-honest",
 ) -> RunResult:
     """Run ``protocol(ctx, *shares_of_party)`` on all three parties in the in-memory runner.
 
-    ``tamper`` makes one party alter one message (:class:`ipa.mpc.memory.Tamper`).
+    ``tamper`` makes one party alter one message (:class:`ipa.mpc.memory.Tamper`);
+    ``security="malicious"`` runs in malicious mode (:func:`ipa.mpc.memory.run_three`).
     """
     return run_three(
-        lambda ctx, args: protocol(ctx, *args), per_party(*shared), timeout=timeout, tamper=tamper
+        lambda ctx, args: protocol(ctx, *args),
+        per_party(*shared),
+        timeout=timeout,
+        tamper=tamper,
+        security=security,
     )
 
 
@@ -86,6 +97,7 @@ _COST = re.compile(
     r"Cost: (?P<bound>at most )?``(?P<rounds>[^`]+)`` rounds?"
     r"(?:, ``(?P<words>[^`]+)`` (?P<unit>word|byte)s? per (?:row|element))?"
 )
+_MALICIOUS_COST = re.compile("Malicious c" + _COST.pattern[1:])
 _BUILTINS = {"min": min, "max": max, "sum": sum, "range": range, "tuple": tuple}
 
 
@@ -97,14 +109,21 @@ def _nbytes(width: int) -> int:
     return bool_dtype(width).itemsize
 
 
-def documented_cost(protocol: Callable[..., Any], word_bytes: int = 8, **params: int) -> Cost:
+def documented_cost(
+    protocol: Callable[..., Any], word_bytes: int = 8, security: str = "semi-honest", **params: int
+) -> Cost:
     """The cost ``protocol``'s docstring states, for ``params``, in words of ``word_bytes`` bytes.
+
+    With ``security="malicious"`` a ``Malicious cost:`` sentence is read if the
+    docstring has one (the malicious mode costs more), else the ``Cost:`` one
+    (the malicious mode sends exactly what the semi-honest one does).
 
     A docstring in ``bytes per row`` is converted to words. Raises ValueError if
     the docstring has no ``Cost:`` sentence in the form this module describes.
     """
     text = " ".join((protocol.__doc__ or "").split())
-    found = _COST.search(text)
+    malicious = _MALICIOUS_COST.search(text) if security == "malicious" else None
+    found = malicious or _COST.search(text)
     if found is None:
         raise ValueError(
             f"{protocol.__qualname__}'s docstring states no 'Cost: ``R`` rounds, ``W`` words per row'"
@@ -133,10 +152,14 @@ def check_cost(
     rows: int,
     word_bytes: int = 8,
     prefix: str | None = None,
+    security: str = "semi-honest",
     **params: int,
 ) -> Cost:
-    """Assert that ``result`` cost what ``protocol``'s docstring says for ``params``; return it."""
-    documented = documented_cost(protocol, word_bytes, **params)
+    """Assert that ``result`` cost what ``protocol``'s docstring says for ``params``; return it.
+
+    ``security`` picks the docstring's cost sentence (:func:`documented_cost`).
+    """
+    documented = documented_cost(protocol, word_bytes, security, **params)
     measured = measured_cost(result, rows, word_bytes, prefix)
     same_words = documented.words_per_row is None or all(
         math.isclose(a, b, abs_tol=1e-9)

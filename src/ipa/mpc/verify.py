@@ -1,11 +1,11 @@
 """Checks that catch one deviating helper: consistent inputs and confirmed openings.
 
-The first malicious-security building blocks (``docs/malicious.md``); the
-rest of the engine is still semi-honest, so a query is NOT malicious-secure
-yet. Both checks use the redundancy of replicated sharing: every component
-x_j is held by two parties (party j as ``left``, party j−1 as ``right``), so
-what one of them sends or holds can be confirmed by the other with a SHA-256
-digest (32 bytes, whatever the column's length).
+Malicious-security building blocks (``docs/malicious.md``); the query does
+not use them yet, so a query is NOT malicious-secure yet. The checks use the
+redundancy of replicated sharing: every component x_j is held by two parties
+(party j as ``left``, party j−1 as ``right``), so what one of them sends or
+holds can be confirmed by the other with a SHA-256 digest (32 bytes, whatever
+the column's length).
 
 ``check_consistent`` (input consistency): the two holders of each component
 compare a digest of their copies of a whole list of columns, in both
@@ -18,6 +18,12 @@ Party i gets its missing component x_{i+2} from its previous neighbour (as in
 other holder; it aborts if they differ. One of the two senders is honest, so a
 wrong value, a wrong digest or a dropped bit is caught by the receiver.
 
+``check_zero``: shared values shown to be zero without opening them: each
+party sends its next neighbour a digest of ``v_i + v_{i+1}``, which that one
+compares with its ``−v_{i+2}``; the one ordered pair of honest neighbours
+holds every component, so a nonzero value is caught (a checkpoint's last step,
+:mod:`ipa.mpc.checkpoint`).
+
 Each digest is bound to the step path (and the component's index), and to
 the dtype and shape of every array, so a digest cannot be replayed at another
 step, for another component or for another layout.
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -44,7 +50,9 @@ __all__ = [
     "DIGEST_BYTES",
     "REVEAL_STEPS",
     "check_consistent",
+    "check_zero",
     "digest",
+    "open_confirmed",
     "verified_reveal",
 ]
 
@@ -144,16 +152,65 @@ def verified_reveal(ctx: Context, x: Shares) -> np.ndarray:
     differs from its second holder's copy.
     """
     ctx = ctx.enter(REVEAL_STEPS)
-    value, confirm = ctx.narrow("value"), ctx.narrow("confirm")
-    value.send(Peer.NEXT, x.left)
-    confirm.send(Peer.PREV, digest(confirm.step, [x.right]))
-    (missing,) = value.receive(Peer.PREV, x.left)
+    (opened,) = open_confirmed(ctx.narrow("value"), ctx.narrow("confirm"), [x])
+    return opened
+
+
+def open_confirmed(value: Context, confirm: Context, xs: Sequence[Shares]) -> list[np.ndarray]:
+    """:func:`verified_reveal` of several columns at once: one message each way, one digest.
+
+    The components go at step ``value``, the digest at step ``confirm`` (the
+    two may be one step: the messages go to different neighbours). This is
+    how :func:`ipa.mpc.reveal.reveal` opens in malicious mode, at its caller's
+    step, and how a checkpoint opens its masked differences.
+    """
+    value.send(Peer.NEXT, *[x.left for x in xs])
+    confirm.send(Peer.PREV, digest(confirm.step, [x.right for x in xs]))
+    missing = value.receive(Peer.PREV, *[x.left for x in xs])
     (expected,) = confirm.receive(Peer.NEXT, _LIKE)
-    if not _same(digest(confirm.step, [missing]), expected):
-        me, prev, nxt = ctx.party, Peer.PREV.of(ctx.party), Peer.NEXT.of(ctx.party)
+    if not _same(digest(confirm.step, missing), expected):
+        me, prev, nxt = value.party, Peer.PREV.of(value.party), Peer.NEXT.of(value.party)
         raise MaliciousBehaviourError(
             "verified reveal", f"H{prev + 1} and H{nxt + 1} sent H{me + 1} different copies of a component"
         )
-    if isinstance(x, BShares):
-        return x.left ^ x.right ^ missing
-    return x.left + x.right + missing
+    return [_sum(x.left, x.right, m, isinstance(x, BShares)) for x, m in zip(xs, missing, strict=True)]
+
+
+def _sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, boolean: bool) -> np.ndarray:
+    return a ^ b ^ c if boolean else a + b + c
+
+
+def _pair_sum(x: Shares) -> np.ndarray:
+    return x.left ^ x.right if isinstance(x, BShares) else x.left + x.right
+
+
+def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
+    """Abort unless every shared value of every named check is zero, without opening anything.
+
+    Inputs: named lists of share columns (arithmetic or boolean, any shapes),
+    the same at every party. Output: none.
+
+    1. Party i sends its next neighbour, for each check, the digest of
+       ``v_i + v_{i+1}`` (XOR for booleans) over the check's columns.
+    2. Party i+1 compares it with the digest of ``−v_{i+2}`` (its ``right``
+       copies); v = 0 exactly when they agree.
+
+    With one corrupt helper c there is exactly one ordered pair of honest
+    neighbours (c+1, c+2); together they hold every component, each from
+    its honest holder, so a nonzero v is caught by H(c+2) with certainty (up to
+    SHA-256 collisions). The sender's digest is of −v_{i+2}, which the receiver
+    holds, when v = 0; when v ≠ 0 the run aborts.
+
+    Cost: ``1`` round, ``32 * k / n`` bytes per element (k checks, n elements in all).
+
+    Raises MaliciousBehaviourError naming the first check whose values are not all zero.
+    """
+    names = list(checks)
+    mine = [digest(f"{ctx.step}/{n}", [_pair_sum(x) for x in checks[n]]) for n in names]
+    ctx.send(Peer.NEXT, *mine)
+    received = ctx.receive(Peer.PREV, *[_LIKE] * len(names))
+    for name, theirs in zip(names, received, strict=True):
+        expected = [x.right if isinstance(x, BShares) else -x.right for x in checks[name]]
+        if not _same(theirs, digest(f"{ctx.step}/{name}", expected)):
+            me, prev = ctx.party, Peer.PREV.of(ctx.party)
+            raise MaliciousBehaviourError(name, f"H{me + 1} found a nonzero value with H{prev + 1}'s digest")

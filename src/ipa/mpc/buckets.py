@@ -1,0 +1,152 @@
+"""How many triples to check, and how: the bucket bound of cut-and-choose plus sacrifice.
+
+Furukawa, Lindell, Nof, Weinstein, "High-throughput secure three-party
+computation for malicious adversaries and an honest majority" (EUROCRYPT
+2017), and Araki et al. (IEEE S&P 2017): M = N·B + C random triples are
+generated; after they are fixed, a common coin permutes them; the first C are
+opened and checked (cut-and-choose), the rest fall into N buckets of B; the
+first triple of each bucket is sacrificed against the B − 1 others, and the
+first triple of bucket k then verifies product k.
+
+**The bound** (proved in ``docs/malicious.md`` §2.2). A sacrifice of triples
+with errors E and E' passes exactly when E = E', so a bad triple survives only
+if it is not opened and every triple of its bucket carries the same error.
+If the adversary makes t triples bad, it wins at best when t = m·B and the bad
+triples fill m whole buckets, none opened:
+
+    P(m) = binom(N, m) · binom(M − mB, C) / binom(M, C) / binom(NB, mB)
+
+(exactly the probability, over the coin, that a fixed set of mB triples is
+neither opened nor split across buckets). The adversary chooses m, so a batch
+is sound to 2^-s when ``max over 1 ≤ m ≤ N of P(m) ≤ 2^-s``. :func:`parameters`
+picks the smallest B, then the smallest C, that reach it; batches smaller than
+:data:`MIN_BUCKETS` are padded to it, so tiny batches need no huge B. The unit
+(one "triple") is whatever a helper can corrupt as a whole: the packed word for
+booleans, the element for rings, a block triple for inner products and
+matrix products (its error is the whole block's error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from randomgen import AESCounter
+
+__all__ = ["MIN_BUCKETS", "SECURITY_BITS", "Assignment", "Plan", "assign", "log2_bound", "parameters"]
+
+SECURITY_BITS = 40
+"""Statistical security of every batch: the adversary wins with probability ≤ 2^-40."""
+
+MIN_BUCKETS = 256
+"""Batches with fewer units are padded to this many buckets (their extra first triples go unused)."""
+
+_MAX_B = 16
+_MAX_C = 64
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The triples of one batch: ``buckets`` buckets of ``size`` triples, and ``opened`` more."""
+
+    units: int
+    buckets: int
+    size: int
+    opened: int
+
+    @property
+    def triples(self) -> int:
+        return self.buckets * self.size + self.opened
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where each triple goes after the coin: triple ``order[k]`` takes place k.
+
+    Places 0 … C−1 are opened (cut-and-choose); then come N buckets of B
+    consecutive places, the first of each kept to verify one unit.
+    """
+
+    plan: Plan
+    order: np.ndarray  # (N·B + C,)
+
+    @property
+    def opened(self) -> np.ndarray:
+        return self.order[: self.plan.opened]
+
+    @property
+    def buckets(self) -> np.ndarray:
+        """(N, B): the triples of each bucket, the kept one first."""
+        return self.order[self.plan.opened :].reshape(self.plan.buckets, self.plan.size)
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.buckets[:, 0]
+
+    @property
+    def others(self) -> np.ndarray:
+        return self.buckets[:, 1:]
+
+
+def _lbinom(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _log_p(buckets: int, size: int, opened: int, m: int) -> float:
+    """Natural log of P(m) (module docstring)."""
+    n, b, c = buckets, size, opened
+    total = n * b + c
+    return _lbinom(n, m) + _lbinom(total - m * b, c) - _lbinom(total, c) - _lbinom(n * b, m * b)
+
+
+@lru_cache(maxsize=64)
+def log2_bound(buckets: int, size: int, opened: int) -> float:
+    """log2 of ``max over 1 ≤ m ≤ N of P(m)`` (module docstring), every m evaluated.
+
+    For N buckets of B triples and C opened ones; O(N·B) time (vectorised).
+    """
+    n, b, c = buckets, size, opened
+    total = n * b + c
+    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, total + 1, dtype=np.float64)))])
+    m = np.arange(1, n + 1)
+
+    def lbinom(top: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
+        return np.asarray(lf[top] - lf[k] - lf[np.subtract(top, k)])
+
+    log_p = lbinom(n, m) + lbinom(total - m * b, c) - lbinom(total, c) - lbinom(n * b, m * b)
+    return float(log_p.max() / math.log(2.0))
+
+
+@lru_cache(maxsize=256)
+def parameters(units: int, security: int = SECURITY_BITS) -> Plan:
+    """The cheapest plan (smallest bucket size B, then fewest opened C) sound to 2^-security.
+
+    ``units`` products are to be verified; the batch is padded to at least
+    :data:`MIN_BUCKETS` buckets. The two ends of the bound (m = 1: one bad
+    bucket; m = N: every bucket bad, caught only by cut-and-choose) rule out
+    candidates quickly; the chosen plan is then checked over every m.
+    """
+    if units < 0:
+        raise ValueError(f"units must be >= 0, got {units}")
+    buckets = max(units, MIN_BUCKETS)
+    limit = -security * math.log(2.0)
+    for size in range(2, _MAX_B + 1):
+        if _log_p(buckets, size, _MAX_C, 1) > limit:
+            continue  # one bad bucket survives too often, whatever C
+        for opened in range(1, _MAX_C + 1):
+            ends = (_log_p(buckets, size, opened, 1), _log_p(buckets, size, opened, buckets))
+            if max(ends) <= limit and log2_bound(buckets, size, opened) <= -security:
+                return Plan(units, buckets, size, opened)
+    raise ValueError(f"no bucket plan up to B = {_MAX_B}, C = {_MAX_C} reaches 2^-{security}")
+
+
+def assign(plan: Plan, generator: np.random.Generator) -> Assignment:
+    """Permute the plan's triples with ``generator`` (seeded by the common coin)."""
+    return Assignment(plan, generator.permutation(plan.triples))
+
+
+def coin_generator(coin: np.ndarray) -> np.random.Generator:
+    """The generator every party derives from the same opened 128-bit coin (two uint64 words)."""
+    return np.random.Generator(AESCounter(key=int.from_bytes(coin.astype("<u8").tobytes(), "little")))

@@ -1,0 +1,58 @@
+"""The bucket bound: its formula against the assignment the checkpoint uses, and the chosen plans."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ipa.mpc.buckets import MIN_BUCKETS, SECURITY_BITS, Plan, assign, coin_generator, log2_bound, parameters
+
+
+def survives(plan: Plan, bad: int, generator: np.random.Generator) -> bool:
+    """Triples 0 … bad−1 are bad: none opened, and they fill whole buckets (the adversary's only win)."""
+    at = assign(plan, generator)
+    if (at.opened < bad).any():
+        return False
+    buckets = np.concatenate([at.first[:, None], at.others], axis=1) < bad
+    return bool((buckets.all(1) | ~buckets.any(1)).all())
+
+
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_the_bound_matches_the_assignment_on_toy_parameters(m):
+    """Soundness calibration: N = 4 buckets of B = 2, C = 1 opened; the adversary makes m·B triples bad."""
+    plan, trials = Plan(units=4, buckets=4, size=2, opened=1), 6000
+    generator = coin_generator(np.array([m, 17], np.uint64))
+    wins = sum(survives(plan, m * plan.size, generator) for _ in range(trials))
+    n, b, c, total = 4, 2, 1, 9
+    p = math.comb(n, m) * math.comb(total - m * b, c) / math.comb(total, c) / math.comb(n * b, m * b)
+    assert abs(wins / trials - p) < 4 * math.sqrt(p * (1 - p) / trials) + 1e-9
+    assert math.isclose(log2_bound(4, 2, 1), math.log2(max(
+        math.comb(n, k) * math.comb(total - k * b, c) / math.comb(total, c) / math.comb(n * b, k * b)
+        for k in range(1, n + 1)
+    )))
+
+
+def test_a_bad_triple_count_that_is_not_a_multiple_of_b_never_survives():
+    plan = Plan(units=4, buckets=4, size=2, opened=1)
+    generator = coin_generator(np.array([1, 2], np.uint64))
+    assert not any(survives(plan, 3, generator) for _ in range(2000))
+
+
+@pytest.mark.parametrize("units", [0, 1, 255, 1000, 10_000, 100_000])
+def test_chosen_plans_are_sound_and_minimal(units):
+    plan = parameters(units)
+    assert plan.buckets == max(units, MIN_BUCKETS)
+    assert log2_bound(plan.buckets, plan.size, plan.opened) <= -SECURITY_BITS
+    if plan.opened > 1:
+        assert log2_bound(plan.buckets, plan.size, plan.opened - 1) > -SECURITY_BITS
+    # Each P(m) falls as C grows, so if B − 1 fails at the largest C tried it fails at every C.
+    assert log2_bound(plan.buckets, plan.size - 1, 64) > -SECURITY_BITS
+
+
+def test_plans_at_a_glance():
+    assert [(p.size, p.opened) for p in map(parameters, (1, 10_000, 100_000))] == [(6, 5), (4, 3), (4, 3)]
+
+
+def test_without_cut_and_choose_all_bad_triples_win():
+    """With C = 0, equal errors on every triple pass every bucket: why C ≥ 1 (and the m = N end)."""
+    assert log2_bound(8, 3, 0) == 0.0
