@@ -1,6 +1,6 @@
 """One million events end to end: three helper processes over gRPC with TLS, DP noise on.
 
-    python bench/e2e.py --events N [--json F] [--seed S] [--epsilon X] [--cache DIR]
+    python bench/e2e.py --events N [--json F] [--seed S] [--epsilon X] [--cache DIR] [--workers W]
 
 The user agents' and the collector's encryption is done once and cached in
 ``--cache`` (default ``bench/.cache``) with the network's keys: it is the user
@@ -9,7 +9,10 @@ run starts when the collector begins its upload and ends when it has rebuilt
 the result. Printed and written (``--json``): rows/s; seconds per phase
 (upload and the collector's total on its clock; decrypt … release, the
 slowest helper's); MPC bytes sent per row by each helper; peak RSS of each
-helper process. The released sums are checked against ``ipa.reference`` to
+helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
+actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
+peak RSS of each helper's coordinator and of each of its workers are
+reported. The released sums are checked against ``ipa.reference`` to
 within ten noise standard deviations (exit 1 otherwise).
 """
 
@@ -30,7 +33,7 @@ from ipa.network import Network
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
-from ipa_client.local_network import LocalNetwork
+from ipa_client.local_network import LocalNetwork, descendants
 from ipa_client.query_client import QueryClient, endpoints, query_params
 
 CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64, timestamp_bits=20)
@@ -57,13 +60,32 @@ def _batches(directory: Path, events, network_file: Path) -> tuple[list[bytes], 
     return batches, seconds
 
 
-def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
+def _worker_peaks_mb(local: LocalNetwork) -> list[list[float]]:
+    """Per helper, the peak RSS (VmHWM, MiB) of each of its Ray worker actors (``ray::IpaWorker``)."""
+    peaks = []
+    for helper in local.helpers:
+        mine = []
+        for pid in descendants(helper.pid or 0):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            if "\nName:\tray::IpaWorker" in "\n" + status:
+                hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+                mine.append(int(hwm.split()[1]) / 1024)
+        peaks.append(mine)
+    return peaks
+
+
+def measure(events: int, seed: int, epsilon: float, cache: Path, workers: int = 1) -> dict:
     """Run one query end to end; return the figures (see the module docstring)."""
     data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns, timestamp_bits=20)
     directory = cache / f"e2e-{events}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     # A budget that repeated runs over the same cached reports cannot exhaust.
-    with LocalNetwork(directory, allow_unnoised=False, epoch_budget=1e3, timeout_seconds=600) as local:
+    with LocalNetwork(
+        directory, allow_unnoised=False, epoch_budget=1e3, timeout_seconds=600, workers=workers
+    ) as local:
         batches, encryption = _batches(directory, data, local.network_file)
         with QueryClient(endpoints(local.network_file), local.identity, timeout=600) as client:
             query_id = client.create(query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA))
@@ -73,6 +95,7 @@ def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
             statuses = client.wait(query_id, poll=0.1, deadline=3600)
             sums = client.results(query_id)
             total = time.perf_counter() - start
+        worker_peaks = _worker_peaks_mb(local)
     exact = attribute_query(data, CONFIG)
     std = np.sqrt(3) * calibrate(epsilon, DELTA, CONFIG.cap).scale
     if np.any(np.abs(sums - exact.astype(np.int64)) > 10 * std):
@@ -88,6 +111,8 @@ def measure(events: int, seed: int, epsilon: float, cache: Path) -> dict:
         "seconds": seconds,
         "bytes_per_row": [s.bytes_sent / events for s in statuses],
         "peak_rss_mb": [s.peak_rss_mb for s in statuses],
+        "workers": workers,
+        "worker_peak_rss_mb": worker_peaks,
         "encryption_seconds": encryption,
         "upload_bytes_per_row": [len(b) / events for b in batches],
     }
@@ -100,15 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache")
     parser.add_argument("--json", metavar="F")
+    parser.add_argument("--workers", type=int, default=1, help="Ray worker actors per helper (default 1)")
     args = parser.parse_args(argv)
-    figures = measure(args.events, args.seed, args.epsilon, args.cache)
-    print(f"# {args.events:,} events, three helper processes, TLS, DP noise ε = {args.epsilon:g}")
+    figures = measure(args.events, args.seed, args.epsilon, args.cache, args.workers)
+    workers = f", {args.workers} Ray workers each" if args.workers > 1 else ""
+    print(f"# {args.events:,} events, three helper processes{workers}, TLS, DP noise ε = {args.epsilon:g}")
     print(f"{'phase':<10} {'seconds':>8}")
     for phase, seconds in figures["seconds"].items():
         print(f"{phase:<10} {seconds:>8.2f}")
     print(f"rows/s {figures['rows_per_s']:,.0f}")
     print("MPC bytes sent per row, H1 H2 H3:", ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"]))
     print("peak RSS MiB, H1 H2 H3:", ", ".join(f"{m:,.0f}" for m in figures["peak_rss_mb"]))
+    if args.workers > 1:
+        peaks = figures["worker_peak_rss_mb"]
+        each = "; ".join(" ".join(f"{m:,.0f}" for m in p) for p in peaks)
+        print("peak RSS MiB of the workers, H1 H2 H3:", each)
     print(
         f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
     )

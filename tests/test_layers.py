@@ -45,13 +45,14 @@ LAYERS = [
 """The core's layers, lowest first: a module may import from its own layer and from those above it here."""
 
 NEVER = {
-    "ipa": {"grpc", "google.protobuf", "ipa_rpc", "ipa_helper", "ipa_client"},
+    "ipa": {"grpc", "google.protobuf", "ipa_rpc", "ipa_helper", "ipa_client", "ray"},
     "ipa_rpc": {"ipa", "ipa_helper", "ipa_client"},
     "ipa_helper": {"ipa_client"},
-    "ipa_client": {"ipa_helper"},
+    "ipa_client": {"ipa_helper", "ray"},
 }
-"""What each top-level package never imports: the core no network code or adapters; the wire
-contract nothing of ours; the helper and the client nothing of each other."""
+"""What each top-level package never imports: the core no network code or adapters (nor Ray, which
+only a helper's coordinator uses); the wire contract nothing of ours; the helper and the client
+nothing of each other."""
 
 
 def modules(package: str) -> dict[str, Path]:

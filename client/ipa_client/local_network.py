@@ -9,7 +9,9 @@ Report collectors authenticate with the identities in ``collectors/``
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,7 +34,14 @@ from ipa_client.commands.keygen import (
 )
 from ipa_client.identity import COLLECTORS_DIR, Identity, load_identity
 
-__all__ = ["HelperProcess", "LocalNetwork", "collector_identity", "free_base_port", "make_network"]
+__all__ = [
+    "HelperProcess",
+    "LocalNetwork",
+    "collector_identity",
+    "descendants",
+    "free_base_port",
+    "make_network",
+]
 
 
 def free_base_port() -> int:
@@ -52,6 +61,24 @@ def free_base_port() -> int:
             for s in socks:
                 s.close()
     raise IpaError("no six free consecutive ports on 127.0.0.1")
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, grandchildren, …), read from /proc; [] where there is none."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def collector_identity(directory: Path, name: str = "default") -> Identity:
@@ -82,6 +109,7 @@ def make_network(
     *,
     allow_unnoised: bool = True,
     collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
+    workers: int = 1,
     **helper_settings: object,
 ) -> Path:
     """Write a loopback network into ``directory``; return the path of network.toml.
@@ -90,7 +118,8 @@ def make_network(
     kept (so reports made for them stay valid); configs and network.toml are
     rewritten with free ports. ``collectors`` maps each report collector's
     name to its sites (``"*"``: every site). ``helper_settings`` (e.g.
-    ``timeout_seconds=5``) go into every helper's ``[helper]`` table.
+    ``timeout_seconds=5``) go into every helper's ``[helper]`` table;
+    ``workers`` > 1 gives each helper W Ray worker actors (``[cluster]``).
     """
     base = free_base_port()
     key_files = [directory / hpke_key_file(h) for h in range(3)]
@@ -106,6 +135,7 @@ def make_network(
         allow_unnoised=allow_unnoised,
         compose=False,
         collectors=_collector_entries(directory, collectors),
+        workers=workers,
         force=True,
     )
     for path in configs:
@@ -147,10 +177,14 @@ class HelperProcess:
         return self.process.pid if self.process else None
 
     def kill(self) -> None:
-        """SIGKILL: the helper gets no chance to tell anyone."""
+        """SIGKILL: the helper gets no chance to tell anyone; nor do its Ray processes, if any."""
         if self.process and self.process.poll() is None:
+            below = descendants(self.process.pid)  # a helper with workers: its own Ray cluster
             self.process.kill()
             self.process.wait(10)
+            for pid in below:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
     def terminate(self) -> None:
         """SIGTERM, without waiting."""
@@ -176,11 +210,16 @@ class LocalNetwork:
         *,
         allow_unnoised: bool = True,
         collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
+        workers: int = 1,
         **helper_settings: object,
     ) -> None:
         self.directory = directory
         self.network_file = make_network(
-            directory, allow_unnoised=allow_unnoised, collectors=collectors, **helper_settings
+            directory,
+            allow_unnoised=allow_unnoised,
+            collectors=collectors,
+            workers=workers,
+            **helper_settings,
         )
         self._collectors = dict(collectors)
         self.helpers = [

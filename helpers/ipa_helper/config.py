@@ -38,6 +38,11 @@ cert = "helper2.pem"
 name = "default"
 sites = ["*"]                  # the sites that authorised it ("*": every site)
 fingerprint = "3f1a…"          # SHA-256 of its client certificate (hex)
+
+[cluster]                      # optional: a coordinator plus Ray workers (ipa_helper.cluster)
+workers = 1                    # 1: this process alone (Ray not used); W > 1: W Ray worker actors
+address = ""                   # "": a local Ray cluster of this helper's own; else an existing one's
+object_store_bytes = 2147483648  # the local cluster's shared object store
 ```
 
 Relative paths are relative to the file's directory. The ``[tls]`` section
@@ -56,7 +61,7 @@ from ipa.errors import ConfigError
 from ipa_helper.collectors import CollectorConfig
 from ipa_helper.limits import largest_max_breakdowns
 
-__all__ = ["HelperConfig", "PeerConfig", "load_config"]
+__all__ = ["ClusterConfig", "HelperConfig", "PeerConfig", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,15 @@ class PeerConfig:
     index: int
     address: str
     cert: Path | None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: how many Ray worker actors this helper spreads a query over, and where."""
+
+    workers: int = 1
+    address: str = ""
+    object_store_bytes: int = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ class HelperConfig:
     upload_total_seconds: float = 3600.0
     max_uploads: int = 8
     retry_seconds: float = 2.0
+    cluster: ClusterConfig = ClusterConfig()
 
     @property
     def party(self) -> int:
@@ -167,7 +182,21 @@ def load_config(path: str | Path) -> HelperConfig:
         upload_total_seconds=_get(helper, "upload_total_seconds", float, where, 3600.0),
         max_uploads=_get(helper, "max_uploads", int, where, 8),
         retry_seconds=_get(helper, "retry_seconds", float, where, 2.0),
+        cluster=_cluster(_get(raw, "cluster", dict, str(path), {}), f"{path} [cluster]"),
     )
+
+
+def _cluster(table: dict[str, Any], where: str) -> ClusterConfig:
+    workers = _get(table, "workers", int, where, 1)
+    if not 1 <= workers <= 1024:
+        raise ConfigError(f"{where}: workers must be in [1, 1024], got {workers}")
+    store = _get(table, "object_store_bytes", int, where, ClusterConfig.object_store_bytes)
+    if store < 80 << 20:
+        raise ConfigError(f"{where}: object_store_bytes must be at least 83886080 (80 MiB), got {store}")
+    unknown = set(table) - set(ClusterConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
+    return ClusterConfig(workers, _get(table, "address", str, where, "").strip(), store)
 
 
 def _limits(helper: dict[str, Any], where: str) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ipa.crypto.opener import Opener
 from ipa.network import read_key_registry
 from ipa.reports.decode import DecodedBatch, decode_batch
 from ipa_helper.config import HelperConfig
@@ -14,13 +15,18 @@ __all__ = ["Decoder", "make_decoder"]
 Decoder = Callable[[bytes | bytearray, QuerySpec], DecodedBatch]
 
 
-def make_decoder(config: HelperConfig) -> Decoder:
-    """A decoder with this helper's key registry (current and previous keys), read once."""
+def make_decoder(config: HelperConfig, opener: Opener | None = None) -> Decoder:
+    """A decoder with this helper's key registry (current and previous keys), read once.
+
+    ``opener`` opens the match keys (default: this process and its children;
+    a helper with Ray workers passes :meth:`ipa_helper.cluster.Cluster.open_many`).
+    """
     keys = read_key_registry(config.hpke_keys)
 
     def decode(data: bytes | bytearray, spec: QuerySpec) -> DecodedBatch:
         return decode_batch(
-            data, keys, spec.binding, spec.config, policy=spec.invalid_reports, last_epoch=spec.last_epoch
+            data, keys, spec.binding, spec.config, policy=spec.invalid_reports, last_epoch=spec.last_epoch,
+            opener=opener,
         )
 
     return decode

@@ -33,6 +33,7 @@ from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
 from ipa_helper import logs
+from ipa_helper.cluster import Cluster, start_cluster
 from ipa_helper.collectors import Collectors
 from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.decode import make_decoder
@@ -61,14 +62,19 @@ class RunningHelper:
     public: grpc.Server
     peer: grpc.Server
     channels: list[grpc.Channel]
+    cluster: Cluster | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
-        self.helper.shut_down()  # before the ledger closes: workers may still commit or refund
-        self.public.stop(grace)
-        self.peer.stop(grace).wait()
-        for channel in self.channels:
-            channel.close()
-        self.helper.ledger.close()
+        try:
+            self.helper.shut_down()  # before the ledger closes: workers may still commit or refund
+            self.public.stop(grace)
+            self.peer.stop(grace).wait()
+            for channel in self.channels:
+                channel.close()
+            self.helper.ledger.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.shut_down()
 
 
 def _read(path: Path | None, what: str) -> bytes:
@@ -186,6 +192,23 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
         public.stop(None)
         peer.stop(None)
         raise
+    try:
+        cluster = start_cluster(config)  # in this (main) thread; None for [cluster] workers = 1
+    except ConfigError:
+        public.stop(None)
+        peer.stop(None)
+        raise
+    try:
+        return _start(config, insecure, public, peer, cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.shut_down()
+        raise
+
+
+def _start(
+    config: HelperConfig, insecure: bool, public: grpc.Server, peer: grpc.Server, cluster: Cluster | None
+) -> RunningHelper:
     channels = _peer_channels(config, insecure)
     links: dict[Peer, PeerLink] = {
         p: GrpcPeer(
@@ -198,7 +221,8 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     budget = EpochBudget.of(config.epoch_budget, config.delta)
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
-    helper = Helper(config, links, make_decoder(config), ledger, fault=_failpoint(config))
+    decoder = make_decoder(config, cluster.open_many if cluster is not None else None)
+    helper = Helper(config, links, decoder, ledger, fault=_failpoint(config))
 
     collectors = Collectors(config.collectors, insecure=insecure)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)
@@ -218,7 +242,7 @@ def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     logs.event(
         config.index, "listening", listen=config.listen, peer_listen=config.peer_listen, tls=not insecure
     )
-    return RunningHelper(helper, public, peer, list(channels.values()))
+    return RunningHelper(helper, public, peer, list(channels.values()), cluster)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
-    running.stop()
+    try:
+        stopped.wait()
+    finally:
+        running.stop()  # also the Ray cluster of a helper with workers
     logs.event(running.helper.config.index, "stopped")
     return 0
 

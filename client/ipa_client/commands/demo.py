@@ -66,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("--epsilon", type=positive_float, default=1.0, help="the query's ε (default 1)")
     noise.add_argument("--no-noise", action="store_true", help="a test network: release exact sums")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="W",
+        help="Ray worker actors per helper (default: 1, no Ray): each helper starts a local Ray cluster",
+    )
     output.add_output_arguments(parser)
 
 
@@ -125,8 +132,9 @@ def _run_query(
     """Start the helpers, run the query, stop them: the release, or 130 on Ctrl-C."""
     created: list[str] = []
     progress.start("start helpers")
-    with LocalNetwork(directory, allow_unnoised=args.no_noise) as local:
-        _say(f"three helpers running (TLS on), files in {directory}")
+    with LocalNetwork(directory, allow_unnoised=args.no_noise, workers=args.workers) as local:
+        workers = f", {args.workers} Ray workers each" if args.workers > 1 else ""
+        _say(f"three helpers running (TLS on{workers}), files in {directory}")
         network = Network.load(local.network_file)
         identity = local.identity
         binding = Binding(

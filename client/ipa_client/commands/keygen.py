@@ -31,6 +31,10 @@ and the three collector ports.
 ``--epoch-budget`` sets the ε each site may spend per epoch (default 10) and
 ``--delta`` the network's one δ (default 1e-9): every noised query is
 calibrated at it, and a query asking for another δ is refused.
+``--workers W`` (W > 1) gives each helper config a ``[cluster]`` table:
+each helper becomes a coordinator of W Ray worker actors on a local Ray
+cluster of its own (``ipa_helper.cluster``; needs ``pip install
+'ipa[cluster]'``); set its ``address`` to use an existing Ray cluster.
 ``--epoch-seconds`` and ``--epoch-origin`` set the epoch schedule that
 ``network.toml`` publishes (``[epochs]``; default: weeks from Unix time 0):
 user agents take their epoch from their own clock by it.
@@ -185,6 +189,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: one collector 'default' for every site)",
     )
     parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="W",
+        help="Ray worker actors per helper (default: 1, no Ray); W > 1 writes a [cluster] table",
+    )
+    parser.add_argument(
         "--compose", action="store_true", help="helper configs for docker-compose.yml (service names helperI)"
     )
     parser.add_argument(
@@ -291,11 +302,13 @@ def write_helper_configs(
     collectors: Sequence[Mapping[str, object]],
     epoch_budget: float = 10.0,
     delta: float = DEFAULT_DELTA,
+    workers: int = 1,
     force: bool = False,
 ) -> list[Path]:
     """``helperI.toml`` for I = 1, 2, 3, naming the files this command writes beside them.
 
-    ``collectors`` are the ``[[collectors]]`` entries :func:`write_collectors` returns.
+    ``collectors`` are the ``[[collectors]]`` entries :func:`write_collectors` returns;
+    ``workers`` > 1 adds ``[cluster] workers = W`` (a local Ray cluster per helper).
     """
     out = Path(out_dir)
     paths = [out / f"helper{i}.toml" for i in (1, 2, 3)]
@@ -326,6 +339,8 @@ def write_helper_configs(
             ],
             "collectors": [dict(c) for c in collectors],
         }
+        if workers > 1:
+            config["cluster"] = {"workers": workers, "address": ""}
         path.write_text(
             f"# Config of helper H{i + 1}: ipa-helper --config {path.name}\n" + dumps_toml(config)
         )
@@ -378,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
         collectors=entries,
         epoch_budget=args.epoch_budget,
         delta=args.delta,
+        workers=args.workers,
         force=args.force,
     )
     epochs = EpochSchedule(args.epoch_seconds, args.epoch_origin)

@@ -24,7 +24,7 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,10 +33,20 @@ import numpy as np
 from ipa.crypto.hpke import PrivateKey, Suite, open_sealed
 from ipa.errors import InvalidReportError
 
-__all__ = ["MIN_PARALLEL", "group_identical", "open_many"]
+__all__ = ["MIN_PARALLEL", "Opener", "group_identical", "open_many", "row_hash"]
 
 MIN_PARALLEL = 4096
 """Fewest distinct messages worth a process pool."""
+
+Opener = Callable[
+    [Mapping[int, PrivateKey], Mapping[int, bytes], np.ndarray, np.ndarray, int],
+    tuple[np.ndarray, np.ndarray, int],
+]
+"""What opens a batch of messages: :func:`open_many`'s signature without ``workers``.
+
+The default is :func:`open_many` in this process and its children; a helper
+spread over a cluster passes its own (``ipa_helper.cluster``).
+"""
 
 
 def open_many(
@@ -88,6 +98,23 @@ def group_identical(*parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     crafted batch), the exact but slower byte-wise grouping is used instead.
     """
     n = len(parts[0])
+    _, first, inverse = np.unique(row_hash(*parts), return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if all((part[s] == part[first[inverse[s]]]).all() for part in parts for s in _slices(n)):
+        return first, inverse
+    rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    _, first, inverse = np.unique(
+        rows.view(np.dtype((np.void, rows.shape[1]))).ravel(), return_index=True, return_inverse=True
+    )
+    return first, inverse.ravel()
+
+
+def row_hash(*parts: np.ndarray) -> np.ndarray:
+    """(n,) uint64: a linear hash of the words of row r of every part (each an (n, w_i) uint8 array).
+
+    Identical rows hash alike; different rows may collide (callers check).
+    """
+    n = len(parts[0])
     hashed = np.zeros(n, dtype=np.uint64)
     offset = 0
     for part in parts:
@@ -97,15 +124,7 @@ def group_identical(*parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         words = words.view("<u8")
         hashed += words @ _MULTIPLIERS[offset : offset + words.shape[1]]
         offset += words.shape[1]
-    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if all((part[s] == part[first[inverse[s]]]).all() for part in parts for s in _slices(n)):
-        return first, inverse
-    rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
-    _, first, inverse = np.unique(
-        rows.view(np.dtype((np.void, rows.shape[1]))).ravel(), return_index=True, return_inverse=True
-    )
-    return first, inverse.ravel()
+    return hashed
 
 
 def _multipliers(count: int) -> np.ndarray:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -63,7 +64,7 @@ from ipa.attribution.rows import SharedRows
 from ipa.crypto.binding import MAX_EPOCH, Binding, Purpose, check_name, info, tag
 from ipa.crypto.hpke import Suite, open_sealed
 from ipa.crypto.keys import KeyRegistry
-from ipa.crypto.opener import group_identical, open_many
+from ipa.crypto.opener import Opener, group_identical, open_many
 from ipa.errors import InputError, InvalidReportError, InvalidReportReason
 from ipa.mpc.replicated import BShares
 from ipa.mpc.ring import bool_dtype, mask
@@ -186,6 +187,7 @@ def decode_batch(
     oldest_epoch: int | None = None,
     last_epoch: int | None = None,
     workers: int | None = None,
+    opener: Opener | None = None,
 ) -> DecodedBatch:
     """Helper ``keys.helper``'s share columns from its upload batch, for a query bound to ``binding``.
 
@@ -193,7 +195,8 @@ def decode_batch(
     one epoch). ``oldest_epoch`` (default: the query's first epoch) is the
     oldest epoch this helper still accepts: an earlier report is
     EXPIRED_EPOCH, one outside the query's epochs WRONG_EPOCH. ``workers``:
-    processes for the HPKE opens (default: all cores). Raises
+    processes for the HPKE opens (default: all cores); ``opener``: what opens
+    them instead of :func:`open_many` (a helper's Ray workers). Raises
     InvalidReportError for a bad batch, or (policy FAIL) for the first
     invalid report; see the module docstring for the checks and their order.
     """
@@ -235,7 +238,8 @@ def decode_batch(
     range_detail = _check_field_ranges(reasons, fields, config)
 
     todo = np.flatnonzero(reasons == 0)
-    plain, ok, distinct = _open_parts(keys, binding, sites, records[todo], site_index[todo], workers)
+    opener = opener or partial(open_many, workers=workers)
+    plain, ok, distinct = _open_parts(keys, binding, sites, records[todo], site_index[todo], opener)
     failed = np.zeros(n, dtype=bool)
     failed[todo[~ok]] = True
     _flag(reasons, failed, _R.DECRYPTION_FAILED)
@@ -292,7 +296,7 @@ def _open_parts(
     sites: list[str],
     records: np.ndarray,
     site_index: np.ndarray,
-    workers: int | None,
+    opener: Opener,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Open every record's part with the ``info`` of its own site and epoch (and key id).
 
@@ -317,7 +321,7 @@ def _open_parts(
         rows = np.flatnonzero((context >= first) & (context < first + 256))
         local = (context[rows] - first).astype(np.uint8)
         sealed = records["sealed"][rows]
-        plain[rows], ok[rows], count = open_many(private, infos, local, sealed, MATCH_KEY_PLAINTEXT, workers)
+        plain[rows], ok[rows], count = opener(private, infos, local, sealed, MATCH_KEY_PLAINTEXT)
         opened += count
     return plain, ok, opened
 

@@ -1,0 +1,189 @@
+"""Helpers spread over Ray: three real helper processes, each with a local Ray cluster of two workers.
+
+Marked ``cluster``: each network starts three Ray clusters (about 5 s each on
+an idle 2-core machine), so the file keeps to two networks and a few queries.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ipa.attribution.config import QueryConfig
+from ipa.crypto.binding import Binding
+from ipa.network import Network
+from ipa.reference import attribute_query
+from ipa.synthetic import generate
+from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.local_network import LocalNetwork, descendants
+from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
+from ipa_helper.cluster import WORKER_NAME
+
+pytestmark = pytest.mark.cluster
+
+WORKERS = 2
+CONFIG = QueryConfig(num_breakdowns=4, cap=20, timestamp_bits=20)
+
+
+def ipa(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ipa_client.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def log_events(log: Path, name: str) -> list[dict]:
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    return [e for e in map(json.loads, lines) if e.get("event") == name]
+
+
+def workers_of(pid: int) -> list[int]:
+    """The Ray worker actors below helper process ``pid`` (``ray::IpaWorker``, ``ray::IpaWorker.open()``)."""
+    return [p for p in descendants(pid) if _comm(p).startswith(f"ray::{WORKER_NAME}")]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2]
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("", "Z")
+
+
+@contextlib.contextmanager
+def cluster_network(directory: Path, h1_env: dict[str, str] | None = None, **settings: object):
+    """Three helpers with two Ray workers each; afterwards, every process they started is gone."""
+    local = LocalNetwork(directory, workers=WORKERS, **settings)
+    started: list[int] = []
+    try:
+        for i, helper in enumerate(local.helpers):
+            helper.start(timeout=180, env=h1_env if i == 0 else None)
+        started = [p for h in local.helpers for p in descendants(h.pid or 0)]
+        yield local
+    finally:
+        local.stop()
+        end = time.monotonic() + 60
+        while any(map(_alive, started)) and time.monotonic() < end:
+            time.sleep(0.2)
+        left = [p for p in started if _alive(p)]
+        for pid in left:  # do not leak them into the rest of the run, but fail the test
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        assert not left, f"processes of the helpers' Ray clusters outlived them: {left}"
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    with cluster_network(tmp_path_factory.mktemp("cluster"), timeout_seconds=60) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    """Multi-site events over two weekly epochs."""
+    path = tmp_path_factory.mktemp("events") / "events.csv"
+    assert ipa("gen-events", "--events", "2000", "--seed", "8", "--out", str(path)).returncode == 0
+    return path
+
+
+def test_each_helper_runs_two_ray_workers_of_its_own(network):
+    pids = []
+    for helper in network.helpers:
+        (started,) = log_events(helper.log, "cluster_started")
+        assert started["workers"] == WORKERS and started["address"] == "local"
+        workers = workers_of(helper.pid)
+        assert sorted(workers) == sorted(int(p) for p in started["worker_pids"].split(","))
+        pids += workers
+    assert len(set(pids)) == 3 * WORKERS
+
+
+@pytest.mark.parametrize(("site", "query_type"), [("news.example", "source"), ("shop.example", "trigger")])
+def test_queries_over_ray_workers_equal_the_reference(network, events, site, query_type):
+    query = ["--input", str(events), "--breakdowns", "16", "--cap", "300", "--window", "604800",
+             "--site", site, "--query-type", query_type]  # fmt: skip
+    done = ipa("query", "--network", str(network.network_file), "--identity",
+               str(network.directory / "collectors" / "default.toml"), *query, "--epoch", "0-1",
+               "--no-noise")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    released = json.loads(done.stdout)["sums"]
+    assert released == json.loads(ipa("reference", *query).stdout)["sums"]
+    assert sum(released) > 0
+    for helper in network.helpers:  # the match keys were opened by both workers of every helper
+        last = log_events(helper.log, "workers_opened")[-1]
+        assert all(int(rows) > 0 for rows in last["rows"].split(","))
+
+
+def _binding(site: str) -> Binding:
+    return Binding(site=site, report_collector="default", epoch=3, match_key_provider="mkp")
+
+
+def _uploads(local: LocalNetwork, site: str, data) -> list[bytes]:
+    net = Network.load(local.network_file)
+    collector = ReportCollector(net, _binding(site), CONFIG)
+    collector.add_events(data, simulate_user_agents(data, net, _binding(site)))
+    return list(collector.uploads())
+
+
+def _budget(local: LocalNetwork, site: str) -> dict:
+    done = ipa("budget", "--network", str(local.network_file), "--identity",
+               str(local.directory / "collectors" / "default.toml"), "--site", site, "--epoch", "3",
+               "--wait", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _stopped_worker(helper_pid: int, deadline: float = 120.0) -> int:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        stopped = [p for p in workers_of(helper_pid) if _state(p) == "T"]
+        if stopped:
+            return stopped[0]
+        time.sleep(0.1)
+    raise AssertionError("no stopped worker of H1 appeared")
+
+
+def test_a_worker_killed_mid_query_fails_it_refunded_and_the_next_query_is_exact(tmp_path):
+    """H1's worker w0 stops itself as it starts opening (IPA_FAILPOINT=worker:stop); we kill -9 it."""
+    site = "killed.example"
+    data = generate(1500, seed=4, num_breakdowns=CONFIG.num_breakdowns)
+    with cluster_network(tmp_path, {"IPA_FAILPOINT": "worker:stop"}, timeout_seconds=60) as local:
+        uploads = _uploads(local, site, data)
+        with QueryClient(endpoints(local.network_file), local.identity, timeout=60) as client:
+            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
+            client.upload(query_id, uploads)
+            victim = _stopped_worker(local.helpers[0].pid)
+            os.kill(victim, signal.SIGKILL)
+            with pytest.raises(QueryFailedError) as failed:
+                client.wait(query_id, poll=0.1, deadline=120)
+            assert f"worker w0 (ray::{WORKER_NAME}, pid {victim})" in str(failed.value)
+            assert "died" in str(failed.value)
+
+            state = _budget(local, site)
+            (mine,) = [q for q in state["queries"] if q["query_id"] == query_id]
+            assert mine["state"] == "refunded" and state["agree"]
+            assert state["spent_by_helper"] == [0, 0, 0]
+
+            # The helpers keep serving: Ray restarted the worker, and the next query is exact.
+            query_id = client.create(query_params(_binding(site), CONFIG, no_noise=True))
+            client.upload(query_id, _uploads(local, site, data))
+            client.wait(query_id, poll=0.1, deadline=300)
+            sums = client.results(query_id)
+        assert sums.tolist() == attribute_query(data, CONFIG).tolist()
+        assert victim not in workers_of(local.helpers[0].pid)
+        assert len(workers_of(local.helpers[0].pid)) == WORKERS
