@@ -14,13 +14,30 @@
   3 + ⌈log2 k⌉ rounds, about 1 + 2⌈log2 k⌉ k-bit words per element per party
   (H2 sends 2 more in the opening).
 Each party sees only words masked by randomness it does not know.
+
+**Malicious mode** (``ctx.malicious``, ``docs/malicious.md``): every AND and
+multiplication is recorded and verified at the next checkpoint, so
+``arith_to_bool`` and the adders verify by composition. Two things change:
+
+- ``bit_to_arith`` does not let H1 input ``b_0 ^ b_1`` (a corrupt H1 could
+  input anything, and no check of the products catches a wrong input): each
+  component b_j, known to two helpers, is a trivial arithmetic sharing, and
+  ``b = (b_0 ⊕ b_1) ⊕ b_2`` with ``x ⊕ y = x + y − 2xy``: two recorded
+  multiplications, 2 rounds, 2 words per element per party, no input.
+- ``bool_to_arith``'s opening of the masked y to H1 and H3 is hash-confirmed:
+  H1 and H3 send each other a digest of the component the other received
+  from H2 (step ``confirm``, in the same round). y is masked by a_1 + a_2, so
+  it needs no checkpoint before it is opened.
 """
 
 from __future__ import annotations
 
+import hmac
+
 import numpy as np
 import numpy.typing as npt
 
+from ipa.errors import MaliciousBehaviourError
 from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
@@ -29,6 +46,7 @@ from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import check_arithmetic_dtype
 from ipa.mpc.step import Steps
+from ipa.mpc.verify import DIGEST_BYTES, digest
 
 __all__ = [
     "ARITH_TO_BOOL_STEPS",
@@ -39,24 +57,48 @@ __all__ = [
     "bool_to_arith",
 ]
 
-BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply")
+BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply", "xor_01", "xor_2")
+"""Semi-honest: ``input`` (H1's y) and ``multiply``; malicious: ``xor_01`` (b_0·b_1) and ``xor_2``."""
 ARITH_TO_BOOL_STEPS = Steps("arith_to_bool", "carry_save", add=ADD_STEPS)
-BOOL_TO_ARITH_STEPS = Steps("bool_to_arith", "mask_1", "mask_2", "carry_save", "open", add=ADD_STEPS)
+BOOL_TO_ARITH_STEPS = Steps(
+    "bool_to_arith", "mask_1", "mask_2", "carry_save", "open", "confirm", add=ADD_STEPS
+)
+"""``confirm`` (malicious mode only): H1 and H3 confirm each other's opening of y."""
 
 
 def bit_to_arith(ctx: Context, b: BShares, dtype: npt.DTypeLike = np.uint32) -> AShares:
     """1-bit boolean shares (any shape) → arithmetic shares of the same bits in Z_2^k.
 
     Cost: ``2`` rounds, ``(2, 1, 1)`` words per element (k-bit words).
+    Malicious cost: ``2`` rounds, ``2`` words per element (two recorded multiplications, no input).
     """
     ctx = ctx.enter(BIT_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
     left, right = b.left.astype(dtype), b.right.astype(dtype)
     zero = np.zeros_like(left)
+    if ctx.malicious:
+        return _xor_of_components(ctx, left, right)
     y = input_from(ctx.narrow("input"), 0, left ^ right)  # H1 holds b_0 and b_1: y = b_0 ^ b_1
     b2 = AShares(left if ctx.party == 2 else zero, right if ctx.party == 1 else zero)  # component 2
     product = multiply(ctx.narrow("multiply"), y, b2)
     return y + b2 - product.scale(2)
+
+
+def _xor_of_components(ctx: Context, left: np.ndarray, right: np.ndarray) -> AShares:
+    """b_0 ⊕ b_1 ⊕ b_2 from the components of 1-bit shares, each a trivial arithmetic sharing.
+
+    Party i holds b_i (``left``) and b_{i+1} (``right``); component j of the
+    trivial sharing of b_j is b_j, held by its two holders, the others zero.
+    """
+    zero = np.zeros_like(left)
+    me = ctx.party
+
+    def component(j: int) -> AShares:
+        return AShares(left if j == me else zero, right if j == (me + 1) % 3 else zero)
+
+    b0, b1, b2 = component(0), component(1), component(2)
+    t = b0 + b1 - multiply(ctx.narrow("xor_01"), b0, b1).scale(2)
+    return t + b2 - multiply(ctx.narrow("xor_2"), t, b2).scale(2)
 
 
 def _component_as_bool(party: int, x: AShares, j: int) -> BShares:
@@ -85,6 +127,10 @@ def bool_to_arith(ctx: Context, x: BShares, dtype: npt.DTypeLike = np.uint64) ->
     H2 sends 2 words more than the others, to open the masked value to H1 and H3.
     Cost: ``3 + log2(k)`` rounds,
     ``(1 + 2*log2(k), 3 + 2*log2(k), 1 + 2*log2(k))`` words per element (k-bit words).
+    In malicious mode H1 and H3 also confirm the opening to each other (32 bytes each, same round;
+    n elements of b bytes):
+    Malicious cost: ``3 + log2(k)`` rounds,
+    ``(1 + 2*log2(k) + 32/(n*b), 3 + 2*log2(k), 1 + 2*log2(k) + 32/(n*b))`` words per element.
     """
     ctx = ctx.enter(BOOL_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
@@ -109,6 +155,33 @@ def bool_to_arith(ctx: Context, x: BShares, dtype: npt.DTypeLike = np.uint64) ->
         step.send(Peer.PREV, y.right)  # component 2, for H1
         step.send(Peer.NEXT, y.left)  # component 1, for H3
         return masks
+    confirm = ctx.narrow("confirm")
+    if ctx.malicious:  # before waiting for H2: the digest goes in the same round as the opening
+        _send_confirmation(confirm, y)
     (missing,) = step.receive(Peer.NEXT if ctx.party == 0 else Peer.PREV, y.left)
+    if ctx.malicious:
+        _check_confirmation(confirm, missing)
     opened = y.left ^ y.right ^ missing
     return AShares(opened, a1) if ctx.party == 0 else AShares(a2, opened)
+
+
+def _send_confirmation(ctx: Context, y: BShares) -> None:
+    """H1 sends H3 a digest of component 1 (which H3 gets from H2), H3 sends H1 one of component 2.
+
+    H1 holds component 1 as ``right``, H3 holds component 2 as ``left``.
+    """
+    if ctx.party == 0:
+        ctx.send(Peer.PREV, digest(f"{ctx.step}/component_1", [y.right]))
+    else:
+        ctx.send(Peer.NEXT, digest(f"{ctx.step}/component_2", [y.left]))
+
+
+def _check_confirmation(ctx: Context, missing: np.ndarray) -> None:
+    """Abort unless the component H2 sent matches its other holder's digest."""
+    other, got = (Peer.PREV, 2) if ctx.party == 0 else (Peer.NEXT, 1)
+    (theirs,) = ctx.receive(other, np.zeros(DIGEST_BYTES, np.uint8))
+    if not hmac.compare_digest(theirs.tobytes(), digest(f"{ctx.step}/component_{got}", [missing]).tobytes()):
+        me, second = ctx.party + 1, 3 if ctx.party == 0 else 1
+        raise MaliciousBehaviourError(
+            "verified reveal", f"H2 and H{second} sent H{me} different copies of a component"
+        )

@@ -43,9 +43,12 @@ class Product:
         return self.x.left.size + self.y.left.size + self.z.left.size
 
 
-@dataclass
+@dataclass(eq=False)
 class Verifier:
-    """The products one party computed in malicious mode and has not verified yet."""
+    """The products one party computed in malicious mode and has not verified yet.
+
+    Compared and hashed by identity (a context holding it stays hashable).
+    """
 
     products: list[Product] = field(default_factory=list)
     checkpoints: int = 0
