@@ -1,6 +1,6 @@
 """Time and communication of the whole attribution query, per phase, in memory.
 
-    python bench/pipeline.py --events N [--json F] [--seed S]
+    python bench/pipeline.py --events N [--json F] [--seed S] [--memory]
 
 Synthetic events (``ipa.synthetic``) are shared as the report collector would
 (not timed), then :func:`ipa.attribution.pipeline.run_query` runs in the
@@ -12,6 +12,13 @@ the longest chain of messages each sent after the previous one arrived) and
 the process's peak RSS (all three helpers are threads of this process). ``--json F`` writes
 ``{"events": N, "seconds": {phase: s, "total": s}, "bytes_per_row": {phase: [H1, H2, H3]},
 "rounds": R, "peak_rss_mb": M}``.
+
+``--memory`` also traces allocations (:mod:`memory`, tracemalloc) and prints,
+for the bench's own stages (generating the events, sharing them, the
+reference) and each phase of the query, the peak and the held bytes per
+event of all three helpers and the bench together; ``--json`` then has
+``"memory": {stage: {"peak": B, "held": B}}``. Tracing slows the run: take
+times from a run without it.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import sys
 import time
 
 import numpy as np
+from memory import PhaseMemory
 from mpc import machine, peak_rss_mib
 
 from ipa.attribution.config import QueryConfig
@@ -43,15 +51,27 @@ TRAFFIC = {
 }
 
 
-def measure(events: int, seed: int) -> dict:
-    """Run the query once on ``events`` synthetic events; return the figures."""
+def measure(events: int, seed: int, memory: PhaseMemory | None = None) -> dict:
+    """Run the query once on ``events`` synthetic events; return the figures.
+
+    With ``memory``, allocations are traced and marked per stage and phase.
+    """
+    mark = memory.mark if memory else lambda label: None
+    hook = memory.hook() if memory else None
+    if memory:
+        memory.start()
     data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns)
+    mark("generate")
     shares = share_events(data, CONFIG)
+    mark("share")
     start = time.perf_counter()
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG), shares)
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares)
     total = time.perf_counter() - start
     released = reconstruct([o.sums for o in result.outputs])
     expected = attribute_query(data, CONFIG)
+    mark("reference")
+    if memory:
+        memory.stop()
     if not np.array_equal(released, expected):
         raise SystemExit("bench/pipeline.py: MPC result differs from the reference")
     rows = max(events, 1)
@@ -61,13 +81,23 @@ def measure(events: int, seed: int) -> dict:
     }
     per_row["total"] = [b / rows for b in result.bytes_sent()]
     seconds = {p: max(o.seconds[p] for o in result.outputs) for p in PHASES} | {"total": total}
-    return {
+    figures = {
         "events": events,
         "seconds": seconds,
         "bytes_per_row": per_row,
         "rounds": result.rounds,
         "peak_rss_mb": peak_rss_mib(),
     }
+    if memory:
+        figures["memory"] = memory.per_row(events)
+    return figures
+
+
+def _print_memory(stages: dict[str, dict[str, float]]) -> None:
+    print("traced memory per event (three helpers and the bench's own data), bytes:")
+    print(f"{'stage':<10} {'peak':>8} {'held':>8}")
+    for stage, row in stages.items():
+        print(f"{stage:<10} {row['peak']:>8,.0f} {row['held']:>8,.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", metavar="F")
+    parser.add_argument("--memory", action="store_true", help="trace memory per phase (slower)")
     args = parser.parse_args(argv)
-    figures = measure(args.events, args.seed)
+    figures = measure(args.events, args.seed, PhaseMemory() if args.memory else None)
     print(machine())
     print(f"{'phase':<10} {'seconds':>8}  bytes/row H1, H2, H3")
     for phase, seconds in figures["seconds"].items():
@@ -85,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.events / figures["seconds"]["total"]
     print(f"# {args.events:,} events, {rate:,.0f} events/s, {figures['rounds']} rounds,", end=" ")
     print(f"peak RSS {figures['peak_rss_mb']:,.0f} MiB (three helpers in one process)")
+    if "memory" in figures:
+        _print_memory(figures["memory"])
     if args.json:
         with open(args.json, "w") as out:
             json.dump(figures, out, indent=1)
