@@ -273,3 +273,23 @@ def test_aggregate(bits, n, data):
     got = opened(result)
     assert got.shape == (num_breakdowns,)
     assert got.tolist() == expected.tolist()
+
+
+@STEP
+@given(st.integers(1, 8), st.integers(1, 40), st.data())
+def test_aggregate_in_row_blocks(bits, n, data):
+    """Blocks of 5 rows, so that the indicators are formed and consumed across block boundaries."""
+    from ipa.attribution import aggregate as module
+
+    keys = u64(data.draw(words(bits, n, pool_size=6)))
+    contribution = u64(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_BLOCK", 5)
+        result = run(
+            lambda ctx, c, k: aggregate(ctx, c, k, 1 << bits),
+            share_arithmetic(contribution),
+            share_boolean(keys, bits),
+        )
+    expected = np.zeros(1 << bits, dtype=np.uint64)
+    np.add.at(expected, keys.astype(np.intp), contribution)
+    assert opened(result).tolist() == expected.tolist()

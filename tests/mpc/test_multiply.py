@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,3 +54,22 @@ def test_cross_terms_with_fixed_masks_sum_to_the_product():
     z = sum(cross_terms(x[i], y[i], masks[i]) for i in range(3))
     assert list(z) == [15, 0]
     assert isinstance(x[0], AShares)
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 3))
+def test_products_in_row_blocks_equal_plaintext(data, k):
+    """Row blocks of 7 elements, so that short inputs cross several block boundaries."""
+    from ipa.mpc import multiply as module
+
+    x = data.draw(words(64)).reshape(1, -1).repeat(k, axis=0)
+    x[1:] ^= np.uint64(0x9E3779B97F4A7C15)  # stacked rows that differ
+    y = x[:, ::-1] * np.uint64(3) + np.uint64(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_BLOCK", 7)
+        product = run(multiply, share_arithmetic(x), share_arithmetic(y))
+        conjunction = run(and_, share_boolean(x, 64), share_boolean(y, 64))
+        inner = run(lambda c, a, b: inner_product(c, a, b, axis=0), share_arithmetic(x), share_arithmetic(y))
+    assert np.array_equal(opened(product), x * y)
+    assert np.array_equal(opened(conjunction), x & y)
+    assert np.array_equal(opened(inner), (x * y).sum(axis=0, dtype=np.uint64))

@@ -59,3 +59,31 @@ def test_pairs_agree_on_permutations_and_they_are_permutations():
 def test_seeds_must_be_sixteen_bytes():
     with pytest.raises(ValueError, match="16 bytes"):
         PRSS(b"short", os.urandom(16))
+
+
+def test_draws_span_chunks_as_one_key_stream():
+    """A draw longer than a chunk is the AES-CTR key stream of its step, without seams."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from ipa.mpc import prss
+
+    seed = os.urandom(16)
+    party = PRSS(prev_seed=os.urandom(16), next_seed=seed)
+    count = 3 * prss._CHUNK // 8 + 5  # three chunks and a part
+    key = hmac.digest(seed, b"long", hashlib.sha256)[:16]
+    stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor().update(bytes(count * 8))
+    drawn = party.draw("long", Peer.NEXT, (count,), np.uint64)
+    assert np.array_equal(drawn, np.frombuffer(stream, np.uint64))
+    drawn[0] = 1  # a new, writable array
+
+
+def test_zero_sharings_span_chunks():
+    p = three_parties()
+    shape = (2, 3 * (1 << 20) // 8 // 2 + 3)  # over three chunks of uint64 in all
+    z = [q.zero("z", shape, np.uint64) for q in p]
+    assert (z[0] + z[1] + z[2] == 0).all()
+    x = [q.zero_xor("x", shape, np.uint64) for q in p]
+    assert (x[0] ^ x[1] ^ x[2] == 0).all() and x[0].any()

@@ -24,8 +24,8 @@ import numpy as np
 
 from ipa.mpc.context import Context
 from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
-from ipa.mpc.multiply import matmul, multiply
-from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
+from ipa.mpc.multiply import cross_terms, reshare
+from ipa.mpc.one_hot import ONE_HOT_STEPS, Monomials, monomials
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.step import Steps
 
@@ -43,6 +43,12 @@ AGGREGATE_STEPS = Steps(
 _RING = np.dtype(np.uint64)
 
 
+_BLOCK = 1 << 15
+"""Rows per block where the indicators are formed and consumed: their (16, block) words
+and the matching products take a few MiB whatever n, and a block is long enough that
+numpy's per-call cost does not show."""
+
+
 def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int) -> AShares:
     """Shares of the ``num_breakdowns`` sums of ``contribution`` grouped by ``breakdown_key``.
 
@@ -51,16 +57,55 @@ def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_b
     Cost: ``3 + log2(l) + log2(h) + min(h, 1)`` rounds,
     ``tuple(k*w + 2**l - l - 1 + 2**h - h - 1 + min(h, 1)*2**h + 2**w/n for k in (2, 1, 1))``
     words per row.
+
+    Memory: the one-hot indicators are never held for all rows. Each one-hot
+    is kept as its products (:class:`~ipa.mpc.one_hot.Monomials`) and turned
+    into indicators block by block where it is used, by the same linear map, so
+    the weight's and the sums' local terms, hence their messages, are those of
+    ``multiply(hi, c)`` and ``matmul(T, lo)``. The high one-hot and the weight
+    come before the low one-hot (the same messages and rounds as the other
+    order), so the high products are freed before the low ones are made.
+    NB: these two products do not go through ``multiply``/``matmul``; a mode
+    that records every product must record them here.
     """
     ctx = ctx.enter(AGGREGATE_STEPS)
     width = breakdown_key.width
     low = (width + 1) // 2
     bits = bit_to_arith(ctx.narrow("to_arith"), breakdown_key.bits(0, width), _RING)
-    lo = one_hot(ctx.narrow("one_hot_low"), bits[:low])
-    hi = one_hot(ctx.narrow("one_hot_high"), bits[low:]) if width > low else None
     weighted = contribution.map(lambda a: a[None, :])
-    if hi is not None:
-        weighted = multiply(ctx.narrow("weight"), hi, weighted.map(lambda a: np.broadcast_to(a, hi.shape)))
-    sums = matmul(ctx.narrow("sums"), weighted, lo)  # sums[u, v] = Σ_i weighted[u, i] · lo[v, i]
+    if width > low:
+        hi = monomials(ctx.narrow("one_hot_high"), bits[low:])
+        weighted = _weigh(ctx.narrow("weight"), hi, contribution)
+        del hi
+    low_bits = bits[:low].map(np.copy)
+    del bits  # its high half is no longer read
+    lo = monomials(ctx.narrow("one_hot_low"), low_bits)
+    sums = _sums(ctx.narrow("sums"), weighted, lo)  # sums[u, v] = Σ_i weighted[u, i] · lo[v, i]
     flat = sums.map(lambda a: a.reshape(-1))  # index u·2^low + v is the key (u, v)
     return flat[:num_breakdowns]
+
+
+def _weigh(ctx: Context, hi: Monomials, c: AShares) -> AShares:
+    """``T[u] = c·H[u]`` for the 2^h high indicators H: ``multiply(H, c)``, in row blocks."""
+    n = len(c)
+    z = ctx.prss.zero(ctx.step, (1 << hi.d, n), _RING)
+    for start in range(0, n, _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        f = hi.indicators(rows)
+        c_rows = AShares(np.broadcast_to(c.left[rows], f.shape), np.broadcast_to(c.right[rows], f.shape))
+        z[:, rows] = cross_terms(f, c_rows, z[:, rows])
+    return AShares(z, reshare(ctx, z))
+
+
+def _sums(ctx: Context, weighted: AShares, lo: Monomials) -> AShares:
+    """``weighted @ Lᵀ`` for the 2^l low indicators L: ``matmul(weighted, L)``, in row blocks."""
+    n = len(weighted)
+    local = np.zeros((weighted.shape[0], 1 << lo.d), _RING)
+    for start in range(0, n, _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        f = lo.indicators(rows)
+        t = weighted[:, rows]
+        local += t.left @ (f.left + f.right).T
+        local += t.right @ f.left.T
+    z = local + ctx.prss.zero(ctx.step, local.shape, _RING)
+    return AShares(z, reshare(ctx, z))

@@ -26,7 +26,7 @@ from ipa.mpc.compare import LESS_THAN_STEPS, less_than
 from ipa.mpc.context import Context
 from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
 from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, BShares, public_bits, stack
+from ipa.mpc.replicated import AShares, BShares, public_bits, repeat, stack
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
@@ -55,7 +55,7 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
         if 2 * shift >= n:
             cum = cum + multiply(step, span, cum.lag(shift))
         else:
-            both = multiply(step, stack([span, span]), stack([cum.lag(shift), span.lag(shift)]))
+            both = multiply(step, repeat(span, 2), stack([cum.lag(shift), span.lag(shift)]))
             cum, span = cum + both[0], both[1]
         shift, level = 2 * shift, level + 1
     return cum
@@ -64,11 +64,24 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
     """``min(x, bound)`` elementwise for x < 2^63 (any shape)."""
     ctx = ctx.enter(_MIN_STEPS)
-    bits = arith_to_bool(ctx.narrow("to_bool"), x)
-    limit = public_bits(ctx.party, np.full(x.shape, bound), bits.width)
-    below = bit_to_arith(ctx.narrow("to_arith"), less_than(ctx.narrow("less"), bits, limit), _RING)
+    below = bit_to_arith(ctx.narrow("to_arith"), _below(ctx, x, bound), _RING)
     over = x.add_public(ctx.party, -bound)
     return multiply(ctx.narrow("select"), below, over).add_public(ctx.party, bound)
+
+
+def _below(ctx: Context, x: AShares, bound: int) -> BShares:
+    """1-bit shares of ``x < bound``; the bound is shared as a view of one word, not a column."""
+    bits = arith_to_bool(ctx.narrow("to_bool"), x)
+    limit = public_bits(ctx.party, np.array(bound), bits.width).map(lambda a: np.broadcast_to(a, x.shape))
+    return less_than(ctx.narrow("less"), bits, limit)
+
+
+def _running_totals(ctx: Context, attributed: BShares, value: AShares, same_user: BShares) -> AShares:
+    """Stacked shares of each row's user total up to and including it, and up to before it."""
+    flags = bit_to_arith(ctx.narrow("to_arith"), stack([attributed, same_user]), _RING)
+    v = multiply(ctx.narrow("value"), flags[0], value)
+    cum = running_sum(ctx.narrow("running_sum"), v, flags[1])
+    return stack([cum, cum - v])
 
 
 def cap_contributions(
@@ -81,8 +94,6 @@ def cap_contributions(
     words per row.
     """
     ctx = ctx.enter(CAP_STEPS)
-    flags = bit_to_arith(ctx.narrow("to_arith"), stack([attributed, same_user]), _RING)
-    v = multiply(ctx.narrow("value"), flags[0], value)
-    cum = running_sum(ctx.narrow("running_sum"), v, flags[1])
-    capped = _min_with_public(ctx.narrow("min"), stack([cum, cum - v]), cap)
+    totals = _running_totals(ctx, attributed, value, same_user)  # its temporaries die on return
+    capped = _min_with_public(ctx.narrow("min"), totals, cap)
     return capped[0] - capped[1]

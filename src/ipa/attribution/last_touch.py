@@ -30,7 +30,7 @@ import numpy as np
 from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
-from ipa.mpc.replicated import BShares, public_bits, stack
+from ipa.mpc.replicated import BShares, public_bits, repeat, stack
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["LAST_TOUCH_STEPS", "Attribution", "last_touch"]
@@ -62,7 +62,7 @@ def _scan(ctx: Context, word: BShares, span: BShares, max_events_per_user: int) 
             take = and_(step.narrow("take"), span, valid.invert(ctx.party))
         else:
             both = and_(
-                step.narrow("take"), stack([span, span]), stack([valid.invert(ctx.party), span.lag(shift)])
+                step.narrow("take"), repeat(span, 2), stack([valid.invert(ctx.party), span.lag(shift)])
             )
             take, span = both[0], both[1]
         word = word ^ and_(step.narrow("copy"), take.expand(word.width), word ^ word.lag(shift))

@@ -107,11 +107,14 @@ def run_query(
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
         return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES})
+    # Each column is dropped (del) as soon as no later phase reads it, so the peak is the
+    # live columns plus one phase's working set, not every column the query ever made.
     rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
     key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
     clock.lap("sort")
     user = key.shift_right(config.constraint_bits).resize(key.width)
     same_group, same_user = adjacent_equal(ctx.narrow("boundaries"), [key, user])
+    del key, user
     found = last_touch(
         ctx.narrow("last_touch"),
         same_group,
@@ -121,13 +124,18 @@ def run_query(
         max_events_per_user=config.max_events_per_user,
         window=config.window,
     )
+    del same_group, is_trigger, breakdown_key, timestamp
     clock.lap("attribute")
     # The value travels as boolean shares (so each helper can range-check it on
     # upload) and becomes arithmetic only here, where it is summed.
     amount = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
+    del value
     contribution = cap_contributions(ctx.narrow("cap"), found.attributed, amount, same_user, config.cap)
+    source_key = found.breakdown_key
+    del amount, same_user, found
     clock.lap("cap")
-    sums = aggregate(ctx.narrow("aggregate"), contribution, found.breakdown_key, config.num_breakdowns)
+    sums = aggregate(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
+    del contribution, source_key
     clock.lap("aggregate")
     noised = noise(ctx.narrow("noise"), sums)
     clock.lap("noise")

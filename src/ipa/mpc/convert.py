@@ -74,14 +74,20 @@ def bit_to_arith(ctx: Context, b: BShares, dtype: npt.DTypeLike = np.uint32) -> 
     """
     ctx = ctx.enter(BIT_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
-    left, right = b.left.astype(dtype), b.right.astype(dtype)
-    zero = np.zeros_like(left)
     if ctx.malicious:
-        return _xor_of_components(ctx, left, right)
-    y = input_from(ctx.narrow("input"), 0, left ^ right)  # H1 holds b_0 and b_1: y = b_0 ^ b_1
-    b2 = AShares(left if ctx.party == 2 else zero, right if ctx.party == 1 else zero)  # component 2
+        return _xor_of_components(ctx, b.left.astype(dtype), b.right.astype(dtype))
+    zero = np.broadcast_to(np.zeros((), dtype), b.shape)  # read-only views, not columns
+    # H1 holds b_0 and b_1 and inputs y = b_0 ^ b_1; the others pass only its shape and ring.
+    y = input_from(ctx.narrow("input"), 0, (b.left ^ b.right).astype(dtype) if ctx.party == 0 else zero)
+    b2 = AShares(  # component 2: H3's left, H2's right
+        b.left.astype(dtype) if ctx.party == 2 else zero, b.right.astype(dtype) if ctx.party == 1 else zero
+    )
     product = multiply(ctx.narrow("multiply"), y, b2)
-    return y + b2 - product.scale(2)
+    out = y + b2
+    for part, twice in ((out.left, product.left), (out.right, product.right)):
+        part -= twice  # in place, twice: y + b2 − 2·y·b2 without a temporary
+        part -= twice
+    return out
 
 
 def _xor_of_components(ctx: Context, left: np.ndarray, right: np.ndarray) -> AShares:
@@ -104,7 +110,7 @@ def _xor_of_components(ctx: Context, left: np.ndarray, right: np.ndarray) -> ASh
 def _component_as_bool(party: int, x: AShares, j: int) -> BShares:
     """Arithmetic component j, which two parties know, as boolean shares of a k-bit word."""
     width = x.dtype.itemsize * 8
-    zero = np.zeros_like(x.left)
+    zero = np.broadcast_to(np.zeros((), x.dtype), x.shape)  # a read-only view, not a column
     left = x.left if j == party else zero
     right = x.right if j == (party + 1) % 3 else zero
     return BShares(left, right, width)

@@ -25,7 +25,7 @@ __all__ = ["input_from", "input_from_each"]
 def input_from(ctx: Context, owner: int, values: np.ndarray) -> AShares:
     """Shares of party ``owner``'s ``values``; the others pass any array of the same shape and ring."""
     values = np.asarray(values)
-    zero = np.zeros_like(values)
+    zero = np.broadcast_to(np.zeros((), values.dtype), values.shape)  # a read-only view, not a column
     if ctx.party == owner:
         r = ctx.draw(Peer.PREV, values.shape, values.dtype)  # component `owner`
         masked = values - r  # component owner+1

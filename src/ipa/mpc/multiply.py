@@ -36,12 +36,47 @@ __all__ = ["and_", "cross_terms", "cross_terms_and", "inner_product", "matmul", 
 
 def cross_terms(x: AShares, y: AShares, alpha: np.ndarray) -> np.ndarray:
     """Party i's additive share ``x_i y_i + x_i y_{i+1} + x_{i+1} y_i + α_i`` of ``x·y``."""
-    return x.left * (y.left + y.right) + x.right * y.left + alpha
+    return _cross_terms(x, y, alpha, np.add, np.multiply)
 
 
 def cross_terms_and(x: BShares, y: BShares, alpha: np.ndarray) -> np.ndarray:
     """The boolean analogue of :func:`cross_terms` with AND and XOR."""
-    return (x.left & (y.left ^ y.right)) ^ (x.right & y.left) ^ alpha
+    return _cross_terms(x, y, alpha, np.bitwise_xor, np.bitwise_and)
+
+
+_BLOCK = 1 << 16
+"""Elements per block along the last (row) axis for the local terms of a product: the
+temporaries stay a few MiB whatever n, and numpy's per-call cost does not show."""
+
+
+def _cross_terms(
+    x: AShares | BShares,
+    y: AShares | BShares,
+    alpha: np.ndarray,
+    plus: np.ufunc,
+    times: np.ufunc,
+    into_alpha: bool = False,
+) -> np.ndarray:
+    """``x_i·(y_i + y_{i+1}) + x_{i+1}·y_i + α_i``, computed in row blocks so that it holds
+    no temporary of the result's size: in a new array, or with ``into_alpha`` in ``alpha``
+    itself (a fresh mask of the result's shape and dtype that nothing else holds)."""
+    shape = np.broadcast_shapes(x.shape, y.shape, np.shape(alpha))
+    dtype = np.result_type(x.dtype, y.dtype, alpha)
+    if into_alpha and alpha.shape == shape and alpha.dtype == dtype and alpha.flags.writeable:
+        z = alpha
+    else:
+        z = np.empty(shape, dtype)
+        z[...] = alpha
+    n = shape[-1] if shape else 1
+    for start in range(0, n, _BLOCK):
+        rows = (..., slice(start, start + _BLOCK)) if shape else ...
+        out = z[rows]
+        term = plus(y.left[rows], y.right[rows], dtype=z.dtype)
+        times(term, x.left[rows], out=term)
+        plus(out, term, out=out)
+        times(x.right[rows], y.left[rows], out=term)
+        plus(out, term, out=out)
+    return z
 
 
 def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
@@ -68,7 +103,7 @@ def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
     Each party sends one word per element to its previous neighbour.
     Cost: ``1`` round, ``1`` word per element.
     """
-    z = cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype))
+    z = _cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype), np.add, np.multiply, True)
     return _record(ctx, "multiply", x, y, AShares(z, reshare(ctx, z)))
 
 
@@ -80,8 +115,9 @@ def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
     """
     width = max(x.width, y.width)
     # Masked, so every component keeps zeros above the width, as BShares requires.
-    alpha = ctx.prss.zero_xor(ctx.step, x.shape, x.dtype) & mask(width, x.dtype)
-    z = cross_terms_and(x, y, alpha)
+    alpha = ctx.prss.zero_xor(ctx.step, x.shape, x.dtype)
+    alpha &= mask(width, x.dtype)  # in place: the draw is a new array
+    z = _cross_terms(x, y, alpha, np.bitwise_xor, np.bitwise_and, True)
     return _record(ctx, "and", x, y, BShares(z, reshare(ctx, z), width))
 
 
@@ -91,9 +127,22 @@ def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShare
     1 round, 1 word per element of the *output* sent by each party, however
     many terms are summed.
     """
-    local = (x.left * (y.left + y.right) + x.right * y.left).sum(axis, dtype=x.dtype)
+    local = _summed_cross_terms(x, y, axis)
     z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
     return _record(ctx, "inner_product", x, y, AShares(z, reshare(ctx, z)), axis)
+
+
+def _summed_cross_terms(x: AShares, y: AShares, axis: int) -> np.ndarray:
+    """``(x_i (y_i + y_{i+1}) + x_{i+1} y_i).sum(axis)``, in blocks of the last axis if it is kept."""
+    axis %= x.left.ndim
+    n = x.shape[-1]
+    if axis == x.left.ndim - 1 or n <= _BLOCK:
+        return (x.left * (y.left + y.right) + x.right * y.left).sum(axis, dtype=x.dtype)
+    out = np.empty(x.shape[:axis] + x.shape[axis + 1 :], x.dtype)
+    for start in range(0, n, _BLOCK):
+        block = (..., slice(start, start + _BLOCK))
+        out[block] = cross_terms(x[block], y[block], np.zeros((), x.dtype)).sum(axis, dtype=x.dtype)
+    return out
 
 
 def matmul(ctx: Context, x: AShares, y: AShares) -> AShares:

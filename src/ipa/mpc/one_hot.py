@@ -6,12 +6,16 @@ them is computed by doubling subset size, then the superset Möbius transform
     f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j
 
 turns the products into the 2^d indicators ``f_v = [value == v]``, locally.
+:func:`monomials` stops before the transform, so that a caller can form the
+indicators of one block of rows at a time (:meth:`Monomials.indicators`).
 
 Cost: ⌈log2 d⌉ rounds; 2^d − d − 1 words per row per party.
 Parties learn nothing.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,24 +24,56 @@ from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, public, stack
 from ipa.mpc.step import Family, Steps
 
-__all__ = ["ONE_HOT_STEPS", "one_hot"]
+__all__ = ["ONE_HOT_STEPS", "Monomials", "monomials", "one_hot"]
 
 ONE_HOT_STEPS = Steps("one_hot", level=Family(6))
 """One multiplication per level: ⌈log2 d⌉ ≤ 6 for up to 64 bits."""
 
 
-def one_hot(ctx: Context, bits: AShares) -> AShares:
-    """Indicators ``[digit == v]`` for v < 2^d from d stacked 0/1 columns.
+@dataclass(frozen=True)
+class Monomials:
+    """The products of every subset of d bits, from which the indicators follow locally.
 
-    Products of all subsets of the bits by doubling subset size, then the
-    Möbius transform ``f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j``.
+    ``bits`` is (d, n); ``products[s]`` the shares of ``Π_{j∈s} b_j`` for each
+    subset s of two bits or more. :meth:`indicators` applies the Möbius
+    transform to any block of rows, so a caller that consumes the 2^d
+    indicators block by block never holds them for all rows.
+    """
+
+    party: int
+    bits: AShares
+    products: dict[int, AShares]
+
+    @property
+    def d(self) -> int:
+        return self.bits.shape[0]
+
+    def indicators(self, rows: slice = slice(None)) -> AShares:
+        """Shares of ``[digit == v]`` for v < 2^d (shape (2^d, rows)), fresh arrays."""
+        bits = self.bits[:, rows]
+        shape = (1 << self.d, len(bits))
+        f = AShares(np.empty(shape, bits.dtype), np.empty(shape, bits.dtype))
+        for s in range(1 << self.d):
+            if s == 0:
+                one = public(self.party, np.ones(1), bits.dtype)
+                f.left[0], f.right[0] = one.left, one.right
+            elif s & (s - 1) == 0:
+                f.left[s], f.right[s] = bits.left[s.bit_length() - 1], bits.right[s.bit_length() - 1]
+            else:
+                f.left[s], f.right[s] = self.products[s].left[rows], self.products[s].right[rows]
+        _mobius(f.left, self.d)
+        _mobius(f.right, self.d)
+        return f
+
+
+def monomials(ctx: Context, bits: AShares) -> Monomials:
+    """Products of all subsets of d stacked 0/1 columns, by doubling subset size.
+
     Cost: ``log2(d)`` rounds, ``2**d - d - 1`` words per row.
     """
     ctx = ctx.enter(ONE_HOT_STEPS)
-    d, n = bits.shape
-    monomial: dict[int, AShares] = {0: public(ctx.party, np.ones(n), bits.dtype)}
-    for j in range(d):
-        monomial[1 << j] = bits[j]
+    d = bits.shape[0]
+    monomial: dict[int, AShares] = {1 << j: bits[j] for j in range(d)}
     size, level = 1, 0
     while size < d:
         # Subsets of size in (size, 2·size]: split off their lowest `size` bits.
@@ -51,10 +87,18 @@ def one_hot(ctx: Context, bits: AShares) -> AShares:
         for k, s in enumerate(todo):
             monomial[s] = product[k]
         size, level = 2 * size, level + 1
-    f = stack([monomial[s] for s in range(1 << d)])  # fresh arrays: transformed in place
-    _mobius(f.left, d)
-    _mobius(f.right, d)
-    return f
+    products = {s: m for s, m in monomial.items() if s.bit_count() >= 2}
+    return Monomials(ctx.party, bits, products)
+
+
+def one_hot(ctx: Context, bits: AShares) -> AShares:
+    """Indicators ``[digit == v]`` for v < 2^d from d stacked 0/1 columns.
+
+    Products of all subsets of the bits by doubling subset size, then the
+    Möbius transform ``f_V = Σ_{S ⊇ V} (−1)^{|S∖V|} Π_{j∈S} b_j``.
+    Cost: ``log2(d)`` rounds, ``2**d - d - 1`` words per row.
+    """
+    return monomials(ctx, bits).indicators()
 
 
 def _lowest_bits(s: int, count: int) -> int:

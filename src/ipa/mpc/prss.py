@@ -31,6 +31,10 @@ __all__ = ["PRSS", "SEED_BYTES"]
 
 SEED_BYTES = 16
 _ZERO_NONCE = bytes(16)
+_CHUNK = 1 << 20
+"""Bytes of key stream made per call into the output: the stream is written in
+place, so a draw allocates its result once (plus one chunk of zeros to encrypt)."""
+_ZEROS = bytes(_CHUNK)
 
 
 class PRSS:
@@ -44,12 +48,18 @@ class PRSS:
         self._lock = threading.Lock()
 
     def draw(self, step: str, peer: Peer, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """Uniform words of ``dtype`` known to this party and neighbour ``peer`` only."""
+        """Uniform words of ``dtype`` known to this party and neighbour ``peer`` only (a new,
+        writable array)."""
         key = self._key(step, peer)
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         stream = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
-        return np.frombuffer(stream.update(bytes(nbytes)), dtype=dtype).reshape(shape)
+        out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
+        view = out.data
+        for start in range(0, nbytes, _CHUNK):
+            size = min(_CHUNK, nbytes - start)
+            stream.update_into(memoryview(_ZEROS)[:size], view[start:])
+        return out[:nbytes].view(dtype).reshape(shape)
 
     def _key(self, step: str, peer: Peer) -> bytes:
         """The AES key for one step with one neighbour; each may be used only once."""
@@ -60,12 +70,26 @@ class PRSS:
         return hmac.digest(self._seeds[peer], step.encode(), hashlib.sha256)[:16]
 
     def zero(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """This party's part of a three-way additive sharing of zero."""
-        return self.draw(step, Peer.NEXT, shape, dtype) - self.draw(step, Peer.PREV, shape, dtype)
+        """This party's part of a three-way additive sharing of zero (a new, writable array)."""
+        out = self.draw(step, Peer.NEXT, shape, dtype)
+        self._fold(step, Peer.PREV, out, np.subtract)
+        return out
 
     def zero_xor(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """This party's part of a three-way XOR sharing of zero."""
-        return self.draw(step, Peer.NEXT, shape, dtype) ^ self.draw(step, Peer.PREV, shape, dtype)
+        """This party's part of a three-way XOR sharing of zero (a new, writable array)."""
+        out = self.draw(step, Peer.NEXT, shape, dtype)
+        self._fold(step, Peer.PREV, out, np.bitwise_xor)
+        return out
+
+    def _fold(self, step: str, peer: Peer, out: np.ndarray, op: np.ufunc) -> None:
+        """``out = op(out, draw(step, peer))`` in place, one chunk of the draw at a time."""
+        stream = Cipher(algorithms.AES(self._key(step, peer)), modes.CTR(_ZERO_NONCE)).encryptor()
+        flat = out.reshape(-1)  # a view: draws are contiguous
+        per_chunk = _CHUNK // out.dtype.itemsize
+        for start in range(0, flat.size, per_chunk):
+            part = flat[start : start + per_chunk]
+            words = np.frombuffer(stream.update(memoryview(_ZEROS)[: part.nbytes]), out.dtype)
+            op(part, words, out=part)
 
     def random(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> AShares:
         """Replicated arithmetic shares of a uniform value nobody knows."""

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from ipa.mpc.ring import bool_dtype, check_arithmetic_dtype, mask
 
-__all__ = ["AShares", "BShares", "K", "S", "Shares", "concat", "public", "public_bits", "stack"]
+__all__ = ["AShares", "BShares", "K", "S", "Shares", "concat", "public", "public_bits", "repeat", "stack"]
 
 
 Index = int | slice | np.ndarray | tuple[int | slice | np.ndarray | EllipsisType | None, ...]
@@ -166,7 +166,10 @@ class BShares(_Pair):
         return BShares((self.left >> s).astype(dtype), (self.right >> s).astype(dtype), width)
 
     def resize(self, width: int) -> BShares:
-        """The low ``width`` bits, zero-extended or truncated, in a ``width``-bit word."""
+        """The low ``width`` bits, zero-extended or truncated, in a ``width``-bit word
+        (these very shares at their own width: shares are never written in place)."""
+        if width == self.width:
+            return self
         dtype, m = bool_dtype(width), mask(width)
         return BShares(self.left.astype(dtype) & m, self.right.astype(dtype) & m, width)
 
@@ -177,10 +180,18 @@ class BShares(_Pair):
 
     def bits(self, start: int, count: int) -> BShares:
         """Bits ``start .. start+count-1`` as ``count`` stacked 1-bit columns (axis 0)."""
-        one = self.dtype.type(1)
-        pick = [(self.left >> s) & one for s in range(start, start + count)]
-        pick_r = [(self.right >> s) & one for s in range(start, start + count)]
-        return BShares(np.stack(pick).astype(np.uint8), np.stack(pick_r).astype(np.uint8), 1)
+        return BShares(_bits(self.left, start, count), _bits(self.right, start, count), 1)
+
+
+def _bits(a: np.ndarray, start: int, count: int) -> np.ndarray:
+    """Bits ``start .. start+count-1`` of ``a`` stacked as uint8, one word-sized temporary at a time."""
+    out = np.empty((count, *a.shape), np.uint8)
+    word = np.empty_like(a)
+    for k in range(count):
+        np.right_shift(a, a.dtype.type(start + k), out=word)
+        np.bitwise_and(word, a.dtype.type(1), out=word)
+        out[k] = word
+    return out
 
 
 Shares = AShares | BShares
@@ -217,6 +228,11 @@ def stack(columns: Sequence[S]) -> S:
     left = np.stack([c.left for c in columns])
     right = np.stack([c.right for c in columns])
     return first.like(left, right)
+
+
+def repeat(column: S, count: int) -> S:
+    """``stack([column] * count)`` as a read-only view, without copying the column."""
+    return column.map(lambda a: np.broadcast_to(a, (count, *a.shape)))
 
 
 def concat(columns: Sequence[S]) -> S:

@@ -53,10 +53,11 @@ def _destinations(ctx: Context, digit: BShares) -> AShares:
     """Stable sorted position (0-based, uint32) of each row by a d-bit digit (d stacked bits)."""
     bits = bit_to_arith(ctx.narrow("to_arith"), digit, _INDEX)
     f = one_hot(ctx.narrow("one_hot"), bits)
-    prefix = f.cumsum(axis=1)
-    totals = prefix[:, -1]
-    before = totals.cumsum(axis=0) - totals  # rows whose digit is smaller than v
-    rank = prefix + before.map(lambda a: a[:, None])
+    del bits
+    rank = f.cumsum(axis=1)
+    for part in (rank.left, rank.right):  # in place: rank_v += rows whose digit is smaller than v
+        totals = part[:, -1].copy()
+        part += (np.cumsum(totals, dtype=part.dtype) - totals)[:, None]
     return inner_product(ctx.narrow("rank"), f, rank, axis=0).add_public(ctx.party, -1)
 
 
