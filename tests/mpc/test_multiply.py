@@ -73,3 +73,36 @@ def test_products_in_row_blocks_equal_plaintext(data, k):
     assert np.array_equal(opened(product), x * y)
     assert np.array_equal(opened(conjunction), x & y)
     assert np.array_equal(opened(inner), (x * y).sum(axis=0, dtype=np.uint64))
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 4))
+def test_stacked_products_equal_products_of_stacks(data, k):
+    from ipa.mpc.multiply import and_stacked, multiply_stacked
+
+    x = data.draw(words(64))
+    xs = [x ^ np.uint64(j) for j in range(k)]
+    ys = [x[::-1] + np.uint64(j) for j in range(k)]
+
+    arith = run(
+        lambda ctx, a, b: multiply_stacked(ctx, a, b),
+        [list(p) for p in zip(*(share_arithmetic(v) for v in xs), strict=True)],
+        [list(p) for p in zip(*(share_arithmetic(v) for v in ys), strict=True)],
+    )
+    assert np.array_equal(opened(arith), np.stack(xs) * np.stack(ys))
+    boolean = run(
+        lambda ctx, a, b: and_stacked(ctx, a, b),
+        [list(p) for p in zip(*(share_boolean(v, 64) for v in xs), strict=True)],
+        [list(p) for p in zip(*(share_boolean(v, 64) for v in ys), strict=True)],
+    )
+    assert np.array_equal(opened(boolean), np.stack(xs) & np.stack(ys))
+
+
+def test_stacked_operands_must_agree():
+    from ipa.mpc.multiply import multiply_stacked
+
+    a32, a64 = share_arithmetic(np.arange(4), np.uint32), share_arithmetic(np.arange(4))
+    with pytest.raises(ValueError, match="one shape and one dtype"):
+        run(lambda ctx, a, b: multiply_stacked(ctx, [a], [b]), a32, a64)
+    with pytest.raises(ValueError, match="as many"):
+        run(lambda ctx, a, b: multiply_stacked(ctx, [a, a], [b]), a64, a64)

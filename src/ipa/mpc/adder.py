@@ -13,8 +13,8 @@ Cost: ``add`` 1 + ⌈log2 w⌉ rounds and 2⌈log2 w⌉ words per element per pa
 from __future__ import annotations
 
 from ipa.mpc.context import Context
-from ipa.mpc.multiply import and_
-from ipa.mpc.replicated import BShares, repeat, stack
+from ipa.mpc.multiply import and_, and_stacked
+from ipa.mpc.replicated import BShares
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["ADD_STEPS", "PREFIX_STEPS", "add", "carry_save", "prefix_carries"]
@@ -37,7 +37,7 @@ def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
         if last:
             g = g ^ and_(step, p, g.shift_left(shift))
         else:
-            both = and_(step, repeat(p, 2), stack([g.shift_left(shift), p.shift_left(shift)]))
+            both = and_stacked(step, [p, p], [g.shift_left(shift), p.shift_left(shift)])
             g, p = g ^ both[0], both[1]
         shift, level = 2 * shift, level + 1
     return g

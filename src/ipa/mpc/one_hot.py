@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipa.mpc.context import Context
-from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, public, stack
+from ipa.mpc.multiply import multiply_stacked
+from ipa.mpc.replicated import AShares, public
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["ONE_HOT_STEPS", "Monomials", "monomials", "one_hot"]
@@ -79,10 +79,10 @@ def monomials(ctx: Context, bits: AShares) -> Monomials:
         # Subsets of size in (size, 2·size]: split off their lowest `size` bits.
         todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
         lows = [_lowest_bits(s, size) for s in todo]
-        product = multiply(
+        product = multiply_stacked(
             ctx.narrow("level", level),
-            stack([monomial[lo] for lo in lows]),
-            stack([monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)]),
+            [monomial[lo] for lo in lows],
+            [monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)],
         )
         for k, s in enumerate(todo):
             monomial[s] = product[k]
