@@ -293,3 +293,28 @@ def test_aggregate_in_row_blocks(bits, n, data):
     expected = np.zeros(1 << bits, dtype=np.uint64)
     np.add.at(expected, keys.astype(np.intp), contribution)
     assert opened(result).tolist() == expected.tolist()
+
+
+def test_aggregate_in_malicious_mode_records_its_products():
+    """There the indicators are formed whole and the products are recorded; the checkpoint passes."""
+    from ipa.attribution.aggregate import AGGREGATE_STEPS
+    from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
+    from ipa.mpc.step import Steps
+
+    steps = Steps("verified_aggregate", aggregate=AGGREGATE_STEPS, check=CHECKPOINT_STEPS)
+    keys = u64([3, 0, 255, 3, 17, 200, 3])
+    contribution = u64([5, 7, 11, 13, 2**64 - 1, 1, 2])
+
+    def protocol(ctx, c, k):
+        ctx = ctx.enter(steps)
+        sums = aggregate(ctx.narrow("aggregate"), c, k, 256)
+        assert ctx.verifier is not None
+        shapes = {(p.op, p.z.shape) for p in ctx.verifier.products}
+        assert ("multiply", (16, len(c))) in shapes and ("matmul", (16, 16)) in shapes  # weight, sums
+        checkpoint(ctx.narrow("check"))
+        return sums
+
+    result = run(protocol, share_arithmetic(contribution), share_boolean(keys, 8), security="malicious")
+    expected = np.zeros(256, dtype=np.uint64)
+    np.add.at(expected, keys.astype(np.intp), contribution)
+    assert opened(result).tolist() == expected.tolist()

@@ -106,3 +106,24 @@ def test_stacked_operands_must_agree():
         run(lambda ctx, a, b: multiply_stacked(ctx, [a], [b]), a32, a64)
     with pytest.raises(ValueError, match="as many"):
         run(lambda ctx, a, b: multiply_stacked(ctx, [a, a], [b]), a64, a64)
+
+
+def test_stacked_products_are_recorded_and_verified_in_malicious_mode():
+    from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
+    from ipa.mpc.multiply import and_stacked, multiply_stacked
+    from ipa.mpc.step import Steps
+
+    steps = Steps("stacked", "m", "b", check=CHECKPOINT_STEPS)
+    v = np.arange(1, 41, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+
+    def protocol(ctx, a, b):
+        ctx = ctx.enter(steps)
+        out = [multiply_stacked(ctx.narrow("m"), [a, a], [a, a]), and_stacked(ctx.narrow("b"), [b], [b])]
+        assert ctx.verifier is not None and ctx.verifier.pending == 2
+        checkpoint(ctx.narrow("check"))
+        return out
+
+    result = run(protocol, share_arithmetic(v), share_boolean(v, 64), security="malicious")
+    product, conjunction = opened(result)
+    assert np.array_equal(product, np.stack([v * v, v * v]))
+    assert np.array_equal(conjunction, v[None])

@@ -24,7 +24,7 @@ import numpy as np
 
 from ipa.mpc.context import Context
 from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
-from ipa.mpc.multiply import cross_terms, reshare
+from ipa.mpc.multiply import cross_terms, matmul, multiply, reshare
 from ipa.mpc.one_hot import ONE_HOT_STEPS, Monomials, monomials
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.step import Steps
@@ -65,8 +65,9 @@ def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_b
     ``multiply(hi, c)`` and ``matmul(T, lo)``. The high one-hot and the weight
     come before the low one-hot (the same messages and rounds as the other
     order), so the high products are freed before the low ones are made.
-    NB: these two products do not go through ``multiply``/``matmul``; a mode
-    that records every product must record them here.
+    In malicious mode the record of each product needs its operands whole, so
+    there the indicators are formed for all rows and ``multiply``/``matmul``
+    run as they are (the same messages).
     """
     ctx = ctx.enter(AGGREGATE_STEPS)
     width = breakdown_key.width
@@ -87,6 +88,9 @@ def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_b
 
 def _weigh(ctx: Context, hi: Monomials, c: AShares) -> AShares:
     """``T[u] = c·H[u]`` for the 2^h high indicators H: ``multiply(H, c)``, in row blocks."""
+    if ctx.malicious:
+        h = hi.indicators()
+        return multiply(ctx, h, c.map(lambda a: np.broadcast_to(a, h.shape)))
     n = len(c)
     z = ctx.prss.zero(ctx.step, (1 << hi.d, n), _RING)
     for start in range(0, n, _BLOCK):
@@ -99,6 +103,8 @@ def _weigh(ctx: Context, hi: Monomials, c: AShares) -> AShares:
 
 def _sums(ctx: Context, weighted: AShares, lo: Monomials) -> AShares:
     """``weighted @ Lᵀ`` for the 2^l low indicators L: ``matmul(weighted, L)``, in row blocks."""
+    if ctx.malicious:
+        return matmul(ctx, weighted, lo.indicators())
     n = len(weighted)
     local = np.zeros((weighted.shape[0], 1 << lo.d), _RING)
     for start in range(0, n, _BLOCK):
