@@ -1,6 +1,6 @@
 """Time and communication of the MPC primitives in the in-memory three-party runner.
 
-    python bench/mpc.py --rows N [--json F] [--digit-bits D] [--only NAME ...]
+    python bench/mpc.py --rows N [--security MODE] [--json F] [--digit-bits D] [--only NAME ...]
 
 Primitives, each on N rows of random data:
 
@@ -9,6 +9,13 @@ Primitives, each on N rows of random data:
 - ``shuffle``: one uint64 arithmetic column;
 - ``sort``: 40-bit boolean keys with one uint64 arithmetic payload column,
   ``--digit-bits`` bits per radix pass.
+
+``--security malicious`` runs each primitive in malicious mode followed by
+a checkpoint (``ipa.mpc.checkpoint``) at step ``bench/check``, which verifies
+its products: the figures are the primitive plus its verification, to put
+beside the default ``semi-honest`` ones (``docs/malicious.md``, §7). Shuffle
+and sort run in malicious mode only once the verified shuffle exists
+(``ipa.mpc.shuffle`` refuses otherwise: the row is reported as refused).
 
 The inputs are shared before timing starts; only the ``run_three`` call is
 timed. The output is then reconstructed and compared with numpy (for sort,
@@ -44,12 +51,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ipa.errors import ProtocolError
+from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
 from ipa.mpc.context import Context
-from ipa.mpc.memory import RunResult, run_three
+from ipa.mpc.memory import SECURITY_MODES, RunResult, run_three
 from ipa.mpc.multiply import and_, multiply
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
-from ipa.mpc.shuffle import shuffle
-from ipa.mpc.sort import DEFAULT_DIGIT_BITS, sort
+from ipa.mpc.shuffle import SHUFFLE_STEPS, shuffle
+from ipa.mpc.sort import DEFAULT_DIGIT_BITS, SORT_STEPS, sort
+from ipa.mpc.step import Steps
 from ipa.mpc.testing import per_party
 
 __all__ = ["PRIMITIVES", "Case", "communication", "main", "make_case", "measure"]
@@ -118,11 +128,24 @@ PRIMITIVES: dict[str, Callable[..., Case]] = {
 }
 
 
-def make_case(name: str, rows: int, *, digit_bits: int = DEFAULT_DIGIT_BITS, seed: int = 0) -> Case:
-    """The benchmark ``name`` on ``rows`` rows of random data; ``digit_bits`` is for sort only."""
+def make_case(
+    name: str,
+    rows: int,
+    *,
+    digit_bits: int = DEFAULT_DIGIT_BITS,
+    seed: int = 0,
+    security: str = "semi-honest",
+) -> Case:
+    """The benchmark ``name`` on ``rows`` rows of random data; ``digit_bits`` is for sort only.
+
+    With ``security="malicious"`` the primitive is followed by its checkpoint (:func:`verified`).
+    """
     rng = np.random.default_rng(seed)
     options = {"digit_bits": digit_bits} if name == "sort" else {}
-    return PRIMITIVES[name](rng, rows, **options)
+    case = PRIMITIVES[name](rng, rows, **options)
+    if security == "malicious":
+        return case._replace(protocol=verified(name, case.protocol))
+    return case
 
 
 def communication(result: RunResult, rows: int) -> dict[str, Any]:
@@ -131,10 +154,34 @@ def communication(result: RunResult, rows: int) -> dict[str, Any]:
     return {"words_per_row": max(by_helper), "rounds": result.rounds, "words_per_row_by_helper": by_helper}
 
 
-def measure(case: Case, rows: int) -> dict[str, Any] | None:
-    """Time one ``run_three`` of ``case``; its figures, or None if the output is wrong."""
+def _bench_steps(name: str) -> Steps:
+    """The steps of a malicious run: the primitive at ``root/primitive``, its checkpoint at ``root/check``."""
+    tree = {"shuffle": SHUFFLE_STEPS, "sort": SORT_STEPS}.get(name)
+    if tree is None:  # a one-step protocol sends at the leaf itself
+        return Steps(f"bench_{name}", "primitive", check=CHECKPOINT_STEPS)
+    return Steps(f"bench_{name}", primitive=tree, check=CHECKPOINT_STEPS)
+
+
+def verified(name: str, protocol: Callable[[Context, Any], Any]) -> Callable[[Context, Any], Any]:
+    """Primitive ``name``'s ``protocol`` followed by a checkpoint of everything it recorded."""
+    steps = _bench_steps(name)
+
+    def run(ctx: Context, inputs: Any) -> Any:
+        ctx = ctx.enter(steps)
+        output = protocol(ctx.narrow("primitive"), inputs)
+        checkpoint(ctx.narrow("check"))
+        return output
+
+    return run
+
+
+def measure(case: Case, rows: int, security: str = "semi-honest") -> dict[str, Any] | None:
+    """Time one ``run_three`` of ``case`` in ``security`` mode; its figures, or None if the output is wrong.
+
+    A malicious ``case`` comes from ``make_case(..., security="malicious")``.
+    """
     start = time.perf_counter()
-    result = run_three(case.protocol, case.inputs)
+    result = run_three(case.protocol, case.inputs, security=security)
     seconds = time.perf_counter() - start
     if not case.check(result.outputs):
         return None
@@ -183,6 +230,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rows", type=_positive, required=True, metavar="N", help="rows of random data")
     parser.add_argument("--json", metavar="F", help='write {"rows": N, "primitives": {name: figures}} to F')
     parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default="semi-honest",
+        help="semi-honest (default) or malicious: each primitive plus the checkpoint verifying it",
+    )
+    parser.add_argument(
         "--digit-bits",
         type=int,
         choices=range(1, 9),
@@ -202,12 +255,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    print(machine())
+    print(machine() + f"; {args.security}")
     print(_HEADER)
     figures: dict[str, dict[str, Any]] = {}
     wrong = []
     for name in dict.fromkeys(args.only or PRIMITIVES):
-        m = measure(make_case(name, args.rows, digit_bits=args.digit_bits), args.rows)
+        try:
+            case = make_case(name, args.rows, digit_bits=args.digit_bits, security=args.security)
+            m = measure(case, args.rows, args.security)
+        except ProtocolError as exc:  # the unverified shuffle refuses malicious mode
+            print(f"{name}: refused in {args.security} mode: {exc}", file=sys.stderr)
+            continue
         if m is None:
             print(f"{name}: output differs from plaintext", file=sys.stderr)
             wrong.append(name)
@@ -219,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": args.rows, "primitives": figures}, f, indent=2)
+            json.dump({"rows": args.rows, "security": args.security, "primitives": figures}, f, indent=2)
             f.write("\n")
     return 0
 

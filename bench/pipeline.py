@@ -1,17 +1,20 @@
 """Time and communication of the whole attribution query, per phase, in memory.
 
-    python bench/pipeline.py --events N [--json F] [--seed S] [--memory]
+    python bench/pipeline.py --events N [--security MODE] [--json F] [--seed S] [--memory]
 
 Synthetic events (``ipa.synthetic``) are shared as the report collector would
 (not timed), then :func:`ipa.attribution.pipeline.run_query` runs in the
 in-memory three-party runner with 16 breakdowns, cap 100, a one-day window
-and K = 64. The released sums are checked against ``ipa.reference`` (exit 1
-on any difference). Printed per phase: seconds (slowest helper) and bytes
-sent per row by each helper; then the query's communication rounds (latency:
-the longest chain of messages each sent after the previous one arrived) and
-the process's peak RSS (all three helpers are threads of this process). ``--json F`` writes
-``{"events": N, "seconds": {phase: s, "total": s}, "bytes_per_row": {phase: [H1, H2, H3]},
-"rounds": R, "peak_rss_mb": M}``.
+and K = 64, in ``--security`` mode (``semi-honest``, the default, or
+``malicious``: products verified at the query's checkpoints, whose traffic
+counts in the phase each closes, ``docs/malicious.md``). The released sums
+are checked against ``ipa.reference`` (exit 1 on any difference). Printed
+per phase: seconds (slowest helper) and bytes sent per row by each helper;
+then the query's communication rounds (latency: the longest chain of
+messages each sent after the previous one arrived) and the process's peak
+RSS (all three helpers are threads of this process). ``--json F`` writes
+``{"events": N, "security": MODE, "seconds": {phase: s, "total": s},
+"bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M}``.
 
 ``--memory`` also traces allocations (:mod:`memory`, tracemalloc) and prints,
 for the bench's own stages (generating the events, sharing them, the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -35,24 +39,33 @@ from mpc import machine, peak_rss_mib
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, run_query
 from ipa.attribution.rows import share_events
-from ipa.mpc.memory import run_three
+from ipa.mpc.channel import CommStats
+from ipa.mpc.memory import SECURITY_MODES, run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
 
 CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64)
 # Step prefixes of each phase's traffic (the "attribute" phase is boundaries + last touch).
+# Malicious mode: each phase's checkpoints (verify_cap_0, ...) count in it (the aggregate's products are
+# verified at release, after the noise).
 TRAFFIC = {
-    "sort": ["root/sort"],
-    "attribute": ["root/boundaries", "root/last_touch"],
-    "cap": ["root/value_to_arith", "root/cap"],
+    "sort": ["root/sort", "root/verify_sort"],
+    "attribute": ["root/boundaries", "root/last_touch", "root/verify_attribute"],
+    "cap": ["root/value_to_arith", "root/cap", "root/verify_cap"],
     "aggregate": ["root/aggregate"],
-    "noise": ["root/noise"],
+    "noise": ["root/noise", "root/verify_release"],
 }
 
 
-def measure(events: int, seed: int, memory: PhaseMemory | None = None) -> dict:
-    """Run the query once on ``events`` synthetic events; return the figures.
+def _bytes_under(stats: CommStats, prefixes: list[str]) -> int:
+    """Bytes sent at or below any of ``prefixes``, a checkpoint family's members included."""
+    chunk = re.compile("|".join(re.escape(p) + r"(_\d+)?(/|$)" for p in prefixes))
+    return sum(n for step, n in stats.bytes_sent.items() if chunk.match(step))
+
+
+def measure(events: int, seed: int, memory: PhaseMemory | None = None, security: str = "semi-honest") -> dict:
+    """Run the query once on ``events`` synthetic events in ``security`` mode; return the figures.
 
     With ``memory``, allocations are traced and marked per stage and phase.
     """
@@ -65,7 +78,9 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None) -> dict:
     shares = share_events(data, CONFIG)
     mark("share")
     start = time.perf_counter()
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares)
+    result = run_three(
+        lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares, security=security
+    )
     total = time.perf_counter() - start
     released = reconstruct([o.sums for o in result.outputs])
     expected = attribute_query(data, CONFIG)
@@ -76,13 +91,14 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None) -> dict:
         raise SystemExit("bench/pipeline.py: MPC result differs from the reference")
     rows = max(events, 1)
     per_row = {
-        phase: [sum(result.bytes_sent(p)[h] for p in prefixes) / rows for h in range(3)]
+        phase: [_bytes_under(stats, prefixes) / rows for stats in result.stats]
         for phase, prefixes in TRAFFIC.items()
     }
     per_row["total"] = [b / rows for b in result.bytes_sent()]
     seconds = {p: max(o.seconds[p] for o in result.outputs) for p in PHASES} | {"total": total}
     figures = {
         "events": events,
+        "security": security,
         "seconds": seconds,
         "bytes_per_row": per_row,
         "rounds": result.rounds,
@@ -104,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--security", choices=SECURITY_MODES, default="semi-honest")
     parser.add_argument("--json", metavar="F")
     parser.add_argument("--memory", action="store_true", help="trace memory per phase (slower)")
     args = parser.parse_args(argv)
-    figures = measure(args.events, args.seed, PhaseMemory() if args.memory else None)
-    print(machine())
+    figures = measure(args.events, args.seed, PhaseMemory() if args.memory else None, args.security)
+    print(machine() + f"; {args.security}")
     print(f"{'phase':<10} {'seconds':>8}  bytes/row H1, H2, H3")
     for phase, seconds in figures["seconds"].items():
         traffic = ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"][phase])

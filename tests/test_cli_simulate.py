@@ -91,3 +91,19 @@ def test_list_steps_prints_every_sending_step_of_each_helper(events):
         assert {p[0] for p in parsed if p[1].startswith(f"root/{phase}/")} == {"1", "2", "3"}
     exact = ipa("simulate", *query, "--no-noise", "--list-steps").stdout.splitlines()
     assert set(lines) - set(exact) == {f"{h} root/noise input" for h in "123"}  # no noise, no noise messages
+
+
+def test_tamper_needs_a_helper_and_a_step(events):
+    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10", *SOURCE_FANOUT, "--no-noise"]
+    for bad in ("4:root/sort", "root/sort", "1:", "x:root/sort"):
+        done = ipa("simulate", *query, "--tamper", bad)
+        assert done.returncode == 2
+        assert "--tamper" in done.stderr and "H:STEP" in done.stderr
+
+
+def test_tamper_at_a_step_where_the_helper_sends_nothing_is_named(events):
+    query = ["--input", str(events), "--breakdowns", "4", "--cap", "10", *SOURCE_FANOUT, "--no-noise"]
+    done = ipa("simulate", *query, "--plain", "--tamper", "2:root/no_such_step")
+    assert done.returncode == 2
+    assert "H2 sends nothing at that step" in done.stderr and "--list-steps" in done.stderr
+    assert '"sums"' not in done.stdout

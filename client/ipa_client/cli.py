@@ -5,7 +5,10 @@ Each subcommand lives in ``ipa_client.commands.<name>`` and provides ``NAME``,
 new module plus a line in ``_COMMANDS``. Errors the project raises on purpose
 (:class:`~ipa.errors.IpaError`) and files that cannot be read or written print
 ``ipa: error: <message>`` to stderr and exit with status 2, as argparse does
-for bad arguments: one status for every user error, and no traceback. Ctrl-C
+for bad arguments: one status for every user error, and no traceback. A
+failed check for a deviating helper (:class:`~ipa.errors.MaliciousBehaviourError`,
+e.g. ``ipa simulate --security malicious --tamper``) exits with status 3,
+``ipa: error: malicious behaviour detected: ...``: not a user error. Ctrl-C
 exits with status 130 (a command that has something to undo, like ``ipa
 query`` cancelling its query, does so first and says what it did).
 """
@@ -18,11 +21,14 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
-from ipa.errors import IpaError
+from ipa.errors import IpaError, MaliciousBehaviourError
 from ipa_client.commands import budget, demo, fetch, gen_events, keygen, query, reference, simulate
 from ipa_client.interrupt import EXIT_INTERRUPTED, exit_on_second_interrupt, leave_now
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_MALICIOUS", "build_parser", "main"]
+
+EXIT_MALICIOUS = 3
+"""The exit status when a check for a deviating helper failed (the query was aborted)."""
 
 
 class _Command(Protocol):
@@ -68,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.run(args)
+    except MaliciousBehaviourError as exc:
+        print(f"ipa: error: {exc}", file=sys.stderr)
+        return EXIT_MALICIOUS
     except IpaError as exc:
         print(f"ipa: error: {exc}", file=sys.stderr)
         return 2

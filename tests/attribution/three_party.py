@@ -16,11 +16,15 @@ from ipa.mpc.sharing import reconstruct
 
 
 def mpc_query(
-    events: Events, config: QueryConfig, noise: NoiseHook = no_noise, site: str | None = None
+    events: Events,
+    config: QueryConfig,
+    noise: NoiseHook = no_noise,
+    site: str | None = None,
+    security: str = "semi-honest",
 ) -> tuple[np.ndarray, list[QueryResult]]:
     """The reconstructed sums of ``run_query`` on ``events`` for querying ``site``, and each QueryResult."""
     shares = share_events(events, config, site)
-    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares)
+    result = run_three(lambda ctx, rows: run_query(ctx, rows, config, noise), shares, security=security)
     return reconstruct([r.sums for r in result.outputs]), result.outputs
 
 

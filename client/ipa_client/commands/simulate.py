@@ -21,12 +21,30 @@ deviation and the half-width of its 95 % interval). Phase times are the slowest 
 wall time of the three-party run. Each phase is shown on stderr as it runs
 when stderr is a terminal.
 
+``--security malicious|semi-honest`` (default ``semi-honest``: simulate has
+no network whose mode it could take; a network's queries default to
+``malicious``) runs the helpers in that mode: in malicious mode each helper's
+products are verified at the query's checkpoints (``docs/malicious.md``).
+
 ``--list-steps`` prints, instead of the result, one line ``H STEP`` for each
 helper H (1–3) and step path at which it sent a message in the run, and
 ``H STEP input`` where the message carries only the sender's own free choice
-(its noise share): tampering with those cannot be detected, see
-``docs/malicious.md``. A query is not malicious-secure yet; the list is what
-a tamper sweep of the query will cover.
+(its noise share at ``root/noise``): tampering with those cannot be detected,
+and need not be, see ``docs/malicious.md``. With ``--security malicious``
+that is every message of a malicious run, checkpoints included: the list a
+tamper sweep covers.
+
+``--tamper H:STEP`` makes helper H (1–3) add 1 to the first word of the first
+message it sends at step path STEP (a path ``--list-steps`` printed), in the
+in-memory runner (:class:`ipa.mpc.memory.Tamper`). In malicious mode the
+honest helpers abort: the command prints no sums and exits with status 3,
+``ipa: error: malicious behaviour detected: <check> check failed (...)``. In
+semi-honest mode the tamper goes unnoticed and the sums printed may be
+wrong (which is the point of malicious mode). A STEP at which H sends
+nothing is a usage error (status 2).
+
+Exit status: 0 with the result; 2 for bad input or arguments; 3 when a
+check for a deviating helper failed (``MaliciousBehaviourError``).
 """
 
 from __future__ import annotations
@@ -48,7 +66,7 @@ from ipa.dp.release import calibrated_noise
 from ipa.errors import InputError
 from ipa.events import Events
 from ipa.mpc.context import Context
-from ipa.mpc.memory import RunResult, run_three
+from ipa.mpc.memory import SECURITY_MODES, RunResult, Tamper, run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
 from ipa.reference import attribute_query
@@ -65,7 +83,7 @@ from ipa_client.commands._query_args import (
 from ipa_client.commands._types import positive_float
 from ipa_client.progress import QueryProgress
 
-__all__ = ["HELP", "NAME", "add_arguments", "message_steps", "run"]
+__all__ = ["HELP", "NAME", "OWN_CHOICE", "add_arguments", "message_steps", "run", "tamper_spec"]
 
 NAME = "simulate"
 HELP = "run the MPC query on an event CSV file with three in-memory helpers"
@@ -84,11 +102,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plain", action="store_true", help="share the events directly: no match-key encryption"
     )
     parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default="semi-honest",
+        help="the helpers' security mode (default semi-honest; see docs/malicious.md)",
+    )
+    parser.add_argument(
         "--list-steps",
         action="store_true",
         help="print 'H STEP' for every step at which helper H sends a message (no sums)",
     )
+    parser.add_argument(
+        "--tamper",
+        type=tamper_spec,
+        metavar="H:STEP",
+        help="helper H (1-3) adds 1 to one word it sends at STEP (a path --list-steps prints)",
+    )
     output.add_output_arguments(parser)
+
+
+def tamper_spec(text: str) -> Tamper:
+    """``H:STEP`` as the :class:`~ipa.mpc.memory.Tamper` of helper H's first message at STEP."""
+    helper, sep, step = text.partition(":")
+    if not sep or helper not in ("1", "2", "3") or not step:
+        raise argparse.ArgumentTypeError(f"must be H:STEP with H = 1, 2 or 3 and a step path, got {text!r}")
+    return Tamper(int(helper) - 1, step)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         def helper(ctx: Context, rows: SharedRows) -> QueryResult:
             return run_query(ctx, rows, config, noise, on_phase if ctx.party == 0 else None)
 
-        result = run_three(helper, shares)
+        result = _run(helper, shares, args)
         finished = time.perf_counter()
         progress.finish()
     if args.list_steps:
@@ -138,14 +176,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-_OWN_CHOICE = "root/noise"
-"""The step of the noise hook (``ipa.attribution.pipeline``): each helper inputs its own noise share there."""
+def _run(
+    helper: Callable[[Context, SharedRows], QueryResult], shares: list[SharedRows], args: argparse.Namespace
+) -> RunResult[QueryResult]:
+    """The three helpers in the in-memory runner, in ``--security`` mode, with ``--tamper`` if given."""
+    try:
+        return run_three(helper, shares, tamper=args.tamper, security=args.security)
+    except ValueError as exc:
+        if args.tamper is None or "matched no" not in str(exc):
+            raise
+        where = f"{args.tamper.party + 1}:{args.tamper.step}"
+        raise InputError(
+            f"--tamper {where}: H{args.tamper.party + 1} sends nothing at that step "
+            "(see --list-steps with the same arguments)"
+        ) from None
+
+
+OWN_CHOICE = frozenset({"root/noise", "setup/prss"})
+"""Steps whose messages carry only the sender's own free choice (``docs/malicious.md``):
+its noise share (the pipeline's noise hook) and, over the network, its PRSS seed contribution."""
 
 
 def message_steps(result: RunResult) -> list[str]:
-    """One line ``H STEP`` (``H STEP input`` at the noise step) per helper and step it sent at."""
+    """One line ``H STEP`` (``H STEP input`` at an :data:`OWN_CHOICE` step) per helper and step it sent at."""
     sent = sorted({(m.party + 1, m.step) for m in result.messages})
-    return [f"{h} {step}" + (" input" if step == _OWN_CHOICE else "") for h, step in sent]
+    return [f"{h} {step}" + (" input" if step in OWN_CHOICE else "") for h, step in sent]
 
 
 def _phase_done(progress: QueryProgress) -> Callable[[str], None]:

@@ -2,6 +2,25 @@
 
 Phases and what they cost are documented in each module; ``QueryResult.seconds``
 records the wall time of each phase as this party saw it.
+
+**Malicious mode** (``ctx.malicious``, ``docs/malicious.md``): the same
+messages, plus a checkpoint (:func:`ipa.mpc.checkpoint.checkpoint`) at the
+end of each phase that verifies every product the phase recorded:
+``verify_sort``, ``verify_attribute``, ``verify_cap`` and, after the noise and
+before ``run_query`` returns its result shares, ``verify_release``. So no
+unmasked value is opened, and no result share leaves a helper, before every
+pending check has passed. Memory: the verifier pins the x, y, z of every
+product since the last checkpoint (one phase's products), and a checkpoint
+needs about 50 bytes per helper for each pending word it verifies at once
+(triples, their permutation, the opened differences; measured at 10^4
+events). So each phase's products are verified in chunks of consecutive
+products of at most :data:`VERIFY_CHUNK_WORDS` pending words, one checkpoint
+each (``verify_cap_0``, ``verify_cap_1``, ...; at most :data:`MAX_CHUNKS` per
+phase, larger chunks beyond), so the checkpoints' memory does not grow with n
+beyond the phase's own products. Each chunk is a batch sound to 2^-40 on its
+own (``docs/malicious.md`` §2.2). A checkpoint's time counts in the phase it
+closes (the last one in ``noise``). In semi-honest mode, and whenever nothing is pending, a
+checkpoint sends nothing: the semi-honest messages are unchanged.
 """
 
 from __future__ import annotations
@@ -19,13 +38,31 @@ from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import LAST_TOUCH_STEPS, last_touch
 from ipa.attribution.rows import SharedRows
 from ipa.attribution.sites import NEUTRALISE_STEPS, neutralise
+from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
 from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.convert import BOOL_TO_ARITH_STEPS, bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import SORT_STEPS, sort
-from ipa.mpc.step import Steps
+from ipa.mpc.step import Family, Steps
+from ipa.mpc.verifier import Product
 
-__all__ = ["PHASES", "QUERY_STEPS", "NoiseHook", "PhaseHook", "QueryResult", "no_noise", "run_query"]
+__all__ = [
+    "MAX_CHUNKS",
+    "PHASES",
+    "QUERY_STEPS",
+    "VERIFY_CHUNK_WORDS",
+    "NoiseHook",
+    "PhaseHook",
+    "QueryResult",
+    "no_noise",
+    "run_query",
+    "verify",
+]
+
+VERIFY_CHUNK_WORDS = 1 << 22
+"""Most pending words (``Verifier.pending_words``) one checkpoint of the query verifies at once."""
+MAX_CHUNKS = 256
+"""Most checkpoints per phase; a phase with more than MAX_CHUNKS · VERIFY_CHUNK_WORDS takes larger chunks."""
 
 QUERY_STEPS = Steps(
     "query",
@@ -37,9 +74,14 @@ QUERY_STEPS = Steps(
     value_to_arith=BOOL_TO_ARITH_STEPS,
     cap=CAP_STEPS,
     aggregate=AGGREGATE_STEPS,
+    verify_sort=Family(MAX_CHUNKS, CHECKPOINT_STEPS),
+    verify_attribute=Family(MAX_CHUNKS, CHECKPOINT_STEPS),
+    verify_cap=Family(MAX_CHUNKS, CHECKPOINT_STEPS),
+    verify_release=Family(MAX_CHUNKS, CHECKPOINT_STEPS),
 )
 """The query's step tree; ``tests/golden/steps.txt`` keeps it and its sub-trees under review.
-The noise hook runs at the leaf ``noise`` (one-step protocols only)."""
+The noise hook runs at the leaf ``noise`` (one-step protocols only); the
+``verify_*`` checkpoints send only in malicious mode."""
 
 PHASES = ("sort", "attribute", "cap", "aggregate", "noise")
 
@@ -89,6 +131,46 @@ def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tupl
     return key, info.shift_right(bb + tb), info.shift_right(tb).resize(bb), info.resize(tb), value
 
 
+def verify(ctx: Context, name: str) -> None:
+    """Verify every pending product in chunks, one checkpoint each at ``name_0``, ``name_1``, ...
+
+    Chunks are runs of consecutive products of at most :data:`VERIFY_CHUNK_WORDS`
+    pending words (a single larger product is a chunk of its own); a phase
+    that would need more than :data:`MAX_CHUNKS` takes larger ones, the last
+    chunk taking whatever remains. The split depends only on the
+    products' shapes, so every helper makes the same one. Nothing is sent in
+    semi-honest mode or when nothing is pending.
+    """
+    verifier = ctx.verifier
+    if verifier is None or not verifier.pending:
+        return
+    products = verifier.take()
+    limit = max(VERIFY_CHUNK_WORDS, -(-sum(2 * p.words for p in products) // MAX_CHUNKS))
+    chunks = _chunks(products, limit)
+    del products
+    if len(chunks) > MAX_CHUNKS:  # greedy runs may exceed the count: the last chunk takes the rest
+        chunks[MAX_CHUNKS - 1 :] = [[p for chunk in chunks[MAX_CHUNKS - 1 :] for p in chunk]]
+    for index in range(len(chunks)):
+        for product in chunks[index]:
+            verifier.record(product)
+        chunks[index] = []  # a verified chunk's products are not kept here
+        checkpoint(ctx.narrow(name, index))
+
+
+def _chunks(products: list[Product], limit: int) -> list[list[Product]]:
+    """Consecutive runs of ``products`` of at most ``limit`` pending words (a larger product alone)."""
+    chunks: list[list[Product]] = [[]]
+    words = 0
+    for product in products:
+        size = 2 * product.words  # both components, as Verifier.pending_words counts
+        if chunks[-1] and words + size > limit:
+            chunks.append([])
+            words = 0
+        chunks[-1].append(product)
+        words += size
+    return chunks
+
+
 def run_query(
     ctx: Context,
     rows: SharedRows,
@@ -111,6 +193,7 @@ def run_query(
     # live columns plus one phase's working set, not every column the query ever made.
     rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
     key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
+    verify(ctx, "verify_sort")
     clock.lap("sort")
     user = key.shift_right(config.constraint_bits).resize(key.width)
     same_group, same_user = adjacent_equal(ctx.narrow("boundaries"), [key, user])
@@ -124,6 +207,7 @@ def run_query(
         max_events_per_user=config.max_events_per_user,
         window=config.window,
     )
+    verify(ctx, "verify_attribute")
     del same_group, is_trigger, breakdown_key, timestamp
     clock.lap("attribute")
     # The value travels as boolean shares (so each helper can range-check it on
@@ -131,6 +215,7 @@ def run_query(
     amount = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
     del value
     contribution = cap_contributions(ctx.narrow("cap"), found.attributed, amount, same_user, config.cap)
+    verify(ctx, "verify_cap")
     source_key = found.breakdown_key
     del amount, same_user, found
     clock.lap("cap")
@@ -138,5 +223,6 @@ def run_query(
     del contribution, source_key
     clock.lap("aggregate")
     noised = noise(ctx.narrow("noise"), sums)
+    verify(ctx, "verify_release")  # the last check: nothing pending leaves this helper
     clock.lap("noise")
     return QueryResult(noised, clock.seconds)
