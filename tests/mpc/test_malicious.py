@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ipa.errors import MaliciousBehaviourError, ProtocolError
 from ipa.mpc.buckets import parameters
-from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
+from ipa.mpc.checkpoint import CHECKPOINT_STEPS, block_width, checkpoint
 from ipa.mpc.memory import Tamper
 from ipa.mpc.multiply import and_, inner_product, matmul, multiply
 from ipa.mpc.reveal import reveal
@@ -143,6 +143,25 @@ def test_semi_honest_mode_records_nothing_and_the_checkpoint_sends_nothing():
     assert all(np.array_equal(o, np.arange(5) ** 2) for o in result.outputs)
 
 
+def test_a_checkpoint_with_a_memory_bound_runs_only_above_it():
+    steps = Steps("bounded", "first", "second", early=CHECKPOINT_STEPS, check=CHECKPOINT_STEPS)
+
+    def protocol(ctx, x):
+        ctx = ctx.enter(steps)
+        multiply(ctx.narrow("first"), x, x)  # x, y, z of 10 words, 2 components: 60 words
+        assert ctx.verifier is not None and ctx.verifier.pending_words == 60
+        checkpoint(ctx.narrow("early"), above_words=60)  # not above: nothing happens
+        pending = ctx.verifier.pending
+        multiply(ctx.narrow("second"), x, x)
+        checkpoint(ctx.narrow("check"), above_words=60)  # 120 words pending: runs
+        return pending, ctx.verifier.pending
+
+    result = malicious(protocol, share_arithmetic(np.arange(10, dtype=np.uint64)))
+    assert result.outputs == [(1, 0)] * 3
+    assert result.bytes_sent("root/early") == [0, 0, 0]
+    assert min(result.bytes_sent("root/check")) > 0
+
+
 def test_reveal_refuses_while_products_are_pending():
     def too_early(ctx, x):
         z = multiply(ctx, x, x)
@@ -219,14 +238,38 @@ def test_every_tampered_message_aborts(name, protocol, shares):
     assert checked == 4 * len(honest.messages)
 
 
+def check_checkpoint(result, n, units, i, o, b):
+    plan = parameters(units)
+    check_cost(checkpoint, result, n, b, prefix="root/check", security="malicious",
+               n=n, U=units, N=plan.buckets, B=plan.size, C=plan.opened, i=i, o=o, b=b)
+
+
 def test_cost_of_a_checkpoint():
     for n, dtype in ((10, np.uint64), (300, np.uint32), (5000, np.uint64)):
         x = share_arithmetic(RNG.integers(0, 2**63, n, np.uint64), dtype)
         result = malicious(verified(multiply), x, x)
-        plan, b = parameters(n), np.dtype(dtype).itemsize
+        b = np.dtype(dtype).itemsize
         check_cost(multiply, result, n, b, prefix="root/product", security="malicious")
-        check_cost(checkpoint, result, n, b, prefix="root/check", security="malicious",
-                   n=n, N=plan.buckets, B=plan.size, C=plan.opened, b=b)
+        check_checkpoint(result, n, n, 2, 1, b)
+    for width in (1, 16):
+        x = share_boolean(RNG.integers(0, 2**width, 700, np.uint64), width)
+        result, b = malicious(verified(and_), x, x), np.dtype(x[0].dtype).itemsize
+        check_cost(and_, result, 700, b, prefix="root/product", security="malicious")
+        check_checkpoint(result, 700, 700, 2, 1, b)
+
+
+@pytest.mark.parametrize(("outputs", "terms"), [(1, 1), (50, 8), (3, 1000)])
+def test_cost_of_checking_sums_of_products(outputs, terms):
+    x = share_arithmetic(RNG.integers(0, 2**63, (terms, outputs), np.uint64))
+    result = malicious(verified(inner_product, axis=0), x, x)
+    w = block_width(outputs, terms)
+    check_checkpoint(result, outputs, outputs * -(-terms // w), 2 * w, 1, 8)
+    a = share_arithmetic(RNG.integers(0, 2**63, (3, terms), np.uint64))
+    b = share_arithmetic(RNG.integers(0, 2**63, (2, terms), np.uint64))
+    result = malicious(verified(matmul), a, b)
+    w = block_width(1, terms, 3, 2)
+    check_checkpoint(result, 1, -(-terms // w), (3 + 2) * w, 3 * 2, 8)
+
     x = share_arithmetic(RNG.integers(0, 2**63, 40, np.uint64))
     check_cost(reveal, malicious(verified_and_opened(multiply), x, x), 40, prefix="root/open",
                security="malicious", n=40, b=8)

@@ -117,17 +117,30 @@ class _Units:
     combine: Callable[[np.ndarray], np.ndarray]
 
 
-def checkpoint(ctx: Context) -> None:
+def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
     """Verify and clear every product pending in ``ctx.verifier`` (nothing in semi-honest mode).
 
     See the module docstring for the protocol. Inputs: none (the pending
     records). Output: none; afterwards unmasked values may be opened.
-    For n pending elementwise products of b-byte words (plan N, B, C):
-    Cost: ``4`` rounds, ``((N*B + 4*C + 2*(B-1)*N + 2*n) * b + 144) / n`` bytes per element.
+
+    ``above_words`` bounds memory: the checkpoint runs only if the pending
+    products pin more than that many share words (``Verifier.pending_words``,
+    a function of shapes alone, so every party decides alike); a protocol
+    can call it at a declared step inside a long phase and keep the verifier
+    small. None: whenever anything is pending (even empty products).
+    For one batch of U units (plan N, B, C; a unit's inputs x and y are ``i``
+    words, its output ``o`` words, of ``b`` bytes; :func:`block_width`), per
+    element of n: triples, cut-and-choose, sacrifice and product openings,
+    and 144 bytes of coin, digests and zero check (n elementwise products:
+    U = n, i = 2, o = 1):
+    Cost: ``4`` rounds,
+    ``(((N*B + C)*o + C*(i + o) + (B-1)*N*i + U*i) * b + 144) / n`` bytes per element.
     Nothing is sent if nothing is pending.
     """
     verifier = ctx.verifier
     if verifier is None or not verifier.pending:
+        return
+    if above_words is not None and verifier.pending_words <= above_words:
         return
     ctx = ctx.enter(CHECKPOINT_STEPS)
     groups: dict[Form, list[_Units]] = {}
