@@ -238,8 +238,8 @@ def test_every_tampered_message_aborts(name, protocol, shares):
     assert checked == 4 * len(honest.messages)
 
 
-def check_checkpoint(result, n, units, i, o, b):
-    plan = parameters(units)
+def check_checkpoint(result, n, units, i, o, b, security_bits=40):
+    plan = parameters(units, security_bits)
     check_cost(checkpoint, result, n, b, prefix="root/check", security="malicious",
                n=n, U=units, N=plan.buckets, B=plan.size, C=plan.opened, i=i, o=o, b=b)
 
@@ -256,6 +256,22 @@ def test_cost_of_a_checkpoint():
         result, b = malicious(verified(and_), x, x), np.dtype(x[0].dtype).itemsize
         check_cost(and_, result, 700, b, prefix="root/product", security="malicious")
         check_checkpoint(result, 700, 700, 2, 1, b)
+
+
+def test_a_checkpoint_for_more_security_bits_uses_a_bigger_plan():
+    steps = Steps("stronger", "product", check=CHECKPOINT_STEPS)
+
+    def protocol(ctx, x):
+        ctx = ctx.enter(steps)
+        z = multiply(ctx.narrow("product"), x, x)
+        checkpoint(ctx.narrow("check"), security_bits=60)
+        return z
+
+    values = RNG.integers(0, 2**64, 300, np.uint64)
+    result = malicious(protocol, share_arithmetic(values))
+    assert np.array_equal(opened(result), values * values)
+    assert parameters(300, 60).size > parameters(300).size
+    check_checkpoint(result, 300, 300, 2, 1, 8, security_bits=60)
 
 
 @pytest.mark.parametrize(("outputs", "terms"), [(1, 1), (50, 8), (3, 1000)])

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipa.errors import MaliciousBehaviourError
-from ipa.mpc.buckets import MIN_BUCKETS, Assignment, Plan, assign, coin_generator, parameters
+from ipa.mpc.buckets import MIN_BUCKETS, SECURITY_BITS, Assignment, Plan, assign, coin_generator, parameters
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, Shares
@@ -117,7 +117,7 @@ class _Units:
     combine: Callable[[np.ndarray], np.ndarray]
 
 
-def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
+def checkpoint(ctx: Context, *, above_words: int | None = None, security_bits: int = SECURITY_BITS) -> None:
     """Verify and clear every product pending in ``ctx.verifier`` (nothing in semi-honest mode).
 
     See the module docstring for the protocol. Inputs: none (the pending
@@ -128,6 +128,9 @@ def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
     a function of shapes alone, so every party decides alike); a protocol
     can call it at a declared step inside a long phase and keep the verifier
     small. None: whenever anything is pending (even empty products).
+
+    ``security_bits``: each batch is sound to 2^-security_bits; a query with q
+    checkpoint batches should ask for 40 + ⌈log2 q⌉ (union bound).
     For one batch of U units (plan N, B, C; a unit's inputs x and y are ``i``
     words, its output ``o`` words, of ``b`` bytes; :func:`block_width`), per
     element of n: triples, cut-and-choose, sacrifice and product openings,
@@ -147,7 +150,7 @@ def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
     for product in verifier.take():
         units = _cut(product)
         groups.setdefault(units.form, []).append(units)
-    batches = [_Batch.of(form, records) for form, records in groups.items()]
+    batches = [_Batch.of(form, records, security_bits) for form, records in groups.items()]
     coin_shares = _generate(ctx, batches)
     (coin,) = open_confirmed(ctx.narrow("coin"), ctx.narrow("coin"), [coin_shares])
     generator = coin_generator(coin)
@@ -260,9 +263,9 @@ class _Batch:
         self.c: Shares
 
     @classmethod
-    def of(cls, form: Form, records: list[_Units]) -> _Batch:
+    def of(cls, form: Form, records: list[_Units], security_bits: int) -> _Batch:
         units = sum(len(r.x.left) for r in records)
-        return cls(form, records, parameters(units))
+        return cls(form, records, parameters(units, security_bits))
 
     @property
     def x(self) -> Shares:
