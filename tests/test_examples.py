@@ -30,3 +30,17 @@ def test_upload_example_produces_uploads_the_helpers_decode():
     assert "4 reports; upload bytes for H1, H2, H3" in out
     assert "sums per breakdown key: [0, 0, 30, 100]" in out
     assert "as expected" in out
+
+
+def test_malicious_mode_example_verifies_and_catches_a_tamper():
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / "malicious_mode.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "x·y = [21, 55, 0] (in Z_2^64)" in out  # 2^40 · 2^30 wraps
+    assert "a AND b = [1, 0, 0]" in out
+    assert "verified and opened as expected" in out
+    assert "H2 altered its product message: malicious behaviour detected" in out
