@@ -244,6 +244,33 @@ def check_checkpoint(result, n, units, i, o, b, security_bits=40):
                n=n, U=units, N=plan.buckets, B=plan.size, C=plan.opened, i=i, o=o, b=b)
 
 
+@pytest.mark.parametrize("second", [None, "and"])
+def test_every_array_of_every_checkpoint_message_is_checked(second):
+    """Messages with several arrays (the openings, the zero check's two digests, several batches):
+    each array, at its first and last word. With ``and``, the checkpoint holds two batches."""
+    steps = Steps("two_kinds", "product", "other", check=CHECKPOINT_STEPS)
+
+    def protocol(ctx, x, b):
+        ctx = ctx.enter(steps)
+        z = multiply(ctx.narrow("product"), x, x)
+        if second:
+            and_(ctx.narrow("other"), b, b)
+        checkpoint(ctx.narrow("check"))
+        return z
+
+    shares = share_arithmetic(RNG.integers(0, 2**64, 3, np.uint64)), share_boolean(np.array([1, 0, 1]), 1)
+    honest = malicious(protocol, *shares)
+    checked = 0
+    for sent in honest.messages:
+        for array, size in enumerate(sent.words):
+            for index in {0, size - 1} if size else ():
+                with pytest.raises(MaliciousBehaviourError):
+                    malicious(protocol, *shares, tamper=Tamper.at(sent, "add", index=index, array=array))
+                checked += 1
+    assert max(len(s.words) for s in honest.messages) == (14 if second else 7)  # the openings
+    assert checked > 3 * len(honest.messages)
+
+
 def test_cost_of_a_checkpoint():
     for n, dtype in ((10, np.uint64), (300, np.uint32), (5000, np.uint64)):
         x = share_arithmetic(RNG.integers(0, 2**63, n, np.uint64), dtype)

@@ -52,6 +52,8 @@ class Sent:
     party: int
     step: str
     to: int
+    words: tuple[int, ...] = field(default=(), compare=False)
+    """Words in each array of the message (a sweep can tamper with each array)."""
 
     def __str__(self) -> str:
         return f"H{self.party + 1} {self.step} -> H{self.to + 1}"
@@ -63,7 +65,8 @@ class Tamper:
 
     ``kind`` is ``"add"`` (add 1 to the word, wrapping in its dtype) or
     ``"flip"`` (XOR bit ``bit`` of it); the word is number ``index`` of the
-    message's first non-empty array, flattened (negative: from the end, −1 the last).
+    message's first non-empty array (or of array number ``array``), flattened
+    (negative: from the end, −1 the last).
     """
 
     party: int
@@ -72,6 +75,7 @@ class Tamper:
     to: int | None = None
     index: int = 0
     bit: int = 0
+    array: int | None = None
 
     def __post_init__(self) -> None:
         if self.party not in (0, 1, 2):
@@ -89,7 +93,10 @@ class Tamper:
 
     def apply(self, arrays: list[np.ndarray]) -> list[np.ndarray] | None:
         """A copy of ``arrays`` with one word altered, or None if there is no word to alter."""
-        first = next((i for i, a in enumerate(arrays) if a.size), None)
+        if self.array is None:
+            first = next((i for i, a in enumerate(arrays) if a.size), None)
+        else:
+            first = self.array if 0 <= self.array < len(arrays) and arrays[self.array].size else None
         if first is None:
             return None
         word = np.array(arrays[first]).reshape(-1)  # a copy: the sender's array stays intact
@@ -164,7 +171,7 @@ class _MemoryChannel(Channel):
         # the receiver cannot write into the sender's memory.
         receiver = to.of(self.party)
         with self._ex.cond:
-            self._ex.sent.append(Sent(self.party, step, receiver))
+            self._ex.sent.append(Sent(self.party, step, receiver, tuple(a.size for a in arrays[:-1])))
             tamper = self._ex.tamper
             if tamper and not self._ex.tampered and tamper.matches(self.party, step, receiver):
                 altered = tamper.apply(arrays[:-1])  # never the trailing depth word
