@@ -26,10 +26,15 @@ def test_the_bound_matches_the_assignment_on_toy_parameters(m):
     n, b, c, total = 4, 2, 1, 9
     p = math.comb(n, m) * math.comb(total - m * b, c) / math.comb(total, c) / math.comb(n * b, m * b)
     assert abs(wins / trials - p) < 4 * math.sqrt(p * (1 - p) / trials) + 1e-9
-    assert math.isclose(log2_bound(4, 2, 1), math.log2(max(
-        math.comb(n, k) * math.comb(total - k * b, c) / math.comb(total, c) / math.comb(n * b, k * b)
-        for k in range(1, n + 1)
-    )))
+    assert math.isclose(
+        log2_bound(4, 2, 1),
+        math.log2(
+            max(
+                math.comb(n, k) * math.comb(total - k * b, c) / math.comb(total, c) / math.comb(n * b, k * b)
+                for k in range(1, n + 1)
+            )
+        ),
+    )
 
 
 def test_a_bad_triple_count_that_is_not_a_multiple_of_b_never_survives():

@@ -6,7 +6,6 @@ a padding bit of narrow boolean words), makes the run abort with
 MaliciousBehaviourError; unmasked openings wait for a checkpoint.
 """
 
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -174,8 +173,12 @@ def test_reveal_refuses_while_products_are_pending():
 
 def test_a_security_mode_must_be_known():
     with pytest.raises(ValueError, match="security must be one of"):
-        run(multiply, share_arithmetic(np.zeros(1, np.uint64)), share_arithmetic(np.zeros(1, np.uint64)),
-            security="paranoid")
+        run(
+            multiply,
+            share_arithmetic(np.zeros(1, np.uint64)),
+            share_arithmetic(np.zeros(1, np.uint64)),
+            security="paranoid",
+        )
 
 
 def test_the_unverified_shuffle_refuses_malicious_mode():
@@ -204,7 +207,10 @@ def sweep(protocol, *shares):
         with pytest.raises(MaliciousBehaviourError, match="malicious behaviour detected") as caught:
             malicious(protocol, *shares, tamper=tamper)
         assert caught.value.check in {
-            "verified reveal", "triple cut-and-choose", "triple sacrifice", "multiplication"
+            "verified reveal",
+            "triple cut-and-choose",
+            "triple sacrifice",
+            "multiplication",
         }
         checked += 1
     return honest, checked
@@ -216,18 +222,33 @@ N = 6
 @pytest.mark.parametrize(
     ("name", "protocol", "shares"),
     [
-        ("multiply", verified(multiply),
-         lambda: [share_arithmetic(RNG.integers(0, 2**64, N, np.uint64))] * 2),
-        ("multiply32", verified(multiply),
-         lambda: [share_arithmetic(RNG.integers(0, 2**32, N, np.uint64), np.uint32)] * 2),
+        (
+            "multiply",
+            verified(multiply),
+            lambda: [share_arithmetic(RNG.integers(0, 2**64, N, np.uint64))] * 2,
+        ),
+        (
+            "multiply32",
+            verified(multiply),
+            lambda: [share_arithmetic(RNG.integers(0, 2**32, N, np.uint64), np.uint32)] * 2,
+        ),
         ("and1", verified(and_), lambda: [share_boolean(RNG.integers(0, 2, N, np.uint64), 1)] * 2),
         ("and40", verified(and_), lambda: [share_boolean(RNG.integers(0, 2**40, N, np.uint64), 40)] * 2),
-        ("inner", verified(inner_product, axis=0),
-         lambda: [share_arithmetic(RNG.integers(0, 2**64, (3, N), np.uint64))] * 2),
-        ("matmul", verified(matmul),
-         lambda: [share_arithmetic(RNG.integers(0, 2**64, (2, N), np.uint64))] * 2),
-        ("reveal", verified_and_opened(multiply),
-         lambda: [share_arithmetic(RNG.integers(0, 2**64, N, np.uint64))] * 2),
+        (
+            "inner",
+            verified(inner_product, axis=0),
+            lambda: [share_arithmetic(RNG.integers(0, 2**64, (3, N), np.uint64))] * 2,
+        ),
+        (
+            "matmul",
+            verified(matmul),
+            lambda: [share_arithmetic(RNG.integers(0, 2**64, (2, N), np.uint64))] * 2,
+        ),
+        (
+            "reveal",
+            verified_and_opened(multiply),
+            lambda: [share_arithmetic(RNG.integers(0, 2**64, N, np.uint64))] * 2,
+        ),
     ],
 )
 def test_every_tampered_message_aborts(name, protocol, shares):
@@ -240,8 +261,22 @@ def test_every_tampered_message_aborts(name, protocol, shares):
 
 def check_checkpoint(result, n, units, i, o, b, security_bits=40):
     plan = parameters(units, security_bits)
-    check_cost(checkpoint, result, n, b, prefix="root/check", security="malicious",
-               n=n, U=units, N=plan.buckets, B=plan.size, C=plan.opened, i=i, o=o, b=b)
+    check_cost(
+        checkpoint,
+        result,
+        n,
+        b,
+        prefix="root/check",
+        security="malicious",
+        n=n,
+        U=units,
+        N=plan.buckets,
+        B=plan.size,
+        C=plan.opened,
+        i=i,
+        o=o,
+        b=b,
+    )
 
 
 @pytest.mark.parametrize("second", [None, "and"])
@@ -314,5 +349,12 @@ def test_cost_of_checking_sums_of_products(outputs, terms):
     check_checkpoint(result, 1, -(-terms // w), (3 + 2) * w, 3 * 2, 8)
 
     x = share_arithmetic(RNG.integers(0, 2**63, 40, np.uint64))
-    check_cost(reveal, malicious(verified_and_opened(multiply), x, x), 40, prefix="root/open",
-               security="malicious", n=40, b=8)
+    check_cost(
+        reveal,
+        malicious(verified_and_opened(multiply), x, x),
+        40,
+        prefix="root/open",
+        security="malicious",
+        n=40,
+        b=8,
+    )
