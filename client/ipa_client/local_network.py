@@ -222,6 +222,7 @@ class LocalNetwork:
             **helper_settings,
         )
         self._collectors = dict(collectors)
+        self._start_seconds = 60.0 if workers == 1 else 240.0  # a Ray cluster each: slow on a busy machine
         self.helpers = [
             HelperProcess(directory / f"helper{i}.toml", directory / f"helper{i}.log") for i in (1, 2, 3)
         ]
@@ -234,7 +235,7 @@ class LocalNetwork:
     def __enter__(self) -> LocalNetwork:
         try:
             for helper in self.helpers:
-                helper.start()
+                helper.start(self._start_seconds)
         except BaseException:
             self.stop()
             raise

@@ -41,9 +41,13 @@ A worker that dies during a query (killed, out of memory) fails that query
 with :class:`WorkerError`, naming the worker (``w<k>``, its pid); the query
 then fails at every helper and its ε is refunded, like any other failure.
 Ray restarts the actor (``max_restarts=-1``; the failed call is not retried),
-so the helper serves the next query. ``IPA_FAILPOINT=worker:stop`` (or
+so the helper serves the next query. A worker that does not answer (frozen,
+or starved) within ``timeout_seconds`` plus one second per
+``MIN_OPENS_PER_SECOND`` messages of its part fails the query likewise, and
+is killed so that Ray starts a fresh one: a stuck worker never blocks the
+queries after it. ``IPA_FAILPOINT=worker:stop`` (or
 ``worker:kill``; tests only) makes worker w0 stop (or kill) itself at the
-start of the first query's decryption.
+start of the first query's decryption (``worker:stop@N``: of the N-th).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -74,6 +79,11 @@ WORKER_NAME = "IpaWorker"
 """The actor class's name: its processes show in ``ps`` as ``ray::IpaWorker``."""
 
 _START_SECONDS = 120.0  # for the W actors to be up (they import numpy and cryptography)
+
+_START_ATTEMPTS = 3
+
+MIN_OPENS_PER_SECOND = 500
+"""The slowest opening rate a worker is allowed before it counts as stuck (a core opens ~10k X25519/s)."""
 
 
 class WorkerError(IpaError):
@@ -125,9 +135,10 @@ class Cluster:
 
     def __init__(
         self, index: int, config: ClusterConfig, ray: ModuleType, actors: list[Any], pids: list[int],
-        temp_dir: str | None,
+        temp_dir: str | None, timeout_seconds: float = 120.0,
     ) -> None:  # fmt: skip
         self.index = index
+        self.timeout_seconds = timeout_seconds
         self.config = config
         self._ray = ray
         self._actors = actors
@@ -135,7 +146,9 @@ class Cluster:
         self._temp_dir = temp_dir
         self._lock = threading.Lock()
         self._closed = False
-        self._fault = _worker_fault()
+        self._closing = threading.Event()
+        self._fault, self._fault_at = _worker_fault()
+        self._calls = 0
 
     @property
     def workers(self) -> int:
@@ -159,6 +172,7 @@ class Cluster:
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(self.workers + 1))
         shared = (self._ray.put(dict(keys)), self._ray.put(dict(infos)))  # once, not once per worker
+        self._calls += 1
         calls = []
         for k, actor in enumerate(self._actors):
             rows = order[bounds[k] : bounds[k + 1]]
@@ -167,8 +181,10 @@ class Cluster:
                 ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, fault)
                 calls.append((k, rows, ref))
         distinct = 0
+        started = time.monotonic()
         for k, rows, ref in calls:
-            opened, good, count, pid = self._get(k, ref)
+            limit = self.timeout_seconds + len(rows) / MIN_OPENS_PER_SECOND
+            opened, good, count, pid = self._get(k, ref, started + limit, limit)
             plain[rows], ok[rows] = opened, good
             distinct += count
             self.pids[k] = pid
@@ -180,22 +196,46 @@ class Cluster:
         """Each worker's peak resident memory so far (bytes)."""
         return [int(v) for v in self._ray.get([a.peak_rss_bytes.remote() for a in self._actors])]
 
-    def _get(self, k: int, ref: Any) -> Any:
-        try:
-            return self._ray.get(ref)
-        except self._ray.exceptions.RayError as exc:
-            logs.event(self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind=type(exc).__name__)
-            raise WorkerError(
-                f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
-                f"failed during decryption: {_reason(exc)}"
-            ) from None
+    def _get(self, k: int, ref: Any, deadline: float, limit: float) -> Any:
+        """Worker ``k``'s answer; WorkerError if it died, is late past ``deadline``, or the helper stops."""
+        while True:
+            try:
+                return self._ray.get(ref, timeout=min(max(deadline - time.monotonic(), 0.0), 1.0))
+            except self._ray.exceptions.GetTimeoutError:
+                if self._closing.is_set():
+                    raise WorkerError(f"H{self.index} is shutting down its cluster") from None
+                if time.monotonic() >= deadline:
+                    break
+            except self._ray.exceptions.RayError as exc:
+                logs.event(
+                    self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind=type(exc).__name__
+                )
+                raise WorkerError(
+                    f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
+                    f"failed during decryption: {_reason(exc)}"
+                ) from None
+        self._unresponsive(k, limit)
+
+    def _unresponsive(self, k: int, limit: float) -> None:
+        """Kill worker ``k`` (Ray starts a fresh one) and fail the call: it did not answer in time."""
+        logs.event(self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind="no answer")
+        with contextlib.suppress(Exception):
+            self._ray.kill(self._actors[k], no_restart=False)
+        raise WorkerError(
+            f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
+            f"did not answer within {limit:.0f} s during decryption: it is restarted"
+        )
 
     def _take_fault(self) -> str:
-        fault, self._fault = self._fault, ""
-        return fault
+        return self._fault if self._calls == self._fault_at else ""
+
+    def interrupt(self) -> None:
+        """Make every call waiting for a worker fail within a second (the helper is stopping)."""
+        self._closing.set()
 
     def shut_down(self) -> None:
         """Kill the actors and leave (a local cluster: stop) the Ray cluster; idempotent."""
+        self._closing.set()
         with self._lock:
             if self._closed:
                 return
@@ -218,10 +258,13 @@ def _reason(exc: Exception) -> str:
     return name
 
 
-def _worker_fault() -> str:
-    """``IPA_FAILPOINT=worker:stop|kill`` (tests): what worker w0 does at the first decryption."""
+def _worker_fault() -> tuple[str, int]:
+    """``IPA_FAILPOINT=worker:stop|kill[@N]`` (tests): what worker w0 does at the N-th decryption (1)."""
     point, _, action = os.environ.get("IPA_FAILPOINT", "").partition(":")
-    return action if point == "worker" and action in ("stop", "kill") else ""
+    action, _, nth = action.partition("@")
+    if point != "worker" or action not in ("stop", "kill"):
+        return "", 0
+    return action, int(nth) if nth.isdigit() else 1
 
 
 def _import_ray() -> ModuleType:
@@ -249,11 +292,29 @@ def _probe(address: str) -> None:
 
 
 def _init_local(ray: ModuleType, config: ClusterConfig, index: int) -> str:
-    """Start a Ray cluster owned by this process, on loopback; return its temporary directory."""
+    """Start a Ray cluster owned by this process, on loopback; return its temporary directory.
+
+    Ray gives its raylet a fixed 30 s to register, which a heavily loaded
+    machine can miss: a failed start is cleaned up and tried again, at most
+    ``_START_ATTEMPTS`` times in all.
+    """
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            return _init_local_once(ray, config, index)
+        except Exception as exc:
+            if attempt == _START_ATTEMPTS or "timed out" not in str(exc):
+                raise
+            logs.event(index, "cluster_start_retried", attempt=attempt, kind=type(exc).__name__)
+    raise AssertionError("unreachable")
+
+
+def _init_local_once(ray: ModuleType, config: ClusterConfig, index: int) -> str:
     # Short, so Ray's unix socket paths fit; removed at shutdown.
     temp_dir = tempfile.mkdtemp(prefix=f"ipa-ray-h{index}-")
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # this cluster's own, inherited by its processes
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's nodes take the loopback address
+    # Ray waits 30 s for its GCS to come up: too short on a loaded machine (seen under a busy test run).
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     try:
         ray.init(
             address="local",
@@ -266,6 +327,8 @@ def _init_local(ray: ModuleType, config: ClusterConfig, index: int) -> str:
             configure_logging=False,
         )
     except BaseException:
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # the processes this attempt started
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     return temp_dir
@@ -311,4 +374,4 @@ def start_cluster(config: HelperConfig) -> Cluster | None:
         address=wanted.address or "local",
         worker_pids=",".join(map(str, pids)),
     )
-    return Cluster(config.index, wanted, ray, actors, pids, temp_dir)
+    return Cluster(config.index, wanted, ray, actors, pids, temp_dir, config.timeout_seconds)

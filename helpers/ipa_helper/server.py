@@ -65,6 +65,8 @@ class RunningHelper:
     cluster: Cluster | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
+        if self.cluster is not None:
+            self.cluster.interrupt()  # a query waiting for a worker ends now, not when it answers
         try:
             self.helper.shut_down()  # before the ledger closes: workers may still commit or refund
             self.public.stop(grace)
@@ -160,12 +162,14 @@ def _failpoint(config: HelperConfig) -> Callable[[str], None] | None:
     """Fault injection for tests: ``IPA_FAILPOINT=<point>:<kill|stop>`` kills or stops this process there.
 
     Points (in order): uploaded, computed, stored, voted, told_one, told_both,
-    committed (see ``ipa_helper.helper``). Unset in production.
+    committed (see ``ipa_helper.helper``); ``worker`` is a Ray worker's
+    (``ipa_helper.cluster``). Unset in production.
     """
     spec = os.environ.get("IPA_FAILPOINT", "")
     if not spec:
         return None
     point, _, action = spec.partition(":")
+    action = action.partition("@")[0]  # worker:stop@N, see ipa_helper.cluster
     signals = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
     if action not in signals:
         raise ConfigError(f"IPA_FAILPOINT must be <point>:kill or <point>:stop, got {spec!r}")
