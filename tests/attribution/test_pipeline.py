@@ -1,5 +1,6 @@
 """The whole MPC query (``run_query`` in three parties, noise off) against ``ipa.reference.attribute``."""
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -9,12 +10,14 @@ from hypothesis import strategies as st
 from three_party import events, mpc_query
 
 from ipa.attribution.config import QueryConfig
-from ipa.attribution.pipeline import PHASES, no_noise
+from ipa.attribution.pipeline import PHASES, no_noise, run_query
 from ipa.attribution.rows import share_events
-from ipa.errors import InputError
+from ipa.errors import InputError, MaliciousBehaviourError
 from ipa.events import Events
+from ipa.mpc.memory import Tamper, run_three
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute, attribute_query
+from ipa.synthetic import generate
 
 SMALL = {"match_key_bits": 8, "timestamp_bits": 8, "breakdown_bits": 3, "value_bits": 8, "constraint_bits": 2}
 DEFAULT: dict[str, int] = {}  # QueryConfig's defaults: 40, 32, 8, 16, 8
@@ -182,6 +185,32 @@ def test_empty_input():
     assert got.tolist() == [0] * 5
     for r in results:
         assert r.seconds == {p: 0.0 for p in PHASES}
+
+
+FIELDS = ("match_key", "constraint_id", "timestamp", "is_trigger", "breakdown_key", "trigger_value")
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize(("party", "side"), [(0, "left"), (1, "right"), (2, "left")])
+def test_inconsistent_shares_of_one_row_fail_the_query_at_checkpoint_0(field, party, side):
+    """A collector that gives one holder of a component another copy (one bit of one row) is caught."""
+    config = QueryConfig(num_breakdowns=4, cap=10)
+    shares = share_events(generate(40, seed=3, num_breakdowns=4), config)
+    column = getattr(shares[party], field)
+    copy = getattr(column, side).copy()
+    copy[-1] ^= copy.dtype.type(1)
+    shares[party] = dataclasses.replace(shares[party], **{field: dataclasses.replace(column, **{side: copy})})
+    with pytest.raises(MaliciousBehaviourError, match="input consistency"):
+        run_three(lambda ctx, rows: run_query(ctx, rows, config), shares)
+
+
+@pytest.mark.parametrize("step", ["root/inputs/to_next", "root/inputs/to_prev"])
+@pytest.mark.parametrize("party", [0, 1, 2])
+def test_a_helper_altering_its_input_digest_is_caught(step, party):
+    config = QueryConfig(num_breakdowns=4, cap=10)
+    shares = share_events(generate(8, seed=4, num_breakdowns=4), config)
+    with pytest.raises(MaliciousBehaviourError, match="input consistency"):
+        run_three(lambda ctx, rows: run_query(ctx, rows, config), shares, tamper=Tamper(party, step, "flip"))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The whole IPA query on generic rows: sort, last touch, cap, aggregate, noise.
+"""The whole IPA query on generic rows: input check, sort, last touch, cap, aggregate, noise.
 
 Phases and what they cost are documented in each module; ``QueryResult.seconds``
 records the wall time of each phase as this party saw it.
@@ -45,6 +45,7 @@ from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import SORT_STEPS, sort
 from ipa.mpc.step import Family, Steps
 from ipa.mpc.verifier import Product
+from ipa.mpc.verify import CONSISTENCY_STEPS, check_consistent
 
 __all__ = [
     "MAX_CHUNKS",
@@ -67,6 +68,7 @@ MAX_CHUNKS = 256
 QUERY_STEPS = Steps(
     "query",
     "noise",
+    inputs=CONSISTENCY_STEPS,
     neutralise=NEUTRALISE_STEPS,
     sort=SORT_STEPS,
     boundaries=BOUNDARIES_STEPS,
@@ -183,8 +185,16 @@ def run_query(
     Every helper learns n, ``config`` and the public ``rows.off_site``;
     nothing else is opened to it. Off-site rows on the querying side are
     neutralised first (:mod:`ipa.attribution.sites`).
+
+    Checkpoint 0 (``docs/malicious.md``), always, before anything else: the two
+    holders of every component of every share column compare SHA-256 digests
+    of their copies (:func:`ipa.mpc.verify.check_consistent`, step ``inputs``;
+    1 round, 64 bytes per helper whatever n). Raises MaliciousBehaviourError
+    ("input consistency") at the honest holder if a report collector sent it
+    a different copy than the component's other holder got.
     """
     ctx = ctx.enter(QUERY_STEPS)
+    check_consistent(ctx.narrow("inputs"), *rows.columns())
     clock = _Clock(on_phase)
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)

@@ -76,6 +76,17 @@ class SharedRows:
     def __len__(self) -> int:
         return len(self.match_key)
 
+    def columns(self) -> tuple[BShares, ...]:
+        """Every share column (all but the public ``off_site``), in field order."""
+        return (
+            self.match_key,
+            self.constraint_id,
+            self.timestamp,
+            self.is_trigger,
+            self.breakdown_key,
+            self.trigger_value,
+        )
+
 
 def presort_order(events: Events) -> np.ndarray:
     """The row order the report collector submits: (timestamp, sources first), stable."""
