@@ -41,6 +41,7 @@ LAYERS = [
                                       "ipa.dp ipa.dp.release"),
     ("report formats",                "ipa.reports ipa.reports.layout ipa.reports.match_key "
                                       "ipa.reports.batch ipa.reports.decode"),
+    ("a query's parameters and digest", "ipa.query"),
 ]  # fmt: skip
 """The core's layers, lowest first: a module may import from its own layer and from those above it here."""
 

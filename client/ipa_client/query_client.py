@@ -38,8 +38,18 @@ from ipa.errors import ConfigError, IpaError, TransportError
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
+from ipa.query import QuerySpec, params_digest
+from ipa.reports.decode import InvalidReportPolicy
 from ipa_client.identity import Identity
-from ipa_rpc import CHUNK_BYTES, COLLECTOR_METADATA, MESSAGE_LIMITS, QUERY_ID_KEY, TOKEN_KEY
+from ipa_rpc import (
+    CHUNK_BYTES,
+    COLLECTOR_METADATA,
+    MESSAGE_LIMITS,
+    PARAMS_DIGEST_KEY,
+    QUERY_ID_KEY,
+    TOKEN_KEY,
+)
+from ipa_rpc.params import params_fields, params_message
 from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
@@ -51,6 +61,7 @@ __all__ = [
     "Release",
     "endpoints",
     "query_params",
+    "upload_digest",
 ]
 
 _FINAL = (query_pb2.COMPLETED, query_pb2.FAILED, query_pb2.CANCELLED)
@@ -126,31 +137,21 @@ def query_params(
 ) -> query_pb2.QueryParams:
     """The wire parameters of a query for the querying site of ``binding``, epochs ``epoch..last_epoch``.
 
-    ``delta`` 0 means the network's δ (any other value must equal it).
+    ``delta`` 0 means the network's δ (any other value must equal it). The
+    helpers check them (:meth:`ipa.query.QuerySpec.from_fields`).
     """
-    params = query_pb2.QueryParams(
-        site=binding.site,
-        epoch=binding.epoch,
-        last_epoch=binding.epoch if last_epoch is None else last_epoch,
-        query_type=config.query_type.value,
-        report_collector=binding.report_collector,
-        match_key_provider=binding.match_key_provider,
-        num_breakdowns=config.num_breakdowns,
-        cap=config.cap,
-        max_events_per_user=config.max_events_per_user,
-        match_key_bits=config.match_key_bits,
-        timestamp_bits=config.timestamp_bits,
-        breakdown_bits=config.breakdown_bits,
-        value_bits=config.value_bits,
-        constraint_bits=config.constraint_bits,
-        epsilon=epsilon,
-        delta=delta,
-        no_noise=no_noise,
-        invalid_reports=query_pb2.DROP if drop_invalid else query_pb2.FAIL,
-    )
-    if config.window is not None:
-        params.window = config.window
-    return params
+    policy = InvalidReportPolicy.DROP if drop_invalid else InvalidReportPolicy.FAIL
+    last = binding.epoch if last_epoch is None else last_epoch
+    return params_message(QuerySpec(binding, config, epsilon, delta, no_noise, policy, last).fields())
+
+
+def upload_digest(params: query_pb2.QueryParams, query_id: str) -> bytes:
+    """What every upload of query ``query_id`` carries: the digest of its parameters (``ipa.query``).
+
+    Each helper compares it with the parameters it was asked to run, so a
+    leader that forwards other ones than the collector's is caught.
+    """
+    return params_digest(QuerySpec.from_fields(params_fields(params)), query_id)
 
 
 def _details(exc: grpc.RpcError) -> str:
@@ -198,6 +199,7 @@ class QueryClient:
         # helper (not even the leader, which sees all three hashes) can act as us at another.
         # ``tokens``: those of an earlier query (from its receipt), to fetch its result.
         self._tokens = list(tokens) if tokens is not None else [secrets.token_bytes(32) for _ in range(3)]
+        self._digests: dict[str, bytes] = {}  # of the parameters of each query this client created
 
     @property
     def tokens(self) -> list[bytes]:
@@ -260,7 +262,7 @@ class QueryClient:
         try:
             hashes = [hashlib.sha256(t).digest() for t in self._tokens]
             request = query_pb2.CreateQueryRequest(params=params, token_hashes=hashes)
-            return (
+            query_id = (
                 self._stubs[0].CreateQuery(request, timeout=self._timeout, metadata=self._metadata).query_id
             )
         except grpc.RpcError as exc:
@@ -269,12 +271,34 @@ class QueryClient:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:  # H1 could not reach a peer: H1 says which
                 raise HelperUnreachableError(f"the query was not created: {_details(exc)}") from None
             raise QueryFailedError(f"H1 refused the query: {_details(exc)}") from None
+        self._digests[query_id] = upload_digest(params, query_id)
+        return query_id
+
+    def upload_metadata(self, query_id: str, helper: int) -> tuple[tuple[str, str], ...]:
+        """The metadata of an upload to helper ``helper`` (0, 1, 2) of a query this client created.
+
+        The query id, the collector's token for that helper and the digest of
+        the query's parameters; QueryFailedError if this client did not create it.
+        """
+        if query_id not in self._digests:
+            raise QueryFailedError(f"query {query_id} was not created by this client: it cannot upload")
+        return (
+            *self._metadata,
+            (QUERY_ID_KEY, query_id),
+            (TOKEN_KEY, self._tokens[helper].hex()),
+            (PARAMS_DIGEST_KEY, self._digests[query_id].hex()),
+        )
 
     def upload(
         self, query_id: str, batches: Sequence[bytes], on_sent: Callable[[int], None] | None = None
     ) -> None:
-        """Send each helper its own batch, the three in parallel; ``on_sent(n)`` per chunk of n bytes."""
+        """Send each helper its own batch, the three in parallel; ``on_sent(n)`` per chunk of n bytes.
+
+        Each upload carries the digest of the query's parameters (see
+        :meth:`upload_metadata`): only the query's creator uploads.
+        """
         errors: list[str] = []
+        metadata = [self.upload_metadata(query_id, helper) for helper in range(3)]
 
         def send(helper: int) -> None:
             data = memoryview(batches[helper])
@@ -286,9 +310,8 @@ class QueryClient:
                     if on_sent:
                         on_sent(len(chunk))
 
-            metadata = (*self._metadata, (QUERY_ID_KEY, query_id), (TOKEN_KEY, self._tokens[helper].hex()))
             try:
-                self._stubs[helper].Upload(chunks(), timeout=self._timeout, metadata=metadata)
+                self._stubs[helper].Upload(chunks(), timeout=self._timeout, metadata=metadata[helper])
             except grpc.RpcError as exc:
                 if unreachable_reason(exc, self._timeout) is not None:
                     errors.append(self._unreachable(helper, exc, self._timeout))

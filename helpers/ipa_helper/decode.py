@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from ipa.crypto.opener import Opener
 from ipa.network import read_key_registry
+from ipa.query import QuerySpec
 from ipa.reports.decode import DecodedBatch, decode_batch
 from ipa_helper.config import HelperConfig
-from ipa_helper.params import QuerySpec
 
 __all__ = ["Decoder", "make_decoder"]
 

@@ -8,8 +8,12 @@ It talks to the other two helpers only through the peer interface
 - The leader (H1) assigns query ids: ``create_query`` checks the parameters,
   then asks both peers to ``prepare``; if either refuses, the query is aborted
   everywhere and refused. Nothing runs before all three have accepted.
-- Each helper takes its one upload, decodes its own shares, agrees PRSS seeds
-  with its peers and runs the pipeline in a worker thread.
+- Each helper takes its one upload, whose metadata carries the collector's
+  digest of the query's parameters (:func:`ipa.query.params_digest`): a helper
+  whose parameters (the leader's forwarded copy, at H2 and H3) do not match it
+  fails the query everywhere before reading a byte of the upload. Then it
+  decodes its own shares, agrees PRSS seeds with its peers and runs the
+  pipeline (which first checks the shares' consistency) in a worker thread.
 - A failure anywhere (bad upload, a peer dead or silent past the deadline,
   cancel) fails the query on every helper: the failing helper tells its peers
   (``Peer.Abort``), which wakes their waiting receives. Other queries go on.
@@ -29,6 +33,7 @@ It talks to the other two helpers only through the peer interface
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 import time
@@ -41,11 +46,12 @@ from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
 from ipa.attribution.rows import SharedRows
 from ipa.dp.accounting import query_charge_units
 from ipa.dp.release import calibrated_noise
-from ipa.errors import InputError, IpaError
+from ipa.errors import InputError, IpaError, MaliciousBehaviourError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
+from ipa.query import QuerySpec, params_digest
 from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
 from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
@@ -54,7 +60,7 @@ from ipa_helper.decode import Decoder
 from ipa_helper.ledger import ABORTED, COMMITTED, READY, BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import QuerySpec, spec_from_bytes, spec_to_bytes, with_network_delta
+from ipa_helper.params import spec_from_bytes, spec_to_bytes, with_network_delta
 from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
 from ipa_helper.results import ResultStore
@@ -75,6 +81,11 @@ def _no_fault(point: str) -> None:
     """Fault injection points (``ipa_helper.server``'s IPA_FAILPOINT; tests): none by default."""
 
 
+def _forward_as_is(spec: QuerySpec) -> QuerySpec:
+    """What the leader forwards to its peers: the parameters it was given (``IPA_TAMPER`` in tests)."""
+    return spec
+
+
 class Helper:
     """The state and behaviour of one helper process."""
 
@@ -87,6 +98,7 @@ class Helper:
         mailbox: Mailbox | None = None,
         store: ResultStore | None = None,
         fault: Callable[[str], None] | None = None,
+        forward: Callable[[QuerySpec], QuerySpec] | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -101,6 +113,7 @@ class Helper:
         self._stopping = threading.Event()
         self.store = store or ResultStore(config.data_dir / "results")
         self._fault = fault or _no_fault
+        self._forward = forward or _forward_as_is  # tests only: a corrupt leader
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -124,10 +137,11 @@ class Helper:
             raise InputError("a query needs three 32-byte token hashes, one per helper")
         query_id = secrets.token_hex(16)
         self.prepare(query_id, spec, token_hashes[0])
+        forwarded = self._forward(spec)
         for peer in Peer:
             name = f"H{peer.of(self.party) + 1}"
             try:
-                self._peers[peer].prepare(query_id, spec, token_hashes[peer.of(self.party)])
+                self._peers[peer].prepare(query_id, forwarded, token_hashes[peer.of(self.party)])
             except IpaError as exc:  # refused, over a limit, or unreachable: which one is said
                 error = _peer_refusal(name, self.config.index, exc)
                 self.fail(self.queries.get(query_id), str(error))
@@ -135,14 +149,19 @@ class Helper:
         return query_id
 
     def prepare(self, query_id: str, spec: QuerySpec, digest: bytes) -> None:
-        """Check a query's parameters against this helper's policy and register it."""
+        """Check a query's parameters against this helper's policy and register it.
+
+        The digest of ``spec`` as received (before δ becomes the network's) is
+        kept for the upload to match.
+        """
+        received = params_digest(spec, query_id)
         spec = with_network_delta(spec, self.config.delta)
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
         if len(digest) != TOKEN_HASH_BYTES:
             raise InputError("the token hash must be 32 bytes")
         charge = 0 if spec.no_noise else query_charge_units(spec.epsilon, spec.delta, spec.config.cap)
-        record = QueryRecord(query_id, spec, digest)
+        record = QueryRecord(query_id, spec, digest, params_digest=received)
         forgotten = self.queries.prune(self.config.retention_seconds)
         self.mailbox.forget(forgotten)
         for old in forgotten:
@@ -169,11 +188,16 @@ class Helper:
         self,
         query_id: str,
         token: bytes,
+        params: bytes,
         chunks: Iterable[bytes],
         interrupt: Callable[[], object] = lambda: None,
     ) -> int:
         """Take this helper's whole upload, then start the query in a worker thread.
 
+        ``params`` is the collector's digest of the query's parameters (from
+        the upload's metadata): if the parameters this helper was asked to run
+        have another, the query fails everywhere before any chunk is read
+        (MaliciousBehaviourError "query parameters"; InputError if it is missing).
         The batch header (in the first chunk) declares the number of reports
         and so the exact length: a batch too large for this helper's limits
         is refused there, and one longer than it declares as soon as it is.
@@ -184,6 +208,7 @@ class Helper:
         """
         record = self.queries.get(query_id, token)
         self.queries.claim_upload(record)  # atomically: not ended, and the first upload
+        self._check_params(record, params)
         watchdog = Watchdog(self.config.upload_idle_seconds, self.config.upload_total_seconds, interrupt)
         try:
             data = self._receive(record, watchdog.watch(chunks))
@@ -207,6 +232,26 @@ class Helper:
         # The worker takes the buffer out of the list, so it is freed once decoded.
         self._spawn(self._run, record, [data])
         return size
+
+    def _check_params(self, record: QueryRecord, params: bytes) -> None:
+        """Fail the query everywhere unless ``params`` is the digest of the parameters received for it.
+
+        The error names the check, never a parameter or a digest.
+        """
+        if hmac.compare_digest(params, record.params_digest):
+            return
+        error: IpaError
+        if not params:
+            error = InputError("the upload carries no digest of the query parameters")
+        else:
+            source = "it was created with" if self.party == 0 else "H1 forwarded"
+            error = MaliciousBehaviourError(
+                "query parameters",
+                f"the query parameters differ from the collector's: those {source} do not match "
+                f"the digest in the collector's upload to H{self.config.index}",
+            )
+        self.fail(record, str(error))
+        raise error
 
     def _receive(self, record: QueryRecord, chunks: Iterable[bytes]) -> bytearray:
         """The upload's bytes, never more than its header declares or this helper's limits allow.

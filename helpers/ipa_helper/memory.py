@@ -19,12 +19,12 @@ import numpy as np
 from ipa.dp.accounting import EpochBudget
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
+from ipa.query import QuerySpec
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Halted, Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.limits import LimitError
-from ipa_helper.params import QuerySpec
 from ipa_helper.peers import PeerLink, RefusedError
 from ipa_helper.queries import UnknownQueryError
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Channel, Peer
+from ipa.query import QuerySpec
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.params import QuerySpec
 
 __all__ = ["PeerChannel", "PeerLink", "RefusedError", "UnreachableError"]
 

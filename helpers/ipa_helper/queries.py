@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ipa.errors import IpaError
 from ipa.mpc.replicated import AShares
-from ipa_helper.params import QuerySpec
+from ipa.query import QuerySpec
 
 __all__ = [
     "TOKEN_HASH_BYTES",
@@ -74,6 +74,7 @@ class QueryRecord:
     phase_started: float = 0.0  # time.perf_counter() when the running phase began
     ended_at: float | None = None  # time.monotonic() when it reached a final state
     bytes_sent: int = 0
+    params_digest: bytes = b""  # of the parameters as received (ipa.query.params_digest)
 
 
 class QueryRegistry:

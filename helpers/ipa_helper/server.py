@@ -10,6 +10,12 @@ for development on loopback only.
 Both ports are bound exclusively (``grpc.so_reuseport`` off) and before the
 ledger is opened: a second helper started on ports in use exits with status 2
 and says which port is taken, without touching the running helper's ledger.
+
+Two environment switches exist for tests only and are unset in production:
+``IPA_FAILPOINT`` (kill or stop the process at a point of a query) and
+``IPA_TAMPER=forward:<epsilon|cap>`` (the leader forwards its peers a query
+with ε doubled or the cap one higher: a corrupt leader, which the parameter
+digest in each helper's upload must catch).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +38,7 @@ from ipa.certs import common_name
 from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
+from ipa.query import QuerySpec
 from ipa_helper import logs
 from ipa_helper.cluster import Cluster, start_cluster
 from ipa_helper.collectors import Collectors
@@ -184,6 +191,33 @@ def _failpoint(config: HelperConfig) -> Callable[[str], None] | None:
     return fault
 
 
+_TAMPERS: dict[str, Callable[[QuerySpec], QuerySpec]] = {
+    "epsilon": lambda spec: replace(spec, epsilon=2 * spec.epsilon),
+    "cap": lambda spec: replace(spec, config=replace(spec.config, cap=spec.config.cap + 1)),
+}
+
+
+def _tamper(config: HelperConfig) -> Callable[[QuerySpec], QuerySpec] | None:
+    """Tests only: ``IPA_TAMPER=forward:<field>`` makes this leader forward altered parameters.
+
+    ``epsilon`` doubles ε, ``cap`` adds 1 to the cap, in what H1 sends H2 and H3
+    at prepare (its own copy stays the collector's). Unset in production.
+    """
+    spec = os.environ.get("IPA_TAMPER", "")
+    if not spec:
+        return None
+    where, _, field = spec.partition(":")
+    if where != "forward" or field not in _TAMPERS:
+        raise ConfigError(f"IPA_TAMPER must be forward:{'|'.join(_TAMPERS)}, got {spec!r}")
+    alter = _TAMPERS[field]
+
+    def forward(query: QuerySpec) -> QuerySpec:
+        logs.event(config.index, "tamper", forward=field)
+        return alter(query)
+
+    return forward
+
+
 def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
     """Start both servers of one helper; returns once they listen."""
     if not insecure and not config.secure:
@@ -226,7 +260,7 @@ def _start(
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
     decoder = make_decoder(config, cluster.open_many if cluster is not None else None)
-    helper = Helper(config, links, decoder, ledger, fault=_failpoint(config))
+    helper = Helper(config, links, decoder, ledger, fault=_failpoint(config), forward=_tamper(config))
 
     collectors = Collectors(config.collectors, insecure=insecure)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)

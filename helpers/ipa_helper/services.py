@@ -27,15 +27,16 @@ from ipa.dp.accounting import EpochBudget, noise_scale
 from ipa.errors import IpaError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.reveal import reveal_to_outside
+from ipa.query import QuerySpec
 from ipa_helper.collectors import CollectorConfig, Collectors, NotAuthorisedError, UnauthenticatedError
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetError
 from ipa_helper.limits import LimitError
-from ipa_helper.params import QuerySpec, spec_from_proto
+from ipa_helper.params import spec_from_proto
 from ipa_helper.peers import RefusedError, UnreachableError
 from ipa_helper.queries import AccessDeniedError, QueryRecord, State, UnknownQueryError
 from ipa_helper.transport import decode_message
-from ipa_rpc import QUERY_ID_KEY, TOKEN_KEY
+from ipa_rpc import PARAMS_DIGEST_KEY, QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, peer_pb2, peer_pb2_grpc, query_pb2, query_pb2_grpc
 
 __all__ = ["BudgetServicer", "PeerServicer", "QueryServicer"]
@@ -136,6 +137,10 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             token = bytes.fromhex(metadata.get(TOKEN_KEY, ""))
         except ValueError:
             token = b""
+        try:
+            params = bytes.fromhex(metadata.get(PARAMS_DIGEST_KEY, ""))
+        except ValueError:
+            params = b""
         query_id = metadata.get(QUERY_ID_KEY, "")
         if not query_id or not token:
             context.abort(
@@ -154,7 +159,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
             )
         try:
             chunks = (chunk.data for chunk in request_iterator)
-            size = self._helper.upload(query_id, token, chunks, interrupt=context.cancel)
+            size = self._helper.upload(query_id, token, params, chunks, interrupt=context.cancel)
         except IpaError as exc:
             _abort(context, exc)
         except grpc.RpcError:  # the stream broke or the watchdog cancelled it: the query has failed

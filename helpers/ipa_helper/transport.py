@@ -19,8 +19,9 @@ import grpc
 import numpy as np
 
 from ipa.errors import TransportError
+from ipa.query import QuerySpec
 from ipa_helper.limits import LimitError
-from ipa_helper.params import QuerySpec, spec_to_proto
+from ipa_helper.params import spec_to_proto
 from ipa_helper.peers import PeerLink, RefusedError, UnreachableError
 from ipa_rpc import CHUNK_BYTES
 from ipa_rpc.reach import unreachable_reason

@@ -18,3 +18,4 @@ COLLECTOR_METADATA = "ipa-collector"
 # Metadata of an Upload call: the helper checks them before it reads any chunk.
 QUERY_ID_KEY = "ipa-query-id"
 TOKEN_KEY = "ipa-token"  # the collector's token for this helper, hex
+PARAMS_DIGEST_KEY = "ipa-params-digest"  # ipa.query.params_digest of the query's parameters, hex

@@ -26,7 +26,6 @@ from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
-from ipa_rpc import QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.v1 import budget_pb2, budget_pb2_grpc, query_pb2, query_pb2_grpc
 
 CONFIG = QueryConfig(num_breakdowns=4, cap=20, timestamp_bits=20)
@@ -177,7 +176,7 @@ def test_a_stalled_upload_fails_the_query_everywhere_and_refunds(network):
 
         calls = []
         for helper, channel in enumerate(client.channels):
-            metadata = ((QUERY_ID_KEY, query_id), (TOKEN_KEY, client.tokens[helper].hex()))
+            metadata = client.upload_metadata(query_id, helper)
             stub = query_pb2_grpc.QueryStub(channel)
             calls.append(stub.Upload.future(stalled(helper), metadata=metadata, timeout=30))
         for call in calls:
@@ -218,7 +217,7 @@ def test_idle_streams_starve_nobody(network):
         # until its idle deadline.
         with QueryClient(endpoints(network.network_file), network.identity, timeout=20) as client:
             ids = [client.create(query_params(binding(site), CONFIG, epsilon=1.0)) for _ in range(3)]
-            meta = [((QUERY_ID_KEY, q), (TOKEN_KEY, client.tokens[0].hex())) for q in ids]
+            meta = [client.upload_metadata(q, 0) for q in ids]
             stub = query_pb2_grpc.QueryStub(client.channels[0])  # with the collector's certificate
             held = [stub.Upload.future(silent(), metadata=m, timeout=30) for m in meta[:2]]
             time.sleep(0.3)

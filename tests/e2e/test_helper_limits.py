@@ -31,9 +31,15 @@ from ipa.reports.layout import QUERY_TAIL
 from ipa.synthetic import generate
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
-from ipa_client.query_client import HelperUnreachableError, QueryClient, endpoints, query_params
+from ipa_client.query_client import (
+    HelperUnreachableError,
+    QueryClient,
+    endpoints,
+    query_params,
+    upload_digest,
+)
 from ipa_helper.ledger import BudgetLedger
-from ipa_rpc import CHUNK_BYTES, QUERY_ID_KEY, TOKEN_KEY
+from ipa_rpc import CHUNK_BYTES, PARAMS_DIGEST_KEY, QUERY_ID_KEY, TOKEN_KEY
 from ipa_rpc.v1 import query_pb2, query_pb2_grpc
 
 CONFIG = QueryConfig(num_breakdowns=4, cap=20, timestamp_bits=20)
@@ -81,11 +87,14 @@ class Raw:
         self.client = QueryClient(endpoints(network.network_file), network.identity)
         self.stubs = [query_pb2_grpc.QueryStub(c) for c in self.client.channels]
         self.tokens = [secrets.token_bytes(32) for _ in range(3)]
+        self.digests: dict[str, bytes] = {}
 
     def create(self, params) -> str:
         hashes = [hashlib.sha256(t).digest() for t in self.tokens]
         request = query_pb2.CreateQueryRequest(params=params, token_hashes=hashes)
-        return self.stubs[0].CreateQuery(request, timeout=30).query_id
+        query_id = self.stubs[0].CreateQuery(request, timeout=30).query_id
+        self.digests[query_id] = upload_digest(params, query_id)
+        return query_id
 
     def upload(self, helper: int, query_id: str, chunks) -> None:
         def stream():
@@ -95,7 +104,11 @@ class Raw:
                 yield query_pb2.UploadChunk(query_id=query_id if first else "", token=token, data=data)
                 first = False
 
-        metadata = ((QUERY_ID_KEY, query_id), (TOKEN_KEY, self.tokens[helper].hex()))
+        metadata = (
+            (QUERY_ID_KEY, query_id),
+            (TOKEN_KEY, self.tokens[helper].hex()),
+            (PARAMS_DIGEST_KEY, self.digests[query_id].hex()),
+        )
         self.stubs[helper].Upload(stream(), timeout=30, metadata=metadata)
 
     def status(self, helper: int, query_id: str) -> query_pb2.QueryStatus:

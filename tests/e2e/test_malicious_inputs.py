@@ -1,9 +1,12 @@
 """Verified inputs against three real helper processes (docs/malicious.md §3): checkpoint 0.
 
-A report collector that sends inconsistent replicated shares (the two holders
-of one component get different copies) is caught by the input-consistency
-check before the MPC starts; the query fails everywhere, its ε is refunded,
-and the helpers keep serving.
+A leader that forwards its peers other parameters than the collector's
+(``IPA_TAMPER=forward:<field>``, a test-only switch of ``ipa-helper``) is
+refused by both peers, which compare them with the digest in the collector's
+upload to each; a report collector that sends inconsistent replicated shares
+(the two holders of one component get different copies) is caught by the
+input-consistency check before the MPC starts. Either way the query fails
+everywhere, nothing is spent at any helper, and the helpers keep serving.
 """
 
 import contextlib
@@ -96,13 +99,14 @@ def test_inconsistent_shares_from_the_collector_fail_the_query_everywhere_refund
             rc.submit(client, epsilon=1.0)
         query_id = settled(network, site)["queries"][0]["query_id"]
         errors = [final_status(client, query_id, helper).error for helper in range(3)]
-    # H1 and H2 (the two holders of component 1) each find it, naming no value; H3 learns it from them.
+    # H1 and H2 (the two holders of component 1) find it, naming no value; whoever finds it
+    # first tells the others (then the status says from whom: "H1: ...").
     found = (
         "malicious behaviour detected: input consistency check failed "
         "(H1 and H2 hold different copies of component 1)"
     )
-    assert errors[:2] == [found, found]
-    assert "input consistency" in errors[2]
+    assert all(e in (found, f"H1: {found}", f"H2: {found}") for e in errors), errors
+    assert found in errors[:2]
     state = settled(network, site)
     assert [q["state"] for q in state["queries"]] == ["refunded"]
     assert state["rho"]["spent"] == 0
@@ -110,4 +114,31 @@ def test_inconsistent_shares_from_the_collector_fail_the_query_everywhere_refund
     with QueryClient(endpoints(network.network_file), network.identity, timeout=20) as client:
         release = collector(network, site).submit(client, epsilon=1.0)
     assert release.sums.shape == (4,) and np.isfinite(release.sums).all()
+    assert [q["state"] for q in settled(network, site)["queries"]] == ["refunded", "committed"]
+
+
+@pytest.mark.parametrize("field", ["epsilon", "cap"])
+def test_a_leader_forwarding_altered_parameters_is_refused_and_nothing_is_spent(network, field):
+    site = f"leader-{field}.example"
+    leader = network.helpers[0]
+    leader.stop()
+    leader.start(env={"IPA_TAMPER": f"forward:{field}"})
+    try:
+        with QueryClient(endpoints(network.network_file), network.identity, timeout=20) as client:
+            with pytest.raises(QueryFailedError, match="query parameters differ from the collector's"):
+                collector(network, site).submit(client, epsilon=1.0)
+            query_id = settled(network, site)["queries"][0]["query_id"]
+            errors = [final_status(client, query_id, helper).error for helper in range(3)]
+        assert b'"tamper"' in leader.log.read_bytes()  # the switch did fire
+    finally:
+        leader.stop()
+        leader.start()
+    for helper, error in enumerate(errors):  # H2 and H3 each refuse; H1 learns it from them
+        assert "query parameters check failed" in error, (helper, error)
+    assert errors[1].endswith("those H1 forwarded do not match the digest in the collector's upload to H2)")
+    state = settled(network, site)
+    assert [q["state"] for q in state["queries"]] == ["refunded"]
+    assert state["rho"]["spent"] == 0 and state["spent_by_helper"] == [0.0, 0.0, 0.0]
+    with QueryClient(endpoints(network.network_file), network.identity, timeout=20) as client:
+        collector(network, site).submit(client, epsilon=1.0)  # an honest leader again: it runs
     assert [q["state"] for q in settled(network, site)["queries"]] == ["refunded", "committed"]

@@ -24,13 +24,14 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
+from ipa.query import QuerySpec, params_digest
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import make_network
 from ipa_client.query_client import query_params
 from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.helper import Helper
 from ipa_helper.memory import MemoryNetwork
-from ipa_helper.params import QuerySpec, spec_from_proto
+from ipa_helper.params import spec_from_proto
 from ipa_helper.peers import PeerLink
 from ipa_helper.queries import State
 
@@ -61,14 +62,21 @@ class Collector:
     def __init__(self, net: MemoryNetwork) -> None:
         self.net = net
         self.tokens = [secrets.token_bytes(32) for _ in range(3)]
+        self.specs: dict[str, QuerySpec] = {}
 
     def create(self, query: QuerySpec) -> str:
         hashes = [hashlib.sha256(t).digest() for t in self.tokens]
-        return self.net.helper(0).create_query(query, hashes)
+        query_id = self.net.helper(0).create_query(query, hashes)
+        self.specs[query_id] = query
+        return query_id
+
+    def params(self, query_id: str) -> bytes:
+        """The digest of the query's parameters that every upload carries."""
+        return params_digest(self.specs[query_id], query_id)
 
     def upload(self, query_id: str, batches: list[bytes]) -> None:
         for party, batch in enumerate(batches):
-            self.net.helper(party).upload(query_id, self.tokens[party], [batch])
+            self.net.helper(party).upload(query_id, self.tokens[party], self.params(query_id), [batch])
 
     def state(self, query_id: str, party: int) -> State:
         return self.net.helper(party).queries.get(query_id).state

@@ -66,7 +66,7 @@ def upload_all(rc, query_id, batches):
 
     def one(party):
         with contextlib.suppress(IpaError, Crash):
-            rc.net.helper(party).upload(query_id, rc.tokens[party], [batches[party]])
+            rc.net.helper(party).upload(query_id, rc.tokens[party], rc.params(query_id), [batches[party]])
 
     threads = [threading.Thread(target=one, args=(p,)) for p in range(3)]
     for t in threads:
@@ -187,7 +187,8 @@ def test_a_stalled_upload_fails_the_query_everywhere_and_refunds(files, tmp_path
             raise ConnectionError("stream cancelled")
 
         with pytest.raises(IpaError, match=r"no upload data for 0.3 s"):
-            net.helper(1).upload(query_id, rc.tokens[1], chunks(), interrupt=interrupted.set)
+            params = rc.params(query_id)
+            net.helper(1).upload(query_id, rc.tokens[1], params, chunks(), interrupt=interrupted.set)
         assert rc.wait(query_id, lambda s: all(x.final for x in s)) == [State.FAILED] * 3
         assert spends(net, query_id) == ["refunded"] * 3
     finally:

@@ -158,7 +158,7 @@ def test_a_cancel_while_the_upload_streams_in_means_the_query_never_runs(net, fi
         yield batches[0][100:]
 
     with pytest.raises(IpaError, match="has ended"):
-        h1.upload(query_id, rc.tokens[0], chunks())
+        h1.upload(query_id, rc.tokens[0], rc.params(query_id), chunks())
     assert rc.wait(query_id, all_final)[0] is State.CANCELLED
     assert h1.queries.get(query_id).phase == "awaiting_upload"  # it never started
 
