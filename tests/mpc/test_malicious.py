@@ -18,7 +18,6 @@ from ipa.mpc.memory import Tamper
 from ipa.mpc.multiply import and_, inner_product, matmul, multiply
 from ipa.mpc.reveal import reveal
 from ipa.mpc.sharing import share_arithmetic, share_boolean
-from ipa.mpc.shuffle import shuffle
 from ipa.mpc.step import Steps
 from ipa.mpc.testing import check_cost, opened, run
 from strategies import words
@@ -179,13 +178,6 @@ def test_a_security_mode_must_be_known():
             share_arithmetic(np.zeros(1, np.uint64)),
             security="paranoid",
         )
-
-
-def test_the_unverified_shuffle_refuses_malicious_mode():
-    x = share_arithmetic(np.arange(4, dtype=np.uint64))
-    with pytest.raises(ProtocolError, match=r"not verified against a malicious helper yet \(issue 19\)"):
-        malicious(lambda ctx, col: shuffle(ctx, [col]), x)
-    assert opened(run(lambda ctx, col: shuffle(ctx, [col]), x))[0].size == 4  # semi-honest: unchanged
 
 
 # --- tamper sweeps ---------------------------------------------------------------------------------

@@ -10,6 +10,13 @@ locally (Hamada et al. 2012; Asharov et al., CCS 2022).
 Cost: the shuffle of ``dest`` and the columns (2 rounds of latency; per
 row and column H1 sends 2 words, H2 and H3 1) plus 1 round and 1 word per
 row to open ``dest``. Each helper learns only the random opened permutation.
+
+**Malicious mode**: the shuffle is verified (:func:`ipa.mpc.shuffle.shuffle`:
+tags, opened keys, checks), then a checkpoint verifies every pending product
+(those behind ``dest``: conversions, one-hot, rank), and only then is the
+shuffled ``dest`` opened, hash-confirmed and **mod 2^32** (``dest`` is
+``uint64``; the shuffle verifies its low 32 bits, and n < 2^32), and checked
+to be a permutation. Nothing unmasked is opened before both checks passed.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import cast
 import numpy as np
 
 from ipa.errors import ProtocolError
+from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, K, _Pair
 from ipa.mpc.reveal import reveal
@@ -28,7 +36,8 @@ from ipa.mpc.step import Steps
 
 __all__ = ["MOVE_ROWS_STEPS", "move_rows"]
 
-MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS)
+MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS, check=CHECKPOINT_STEPS)
+"""``check`` (malicious mode only): the checkpoint between the shuffle and the opening."""
 
 
 def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
@@ -37,16 +46,27 @@ def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
     For ``c`` columns and ``dest`` of one word each:
     Cost: ``3`` rounds, ``(2*(c + 1) + 1, c + 2, c + 2)`` words per row.
     Raises ProtocolError if the opened destinations are not a permutation.
+
+    In malicious mode ``dest`` must be ``uint64`` (values below 2^32) and the
+    columns boolean or ``uint64``; the cost adds the malicious shuffle's and
+    the checkpoint's (nothing if no product is pending); ``dest`` is opened
+    as 4-byte words. Raises MaliciousBehaviourError if a check fails.
     """
     ctx = ctx.enter(MOVE_ROWS_STEPS)
     n = len(dest)
+    if ctx.malicious and dest.dtype != np.uint64:
+        raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
     if n == 0:
         return list(columns)
     # One shuffle for the destinations and every column. It keeps each column's kind, which the
     # mixed list hides from the type checker: hence the casts, here and on the result.
     mixed: list[_Pair] = [dest, *columns]
     shuffled = shuffle(ctx.narrow("shuffle"), mixed)
-    opened = reveal(ctx.narrow("open"), cast(AShares, shuffled[0])).astype(np.int64)
+    moved = cast(AShares, shuffled[0])
+    if ctx.malicious:
+        checkpoint(ctx.narrow("check"))
+        moved = moved.map(lambda a: a.astype(np.uint32))  # the verified low 32 bits
+    opened = reveal(ctx.narrow("open"), moved).astype(np.int64)
     if opened.min() < 0 or opened.max() >= n or np.bincount(opened, minlength=n).max() != 1:
         raise ProtocolError("opened destinations are not a permutation: inconsistent shares")
     source = np.empty(n, np.int64)

@@ -21,10 +21,14 @@ it travels together with H1's.
 Each message is masked by PRSS words its receiver does not hold, so a helper
 learns nothing, not even the permutation.
 
-**Not verified**: a corrupt helper can alter, drop or duplicate rows here
-unnoticed (the verified shuffle is issue 19, ``docs/malicious.md``), so in
-malicious mode ``shuffle`` refuses to run (ProtocolError) rather than pretend;
-so do ``move_rows`` and ``sort``, which use it.
+**Malicious mode** (``docs/malicious.md``, the shuffle section): the rows
+carry blind-key tags (:mod:`ipa.mpc.tags`), t_j = K_j(row) with K_j known to
+every helper but j until the shuffle is over; afterwards the keys are opened
+and three checks run: the tags were made right, the first stage (H1's
+message) kept every row with its tags, and so did the output. A helper that
+alters, drops, duplicates or swaps rows, or permutes its two halves
+differently, is caught except with probability 2^-64 per shuffle (boolean
+columns; arithmetic ones in their low 32 bits, 2^-66).
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ipa.errors import ProtocolError
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K
 from ipa.mpc.ring import mask
 from ipa.mpc.step import Family, Steps
+from ipa.mpc.tags import CHECK_STEPS, TAG_STEPS, check_tags, make_tags
 
 __all__ = ["MAX_COLUMNS", "SHUFFLE_STEPS", "shuffle"]
 
@@ -46,7 +50,10 @@ MAX_COLUMNS = 64
 """Columns one shuffle moves at most (each column draws its own PRSS masks)."""
 _PERMUTE = Steps("shuffle.permute", "perm", mask=Family(MAX_COLUMNS))
 _LAST = Steps("shuffle.permute_last", "perm", mask=Family(MAX_COLUMNS), output=Family(MAX_COLUMNS))
-SHUFFLE_STEPS = Steps("shuffle", perm_01=_PERMUTE, perm_12=_PERMUTE, perm_20=_LAST)
+SHUFFLE_STEPS = Steps(
+    "shuffle", perm_01=_PERMUTE, perm_12=_PERMUTE, perm_20=_LAST, tags=TAG_STEPS, check=CHECK_STEPS
+)
+"""``tags`` and ``check`` run in malicious mode only (:mod:`ipa.mpc.tags`)."""
 
 
 def _draw(ctx: Context, peer: Peer, col: K, like: np.ndarray) -> np.ndarray:
@@ -86,19 +93,42 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
 
     For ``c`` columns of one word each (3 steps, of which two run at once):
     Cost: ``2`` rounds, ``(2*c, c, c)`` words per row.
-    Raises ProtocolError in malicious mode (not verified yet).
+
+    **Malicious mode** (``ctx.malicious``): the rows carry blind-key tags
+    (:mod:`ipa.mpc.tags`) through the same three permutations, then the keys
+    are opened and the creation, the first stage and the output are checked.
+    Boolean columns are verified in every bit; arithmetic columns must be
+    ``uint64`` and are verified in their low 32 bits (NB: an error that is a
+    multiple of 2^32 passes with probability up to 1; the sort opens its
+    destinations mod 2^32). ``W`` bytes of data per row; ``t`` tag bytes per
+    helper and row (8 if any column is boolean, plus 16 if any is arithmetic);
+    ``L`` bytes of one key (64 per boolean byte of a row, 16 per arithmetic column):
+    Malicious cost: ``5`` rounds,
+    ``(2*W + 8*t + (L + 64) / n, W + 5*t + (2*L + 64) / n, W + 5*t + 96 / n)`` bytes per row.
+    Raises MaliciousBehaviourError("shuffle key", "shuffle tags") if a helper deviated.
     """
-    if ctx.malicious:
-        raise ProtocolError(
-            f"shuffle at step {ctx.step!r} is not verified against a malicious helper yet "
-            "(issue 19): malicious mode cannot run it"
-        )
     ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)
     if not cols or len(cols[0]) == 0:
         return cols
-    if len(cols) > MAX_COLUMNS:
-        raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
+    if not ctx.malicious:
+        if len(cols) > MAX_COLUMNS:
+            raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
+        return _shuffle(ctx, cols)[0]
+    tagged = make_tags(ctx.narrow("tags"), cols)  # type: ignore[arg-type]
+    every = [*cols, *tagged.columns]
+    if len(every) > MAX_COLUMNS:
+        raise ValueError(
+            f"a malicious shuffle moves at most {MAX_COLUMNS - 3 * tagged.layout.tag_columns} columns "
+            f"(besides its tags), got {len(cols)}"
+        )
+    out, stage_1 = _shuffle(ctx, every)
+    check_tags(ctx.narrow("check"), tagged, cols, out[: len(cols)], out[len(cols) :], stage_1)  # type: ignore[arg-type]
+    return out[: len(cols)]  # type: ignore[return-value]
+
+
+def _shuffle(ctx: Context, cols: list[K]) -> tuple[list[K], list[np.ndarray] | None]:
+    """The three permutations; also this party's half after the first one (H2 and H3 only)."""
     s01, s12, s20 = ctx.narrow("perm_01"), ctx.narrow("perm_12"), ctx.narrow("perm_20")
     if ctx.party == 0:
         a = _permute_and_mask(s01, Peer.NEXT, cols, [_plus(c, c.left, c.right) for c in cols], True)
@@ -111,14 +141,14 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
         ]
         y1 = [_minus(col, fk, zk) for col, fk, zk in zip(cols, f, z, strict=True)]
         s20.send(Peer.NEXT, *y1)
-        return [col.like(zk, yk) for col, zk, yk in zip(cols, z, y1, strict=True)]
+        return [col.like(zk, yk) for col, zk, yk in zip(cols, z, y1, strict=True)], None
     if ctx.party == 1:
         b = _permute_and_mask(s01, Peer.PREV, cols, [c.right for c in cols], False)
         c_part = _permute_and_mask(s12, Peer.NEXT, cols, b, True)
         s12.send(Peer.PREV, *c_part)
         y1 = s20.receive(Peer.PREV, *c_part)
         y2 = s20.receive(Peer.NEXT, *c_part)
-        return [col.like(a, b) for col, a, b in zip(cols, y1, y2, strict=True)]
+        return [col.like(a, b) for col, a, b in zip(cols, y1, y2, strict=True)], b
     like = [c.left for c in cols]
     a = s01.receive(Peer.NEXT, *like)
     d = _permute_and_mask(s12, Peer.PREV, cols, a, False)
@@ -127,4 +157,4 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
         _draw(s20.narrow("output", k), Peer.NEXT, c, p) for k, (c, p) in enumerate(zip(cols, e, strict=True))
     ]
     s20.send(Peer.PREV, *e)
-    return [col.like(ek, zk) for col, ek, zk in zip(cols, e, z, strict=True)]
+    return [col.like(ek, zk) for col, ek, zk in zip(cols, e, z, strict=True)], a

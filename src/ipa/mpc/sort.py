@@ -22,6 +22,14 @@ Cost per pass with d-bit digits, per row and party: about 2d + (2^d − d − 1)
 ``move_rows`` of two columns (3 rounds, ≈ 4–7 words). Then two
 ``move_rows``: of one column, and of the payload. The opened destinations are
 uniformly random permutations, so helpers learn nothing but n.
+
+**Malicious mode**: the arithmetic (conversions, one-hot, rank, the index)
+runs in ``uint64``, of which the shuffles verify and ``move_rows`` opens the
+low 32 bits (values < n < 2^32); every move is a verified shuffle, a
+checkpoint and a confirmed opening (:mod:`ipa.mpc.permute`). The payload
+must be boolean columns, which the shuffle verifies in every bit (an
+arithmetic column would be verified only modulo 2^32). The semi-honest sort
+keeps ``uint32`` and its figures.
 """
 
 from __future__ import annotations
@@ -47,11 +55,12 @@ SORT_STEPS = Steps("sort", pass_=Family(64, _PASS), invert=MOVE_ROWS_STEPS, appl
 
 DEFAULT_DIGIT_BITS = 3
 _INDEX = np.dtype(np.uint32)
+_MALICIOUS_INDEX = np.dtype(np.uint64)
 
 
-def _destinations(ctx: Context, digit: BShares) -> AShares:
-    """Stable sorted position (0-based, uint32) of each row by a d-bit digit (d stacked bits)."""
-    bits = bit_to_arith(ctx.narrow("to_arith"), digit, _INDEX)
+def _destinations(ctx: Context, digit: BShares, dtype: np.dtype) -> AShares:
+    """Stable sorted position (0-based) of each row by a d-bit digit (d stacked bits)."""
+    bits = bit_to_arith(ctx.narrow("to_arith"), digit, dtype)
     f = one_hot(ctx.narrow("one_hot"), bits)
     del bits
     rank = f.cumsum(axis=1)
@@ -82,19 +91,22 @@ def sort(
         raise ValueError(f"sort handles fewer than 2^32 rows, got {n}")
     if any(len(c) != n for c in payload):
         raise ValueError("payload columns must have as many rows as the key")
+    if ctx.malicious and not all(isinstance(c, BShares) for c in payload):
+        raise ValueError("in malicious mode the sort's payload must be boolean columns")
     if n == 0:
         return list(payload)
+    dtype = _MALICIOUS_INDEX if ctx.malicious else _INDEX
     rest: BShares | None = key
-    index = public(ctx.party, np.arange(n), _INDEX)
+    index = public(ctx.party, np.arange(n), dtype)
     done, number = 0, 0
     while rest is not None:
         d = min(digit_bits, key.width - done)
         step = ctx.narrow("pass", number)
-        dest = _destinations(step, rest.bits(0, d))
+        dest = _destinations(step, rest.bits(0, d), dtype)
         done, number = done + d, number + 1
         rest = rest.shift_right(d) if done < key.width else None
         columns: list[_Pair] = [index] if rest is None else [index, rest]
         moved = move_rows(step.narrow("move"), dest, columns)  # keeps each column's kind
         index, rest = cast(AShares, moved[0]), (cast(BShares, moved[1]) if rest is not None else None)
-    inverse = move_rows(ctx.narrow("invert"), index, [public(ctx.party, np.arange(n), _INDEX)])[0]
+    inverse = move_rows(ctx.narrow("invert"), index, [public(ctx.party, np.arange(n), dtype)])[0]
     return move_rows(ctx.narrow("apply"), inverse, payload)
