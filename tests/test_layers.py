@@ -26,7 +26,7 @@ LAYERS = [
     ("basic protocols",               "ipa.mpc.buckets ipa.mpc.verify ipa.mpc.multiply ipa.mpc.reveal "
                                       "ipa.mpc.input ipa.mpc.checkpoint"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
-    ("shuffle and sort",              "ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
+    ("shuffle and sort",              "ipa.mpc.tags ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
     ("the three-party test world",    "ipa.mpc.testing"),
     ("events in the clear",           "ipa.events ipa.synthetic"),
     ("crypto and keys",               "ipa.crypto.hpke ipa.crypto.binding ipa.crypto.keys ipa.crypto.opener "
