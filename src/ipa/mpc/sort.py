@@ -82,6 +82,9 @@ def sort(
     at most 3 each: for 40-bit keys and 3-bit digits 101 rounds (the bound 116).
     Cost: at most ``sum(6 + log2(min(d, w - i*d)) for i in range(-(-w // d))) + 6`` rounds.
     Words per row per party: see the module docstring; ``bench/mpc.py`` prints them.
+    In malicious mode a pass adds a checkpoint (4 rounds) and the shuffle's
+    tags, key opening and checks (3 rounds) to its move:
+    Malicious cost: at most ``sum(13 + log2(min(d, w - i*d)) for i in range(-(-w // d))) + 12`` rounds.
     """
     ctx = ctx.enter(SORT_STEPS)
     n = len(key)
