@@ -17,7 +17,7 @@ RSS (all three helpers are threads of this process). ``--json F`` writes
 "bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M}``.
 
 ``--memory`` also traces allocations (:mod:`memory`, tracemalloc) and prints,
-for the bench's own stages (generating the events, sharing them, the
+for the bench's own stages (generating and sharing the events, the
 reference) and each phase of the query, the peak and the held bytes per
 event of all three helpers and the bench together; ``--json`` then has
 ``"memory": {stage: {"peak": B, "held": B}}``. Tracing slows the run: take
@@ -39,6 +39,7 @@ from mpc import machine, peak_rss_mib
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, run_query
 from ipa.attribution.rows import share_events
+from ipa.events import Events
 from ipa.mpc.channel import CommStats
 from ipa.mpc.memory import SECURITY_MODES, run_three
 from ipa.mpc.sharing import reconstruct
@@ -58,6 +59,10 @@ TRAFFIC = {
 }
 
 
+def _events(events: int, seed: int) -> Events:
+    return generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns)
+
+
 def _bytes_under(stats: CommStats, prefixes: list[str]) -> int:
     """Bytes sent at or below any of ``prefixes``, a checkpoint family's members included."""
     chunk = re.compile("|".join(re.escape(p) + r"(_\d+)?(/|$)" for p in prefixes))
@@ -73,17 +78,17 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None, security:
     hook = memory.hook() if memory else None
     if memory:
         memory.start()
-    data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns)
-    mark("generate")
-    shares = share_events(data, CONFIG)
-    mark("share")
+    # The events are made again for the reference (the same seed gives the same events)
+    # rather than held through the query: the bench's own data counts toward the peak too.
+    shares = share_events(_events(events, seed), CONFIG)
+    mark("generate and share")
     start = time.perf_counter()
     result = run_three(
         lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares, security=security
     )
     total = time.perf_counter() - start
     released = reconstruct([o.sums for o in result.outputs])
-    expected = attribute_query(data, CONFIG)
+    expected = attribute_query(_events(events, seed), CONFIG)
     mark("reference")
     if memory:
         memory.stop()
