@@ -1,6 +1,7 @@
 """One million events end to end: three helper processes over gRPC with TLS, DP noise on.
 
-    python bench/e2e.py --events N [--json F] [--seed S] [--epsilon X] [--cache DIR] [--workers W]
+    python bench/e2e.py --events N [--security MODE] [--json F] [--seed S] [--epsilon X] [--cache DIR] \
+        [--workers W]
 
 The user agents' and the collector's encryption is done once and cached in
 ``--cache`` (default ``bench/.cache``) with the network's keys: it is the user
@@ -14,6 +15,8 @@ actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
 peak RSS of each helper's coordinator and of each of its workers are
 reported. The released sums are checked against ``ipa.reference`` to
 within ten noise standard deviations (exit 1 otherwise).
+``--security`` (``semi-honest`` by default, or ``malicious``) is the
+network's mode and the query's (``docs/malicious.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
 from ipa.dp import calibrate
+from ipa.mpc.memory import SECURITY_MODES
 from ipa.network import Network
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
@@ -77,18 +81,26 @@ def _worker_peaks_mb(local: LocalNetwork) -> list[list[float]]:
     return peaks
 
 
-def measure(events: int, seed: int, epsilon: float, cache: Path, workers: int = 1) -> dict:
-    """Run one query end to end; return the figures (see the module docstring)."""
+def measure(
+    events: int, seed: int, epsilon: float, cache: Path, workers: int = 1, security: str = "semi-honest"
+) -> dict:
+    """Run one query end to end in ``security`` mode; return the figures (see the module docstring)."""
     data = generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns, timestamp_bits=20)
     directory = cache / f"e2e-{events}-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     # A budget that repeated runs over the same cached reports cannot exhaust.
     with LocalNetwork(
-        directory, allow_unnoised=False, epoch_budget=1e3, timeout_seconds=600, workers=workers
+        directory,
+        allow_unnoised=False,
+        security=security,
+        epoch_budget=1e3,
+        timeout_seconds=600,
+        workers=workers,
     ) as local:
         batches, encryption = _batches(directory, data, local.network_file)
         with QueryClient(endpoints(local.network_file), local.identity, timeout=600) as client:
-            query_id = client.create(query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA))
+            params = query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA, security=security)
+            query_id = client.create(params)
             start = time.perf_counter()
             client.upload(query_id, batches)
             uploaded = time.perf_counter()
@@ -107,6 +119,7 @@ def measure(events: int, seed: int, epsilon: float, cache: Path, workers: int = 
     seconds["total"] = total
     return {
         "events": events,
+        "security": security,
         "rows_per_s": events / total,
         "seconds": seconds,
         "bytes_per_row": [s.bytes_sent / events for s in statuses],
@@ -124,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache")
+    parser.add_argument("--security", choices=SECURITY_MODES, default="semi-honest")
     parser.add_argument("--json", metavar="F")
     parser.add_argument("--workers", type=int, default=1, help="Ray worker actors per helper (default 1)")
     args = parser.parse_args(argv)
-    figures = measure(args.events, args.seed, args.epsilon, args.cache, args.workers)
+    figures = measure(args.events, args.seed, args.epsilon, args.cache, args.workers, args.security)
     workers = f", {args.workers} Ray workers each" if args.workers > 1 else ""
-    print(f"# {args.events:,} events, three helper processes{workers}, TLS, DP noise ε = {args.epsilon:g}")
+    print(
+        f"# {args.events:,} events, three helper processes{workers}, TLS, DP noise ε = {args.epsilon:g}, "
+        f"{args.security}"
+    )
     print(f"{'phase':<10} {'seconds':>8}")
     for phase, seconds in figures["seconds"].items():
         print(f"{phase:<10} {seconds:>8.2f}")

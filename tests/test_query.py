@@ -23,8 +23,9 @@ CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_u
 SPEC = QuerySpec(BINDING, CONFIG, 1.5, 1e-9, False, InvalidReportPolicy.DROP, 9)
 QUERY_ID = "0123456789abcdef0123456789abcdef"
 
-# The digest of SPEC under QUERY_ID, encoding version 1: a changed encoding must change the version.
-VECTOR = "f8c3e42d62307d214447b429d87c59e7d3416d6cc50aadd8fef6066ac029a314"
+# The digest of SPEC under QUERY_ID, encoding version 2 (version 1 had no security field): a changed
+# encoding must change the version.
+VECTOR = "c7663b5c07b54fead585819bd5581924219ca6b08b6b20f1805af9f275f7f46e"
 
 # One other value per field, each still a valid query.
 CHANGED = {
@@ -47,13 +48,14 @@ CHANGED = {
     "match_key_provider": "",
     "last_epoch": 10,
     "query_type": "trigger",
+    "security": "malicious",
 }
 
 
 def test_the_encoding_is_stable():
-    """A fixed test vector: the encoding of version 1 must never change silently."""
+    """A fixed test vector: the encoding of version 2 must never change silently."""
     encoded = encode_params(SPEC, QUERY_ID)
-    assert encoded.startswith(b"ipa/query-params\0" + struct.pack(">H", 1) + struct.pack(">I", 32))
+    assert encoded.startswith(b"ipa/query-params\0" + struct.pack(">H", 2) + struct.pack(">I", 32))
     assert params_digest(SPEC, QUERY_ID) == hashlib.sha256(encoded).digest()
     assert params_digest(SPEC, QUERY_ID).hex() == VECTOR
 
@@ -75,10 +77,10 @@ def test_every_field_and_the_query_id_change_the_digest():
 
 
 def test_the_version_is_part_of_the_digest(monkeypatch):
-    assert PARAMS_VERSION == 1
+    assert PARAMS_VERSION == 2
     base = params_digest(SPEC, QUERY_ID)
-    monkeypatch.setattr(ipa.query, "PARAMS_VERSION", 2)
-    assert encode_params(SPEC, QUERY_ID)[17:19] == b"\x00\x02"
+    monkeypatch.setattr(ipa.query, "PARAMS_VERSION", 3)
+    assert encode_params(SPEC, QUERY_ID)[17:19] == b"\x00\x03"
     assert params_digest(SPEC, QUERY_ID) != base
 
 

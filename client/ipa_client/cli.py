@@ -7,8 +7,9 @@ new module plus a line in ``_COMMANDS``. Errors the project raises on purpose
 ``ipa: error: <message>`` to stderr and exit with status 2, as argparse does
 for bad arguments: one status for every user error, and no traceback. A
 failed check for a deviating helper (:class:`~ipa.errors.MaliciousBehaviourError`,
-e.g. ``ipa simulate --security malicious --tamper``) exits with status 3,
-``ipa: error: malicious behaviour detected: ...``: not a user error. Ctrl-C
+e.g. ``ipa simulate --security malicious --tamper``, or a query a helper
+aborted for it) exits with status 3, ``ipa: error: ... malicious behaviour
+detected: ...``: not a user error. Ctrl-C
 exits with status 130 (a command that has something to undo, like ``ipa
 query`` cancelling its query, does so first and says what it did).
 """
@@ -66,6 +67,11 @@ def _os_error(exc: OSError) -> str:
     return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
+def _malicious(exc: IpaError) -> bool:
+    """A check for a deviating helper failed: here, or at a helper (whose reason the error carries)."""
+    return isinstance(exc, MaliciousBehaviourError) or "malicious behaviour detected" in str(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ipa`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
@@ -74,12 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.run(args)
-    except MaliciousBehaviourError as exc:
-        print(f"ipa: error: {exc}", file=sys.stderr)
-        return EXIT_MALICIOUS
     except IpaError as exc:
         print(f"ipa: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_MALICIOUS if _malicious(exc) else 2
     except OSError as exc:
         print(f"ipa: error: {_os_error(exc)}", file=sys.stderr)
         return 2

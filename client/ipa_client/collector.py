@@ -143,6 +143,7 @@ class ReportCollector:
         delta: float = 0.0,
         no_noise: bool = False,
         drop_invalid: bool = False,
+        security: str = "",
         on_progress: Callable[[str, float], None] | None = None,
         on_created: Callable[[str], None] | None = None,
         on_upload: Callable[[int, int], None] | None = None,
@@ -150,7 +151,8 @@ class ReportCollector:
         """Run the query on the client's network: its release (query id, sums and their noise).
 
         ``delta`` 0 is the network's δ (another value is refused unless it is
-        the network's). The release unpacks as ``query_id, sums``.
+        the network's). ``security`` is ``"malicious"``, ``"semi-honest"`` or
+        ``""`` (the helpers' default). The release unpacks as ``query_id, sums``.
 
         The batches are made first, so a bad field fails before any helper
         hears of the query; if an upload fails, the query is cancelled.
@@ -177,6 +179,7 @@ class ReportCollector:
             delta=delta,
             no_noise=no_noise,
             drop_invalid=drop_invalid,
+            security=security,
         )
         query_id = client.create(params)
         if on_created:

@@ -110,6 +110,7 @@ def make_network(
     allow_unnoised: bool = True,
     collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
     workers: int = 1,
+    security: str = "semi-honest",
     **helper_settings: object,
 ) -> Path:
     """Write a loopback network into ``directory``; return the path of network.toml.
@@ -120,6 +121,10 @@ def make_network(
     name to its sites (``"*"``: every site). ``helper_settings`` (e.g.
     ``timeout_seconds=5``) go into every helper's ``[helper]`` table;
     ``workers`` > 1 gives each helper W Ray worker actors (``[cluster]``).
+    ``security`` is the network's mode (``network.toml``): ``semi-honest`` by
+    default on this loopback test and demo network (malicious costs about 10×
+    the time here, ``docs/malicious.md``), whose helpers then also allow
+    semi-honest queries; ``malicious`` makes helpers that refuse them.
     """
     base = free_base_port()
     key_files = [directory / hpke_key_file(h) for h in range(3)]
@@ -133,6 +138,7 @@ def make_network(
         host="127.0.0.1",
         base_port=base,
         allow_unnoised=allow_unnoised,
+        allow_semi_honest=security == "semi-honest",
         compose=False,
         collectors=_collector_entries(directory, collectors),
         workers=workers,
@@ -142,7 +148,9 @@ def make_network(
         table = tomllib.loads(path.read_text())
         table["helper"].update(helper_settings)
         path.write_text(dumps_toml(table))
-    return write_network(directory, registries, host="127.0.0.1", base_port=base, force=True)
+    return write_network(
+        directory, registries, host="127.0.0.1", base_port=base, security=security, force=True
+    )
 
 
 class HelperProcess:
@@ -211,6 +219,7 @@ class LocalNetwork:
         allow_unnoised: bool = True,
         collectors: Mapping[str, Sequence[str]] = DEFAULT_COLLECTORS,
         workers: int = 1,
+        security: str = "semi-honest",
         **helper_settings: object,
     ) -> None:
         self.directory = directory
@@ -219,6 +228,7 @@ class LocalNetwork:
             allow_unnoised=allow_unnoised,
             collectors=collectors,
             workers=workers,
+            security=security,
             **helper_settings,
         )
         self._collectors = dict(collectors)

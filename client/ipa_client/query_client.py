@@ -134,15 +134,17 @@ def query_params(
     no_noise: bool = False,
     drop_invalid: bool = False,
     last_epoch: int | None = None,
+    security: str = "",
 ) -> query_pb2.QueryParams:
     """The wire parameters of a query for the querying site of ``binding``, epochs ``epoch..last_epoch``.
 
-    ``delta`` 0 means the network's δ (any other value must equal it). The
-    helpers check them (:meth:`ipa.query.QuerySpec.from_fields`).
+    ``security`` ``""`` leaves the mode to the helpers: malicious unless their
+    configs allow semi-honest queries (``ipa query`` always names one).
     """
     policy = InvalidReportPolicy.DROP if drop_invalid else InvalidReportPolicy.FAIL
     last = binding.epoch if last_epoch is None else last_epoch
-    return params_message(QuerySpec(binding, config, epsilon, delta, no_noise, policy, last).fields())
+    spec = QuerySpec(binding, config, epsilon, delta, no_noise, policy, last, security)
+    return params_message(spec.fields())
 
 
 def upload_digest(params: query_pb2.QueryParams, query_id: str) -> bytes:

@@ -7,6 +7,7 @@ listen = "127.0.0.1:7001"      # Query and health services, for report collector
 peer_listen = "127.0.0.1:7101" # Peer service, for the two other helpers (mutual TLS)
 data_dir = "data/helper1"
 allow_unnoised = false         # true only on test networks: honour --no-noise
+allow_semi_honest = false      # true: also run semi-honest queries (default: malicious-secure only)
 epoch_budget = 10.0            # ε each site may spend per epoch, at the network's δ
 delta = 1e-9                   # the network's δ: every noised query and every epoch is (ε, δ)-DP
 retention_seconds = 3600       # how long an ended query's status and result stay available
@@ -91,6 +92,7 @@ class HelperConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     allow_unnoised: bool = False
+    allow_semi_honest: bool = False
     timeout_seconds: float = 120.0
     max_upload_bytes: int = 2 << 30
     epoch_budget: float = 10.0
@@ -171,6 +173,7 @@ def load_config(path: str | Path) -> HelperConfig:
         tls_cert=base / _get(tls, "cert", str, f"{path} [tls]") if tls else None,
         tls_key=base / _get(tls, "key", str, f"{path} [tls]") if tls else None,
         allow_unnoised=_get(helper, "allow_unnoised", bool, where, False),
+        allow_semi_honest=_get(helper, "allow_semi_honest", bool, where, False),
         timeout_seconds=_get(helper, "timeout_seconds", float, where, 120.0),
         epoch_budget=_get(helper, "epoch_budget", float, where, 10.0),
         retention_seconds=_get(helper, "retention_seconds", float, where, 3600.0),

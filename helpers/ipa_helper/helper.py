@@ -29,6 +29,13 @@ It talks to the other two helpers only through the peer interface
   peers (``outcome``) until one has decided or both have voted; a restarted
   helper aborts what it had not voted for and settles what it had.
 - Result shares go only to the caller holding the query's token.
+- Security mode (``docs/malicious.md``): a query runs malicious-secure
+  (its context has a verifier; every product is verified before any result
+  share is stored) unless it asks for ``semi-honest``, which a helper runs
+  only if its config has ``allow_semi_honest = true``; a query that names no
+  mode runs in the helper's default, malicious unless semi-honest is allowed
+  (:func:`security_of`). A failed check (``MaliciousBehaviourError``) fails
+  the query here and at the peers, refunded; the helper goes on serving.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
+from ipa.mpc.verifier import Verifier
 from ipa.query import QuerySpec, params_digest
 from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
 from ipa.reports.layout import BATCH_HEADER
@@ -61,13 +69,13 @@ from ipa_helper.ledger import ABORTED, COMMITTED, READY, BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.params import spec_from_bytes, spec_to_bytes, with_network_delta
-from ipa_helper.peers import PeerChannel, PeerLink, RefusedError, UnreachableError
+from ipa_helper.peers import MessageHook, PeerChannel, PeerLink, RefusedError, UnreachableError
 from ipa_helper.queries import TOKEN_HASH_BYTES, QueryRecord, QueryRegistry, State
 from ipa_helper.results import ResultStore
 from ipa_helper.timers import Deadlines
 from ipa_helper.watchdog import Watchdog
 
-__all__ = ["Halted", "Helper", "RefusedError", "UnreachableError"]
+__all__ = ["Halted", "Helper", "RefusedError", "UnreachableError", "security_of"]
 
 _STEPS = ("decrypt", *PHASES, "release")
 UNKNOWN = "unknown"  # a peer's answer about a query it never prepared
@@ -99,6 +107,7 @@ class Helper:
         store: ResultStore | None = None,
         fault: Callable[[str], None] | None = None,
         forward: Callable[[QuerySpec], QuerySpec] | None = None,
+        alter: MessageHook | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -114,6 +123,7 @@ class Helper:
         self.store = store or ResultStore(config.data_dir / "results")
         self._fault = fault or _no_fault
         self._forward = forward or _forward_as_is  # tests only: a corrupt leader
+        self._alter = alter  # tests only: a helper that alters one MPC message it sends
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -122,7 +132,9 @@ class Helper:
 
     def channel(self, query_id: str) -> PeerChannel:
         """The MPC channel of ``query_id`` to the two neighbours."""
-        return PeerChannel(self.party, query_id, self._peers, self.mailbox, self.config.timeout_seconds)
+        return PeerChannel(
+            self.party, query_id, self._peers, self.mailbox, self.config.timeout_seconds, self._alter
+        )
 
     # --- report collector calls -------------------------------------------------
 
@@ -158,6 +170,11 @@ class Helper:
         spec = with_network_delta(spec, self.config.delta)
         if spec.no_noise and not self.config.allow_unnoised:
             raise InputError("this network releases no unnoised results: --no-noise is refused")
+        if spec.security == "semi-honest" and not self.config.allow_semi_honest:
+            raise InputError(
+                "this network runs malicious-secure queries only: a semi-honest query is refused "
+                "(allow_semi_honest = true in the helpers' configs allows them)"
+            )
         if len(digest) != TOKEN_HASH_BYTES:
             raise InputError("the token hash must be 32 bytes")
         charge = 0 if spec.no_noise else query_charge_units(spec.epsilon, spec.delta, spec.config.cap)
@@ -447,7 +464,8 @@ class Helper:
         rows = _agree_rows(channel, batch, spec.invalid_reports)
         self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
         self._phase_done(record, "decrypt")
-        ctx = Context(self.party, channel, agree_seeds(channel))
+        malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
+        ctx = Context(self.party, channel, agree_seeds(channel), verifier=Verifier() if malicious else None)
         result = run_query(ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p))
         self._fault("computed")
         self.store.put(query_id, result.sums)
@@ -519,6 +537,18 @@ class Helper:
             phase_seconds=record.phase_seconds | {phase: now - record.phase_started},
             phase_started=now,
         )
+
+
+def security_of(requested: str, allow_semi_honest: bool) -> str:
+    """The mode a query runs in: the one it asked for, or if none (``""``) the helper's default.
+
+    The default is malicious unless the helper allows semi-honest queries (a
+    test or benchmark network). The request is among the digested parameters
+    (``ipa.query``), so a leader cannot change it on the way.
+    """
+    if requested:
+        return requested
+    return "semi-honest" if allow_semi_honest else "malicious"
 
 
 def _tell_both_peers(channel: Channel, step: str, value: np.ndarray) -> list[np.ndarray]:

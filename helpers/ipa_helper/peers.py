@@ -18,6 +18,7 @@ helper's :class:`~ipa_helper.mailbox.Mailbox`, where the peer's link put it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.query import QuerySpec
 from ipa_helper.mailbox import Mailbox
 
-__all__ = ["PeerChannel", "PeerLink", "RefusedError", "UnreachableError"]
+__all__ = ["MessageHook", "PeerChannel", "PeerLink", "RefusedError", "UnreachableError"]
 
 
 class RefusedError(IpaError):
@@ -69,19 +70,35 @@ class PeerLink(ABC):
         """
 
 
+MessageHook = Callable[[str, list[np.ndarray]], list[np.ndarray]]
+"""Tests only (``IPA_TAMPER=message:STEP``): what a helper sends at a step, given what it should send."""
+
+
 class PeerChannel(Channel):
-    """The MPC channel of one party in one query, over links to its two neighbours."""
+    """The MPC channel of one party in one query, over links to its two neighbours.
+
+    ``alter`` (tests only) may replace a message before it leaves: a corrupt helper.
+    """
 
     def __init__(
-        self, party: int, query_id: str, links: dict[Peer, PeerLink], mailbox: Mailbox, timeout: float
+        self,
+        party: int,
+        query_id: str,
+        links: dict[Peer, PeerLink],
+        mailbox: Mailbox,
+        timeout: float,
+        alter: MessageHook | None = None,
     ) -> None:
         super().__init__(party)
         self._query_id = query_id
         self._links = links
         self._mailbox = mailbox
         self._timeout = timeout
+        self._alter = alter
 
     def _deliver(self, step: str, to: Peer, arrays: list[np.ndarray]) -> None:
+        if self._alter is not None:
+            arrays = self._alter(step, arrays)
         self._links[to].send(self._query_id, step, self.party, arrays)
 
     def _collect(self, step: str, frm: Peer) -> list[np.ndarray]:

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import cast
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ipa.certs import common_name
 from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
+from ipa.mpc.memory import Tamper
 from ipa.query import QuerySpec
 from ipa_helper import logs
 from ipa_helper.cluster import Cluster, start_cluster
@@ -46,7 +48,7 @@ from ipa_helper.config import HelperConfig, load_config
 from ipa_helper.decode import make_decoder
 from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
-from ipa_helper.peers import PeerLink
+from ipa_helper.peers import MessageHook, PeerLink
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
 from ipa_helper.transport import GrpcPeer
 from ipa_rpc import MESSAGE_LIMITS
@@ -204,11 +206,11 @@ def _tamper(config: HelperConfig) -> Callable[[QuerySpec], QuerySpec] | None:
     at prepare (its own copy stays the collector's). Unset in production.
     """
     spec = os.environ.get("IPA_TAMPER", "")
-    if not spec:
+    if not spec or spec.startswith("message:"):  # message: is _message_tamper's
         return None
     where, _, field = spec.partition(":")
     if where != "forward" or field not in _TAMPERS:
-        raise ConfigError(f"IPA_TAMPER must be forward:{'|'.join(_TAMPERS)}, got {spec!r}")
+        raise ConfigError(f"IPA_TAMPER must be forward:{'|'.join(_TAMPERS)} or message:<step>, got {spec!r}")
     alter = _TAMPERS[field]
 
     def forward(query: QuerySpec) -> QuerySpec:
@@ -216,6 +218,35 @@ def _tamper(config: HelperConfig) -> Callable[[QuerySpec], QuerySpec] | None:
         return alter(query)
 
     return forward
+
+
+def _message_tamper(config: HelperConfig) -> MessageHook | None:
+    """Tests only: ``IPA_TAMPER=message:<STEP>`` makes this helper add 1 to one word it sends at STEP.
+
+    The first word of the first non-empty array of the first MPC message this
+    process sends at step path STEP (``ipa simulate --list-steps`` prints
+    them), once per process: the next query runs honestly. A corrupt helper,
+    for the end-to-end test of malicious mode. Unset in production.
+    """
+    spec = os.environ.get("IPA_TAMPER", "")
+    if not spec.startswith("message:"):
+        return None
+    step = spec.removeprefix("message:")
+    if not step:
+        raise ConfigError(f"IPA_TAMPER must be message:<step>, got {spec!r}")
+    tamper, fired = Tamper(config.party, step), threading.Event()
+
+    def alter(at: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if at != step or fired.is_set():
+            return arrays
+        altered = tamper.apply(arrays[:-1])  # never the trailing depth word
+        if altered is None:
+            return arrays
+        fired.set()
+        logs.event(config.index, "tamper", step=at)
+        return [*altered, arrays[-1]]
+
+    return alter
 
 
 def start(config: HelperConfig, insecure: bool = False) -> RunningHelper:
@@ -260,7 +291,15 @@ def _start(
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
     decoder = make_decoder(config, cluster.open_many if cluster is not None else None)
-    helper = Helper(config, links, decoder, ledger, fault=_failpoint(config), forward=_tamper(config))
+    helper = Helper(
+        config,
+        links,
+        decoder,
+        ledger,
+        fault=_failpoint(config),
+        forward=_tamper(config),
+        alter=_message_tamper(config),
+    )
 
     collectors = Collectors(config.collectors, insecure=insecure)
     query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(helper, collectors), public)

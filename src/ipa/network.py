@@ -42,6 +42,7 @@ from ipa.crypto.hpke import PublicKey, Suite
 from ipa.crypto.keys import HelperPublicKey, KeyRegistry
 from ipa.epochs import EpochSchedule
 from ipa.errors import ConfigError, InputError
+from ipa.mpc.memory import SECURITY_MODES
 
 __all__ = [
     "NETWORK_FORMAT",
@@ -105,6 +106,20 @@ class Network:
             return EpochSchedule.from_dict(self.extra.get("epochs"))
         except (InputError, TypeError) as exc:
             raise ConfigError(f"network.toml, [epochs]: {exc}") from None
+
+    @property
+    def security(self) -> str:
+        """The security mode of the network's queries (``security``; absent: ``"malicious"``).
+
+        ``ipa keygen`` writes it; ``ipa query`` asks for it unless told
+        otherwise, and a helper refuses a semi-honest query unless its config
+        has ``allow_semi_honest = true`` (``docs/malicious.md``).
+        """
+        mode = self.extra.get("security", "malicious")
+        if mode not in SECURITY_MODES:
+            modes = ", ".join(SECURITY_MODES)
+            raise ConfigError(f"network.toml, security: must be one of {modes}, got {mode!r}")
+        return str(mode)
 
     @property
     def suite(self) -> Suite:

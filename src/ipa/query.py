@@ -31,10 +31,13 @@ from ipa.reports.decode import InvalidReportPolicy
 
 __all__ = ["MAX_EPOCH_SPAN", "PARAMS_VERSION", "QuerySpec", "encode_params", "params_digest"]
 
+SECURITY_CHOICES = ("", "malicious", "semi-honest")
+"""A query's security mode (``docs/malicious.md``); "" is the helpers' default."""
+
 MAX_EPOCH_SPAN = 16
 """Most epochs one query may span (each is charged to the querying site)."""
 
-PARAMS_VERSION = 1
+PARAMS_VERSION = 2
 """The version of :func:`encode_params`; a change of the encoding or of the fields takes a new one."""
 
 _FIELDS: tuple[tuple[str, type | None], ...] = (
@@ -57,6 +60,7 @@ _FIELDS: tuple[tuple[str, type | None], ...] = (
     ("match_key_provider", str),
     ("last_epoch", int),
     ("query_type", str),
+    ("security", str),
 )
 """Every parameter by its wire name and kind, in the order of ``ipa.v1.QueryParams``'s field numbers."""
 
@@ -84,6 +88,7 @@ class QuerySpec:
     no_noise: bool
     invalid_reports: InvalidReportPolicy
     last_epoch: int = -1  # -1: binding.epoch
+    security: str = ""  # "malicious", "semi-honest", or "": the helpers' default (ipa_helper.helper)
 
     def __post_init__(self) -> None:
         if self.last_epoch < 0:
@@ -111,6 +116,7 @@ class QuerySpec:
             "match_key_provider": binding.match_key_provider,
             "last_epoch": self.last_epoch,
             "query_type": config.query_type.value,
+            "security": self.security,
         }
         return {name: values[name] if name in values else getattr(config, name) for name, _ in _FIELDS}
 
@@ -147,7 +153,10 @@ class QuerySpec:
             raise InputError(f"delta must be in (0, 1), or 0 for the network's, got {delta}")
         drop = fields.get("invalid_reports") == InvalidReportPolicy.DROP.name
         policy = InvalidReportPolicy.DROP if drop else InvalidReportPolicy.FAIL
-        return cls(binding, config, epsilon, delta, no_noise, policy, last_epoch)
+        security = str(fields.get("security") or "")
+        if security not in SECURITY_CHOICES:
+            raise InputError(f"security must be malicious or semi-honest (or empty), got {security!r}")
+        return cls(binding, config, epsilon, delta, no_noise, policy, last_epoch, security)
 
 
 def _text(value: str) -> bytes:
@@ -169,7 +178,7 @@ def _value(kind: type | None, value: Any) -> bytes:
 
 
 def encode_params(spec: QuerySpec, query_id: str) -> bytes:
-    """The canonical encoding of every parameter of ``spec`` and of ``query_id`` (version 1).
+    """The canonical encoding of every parameter of ``spec`` and of ``query_id`` (version 2).
 
     ``b"ipa/query-params\\0"``, the version as a 2-byte big-endian integer, the
     query id, then for each field of :meth:`QuerySpec.fields` in order its name

@@ -27,6 +27,11 @@ on all interfaces and reach each other as ``helperI`` (the service names of
 it also writes ``compose.env``, the variables ``docker-compose.yml`` reads:
 the uid:gid the containers run as (the caller's, who owns the 0600 keys)
 and the three collector ports.
+``--security`` (default ``malicious``) is the security mode ``network.toml``
+publishes as the network's (``security = "malicious"``): ``ipa query`` asks
+for it unless told otherwise. Helpers refuse semi-honest queries unless
+their config has ``allow_semi_honest = true``, which ``--allow-semi-honest``
+(or ``--security semi-honest``) writes (``docs/malicious.md``).
 ``--allow-unnoised`` makes a test network that honours ``--no-noise``;
 ``--epoch-budget`` sets the ε each site may spend per epoch (default 10) and
 ``--delta`` the network's one δ (default 1e-9): every noised query is
@@ -58,6 +63,7 @@ from ipa.crypto.hpke import Suite
 from ipa.crypto.keys import KeyRegistry
 from ipa.epochs import DEFAULT_EPOCH_SECONDS, EpochSchedule
 from ipa.errors import InputError
+from ipa.mpc.memory import SECURITY_MODES
 from ipa.network import HelperEntry, Network, dumps_toml, write_key_registry, write_private
 from ipa_client.commands._types import non_negative_int, positive_float, positive_int
 from ipa_client.identity import COLLECTORS_DIR, check_collector_name, write_identity
@@ -154,6 +160,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--allow-unnoised", action="store_true", help="a test network: helpers honour --no-noise"
     )
     parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default="malicious",
+        help="the network's default security mode, in network.toml (default: malicious)",
+    )
+    parser.add_argument(
+        "--allow-semi-honest",
+        action="store_true",
+        help="helpers also run semi-honest queries (implied by --security semi-honest)",
+    )
+    parser.add_argument(
         "--epoch-budget",
         type=positive_float,
         default=10.0,
@@ -232,12 +249,14 @@ def write_network(
     host: str | None = None,
     base_port: int = 7100,
     epochs: EpochSchedule | None = None,
+    security: str | None = None,
     force: bool = False,
 ) -> Path:
     """Write ``network.toml`` publishing the current keys of ``registries``; return its path.
 
     With ``host``, each helper's entry also names its address and certificate file.
     With ``epochs``, the network publishes that epoch schedule (its ``[epochs]`` table).
+    With ``security``, the network's security mode (absent: malicious).
     """
     path = Path(out_dir) / NETWORK_FILE
     _refuse_existing([path], force)
@@ -250,8 +269,12 @@ def write_network(
             for i, h in enumerate(network.helpers)
         )
         network = Network(entries)
+    extra: dict[str, object] = {}
+    if security is not None:
+        extra["security"] = security
     if epochs is not None:
-        network = Network(network.helpers, {"epochs": epochs.to_dict()})
+        extra["epochs"] = epochs.to_dict()
+    network = Network(network.helpers, extra)
     network.save(path)
     return path
 
@@ -299,6 +322,7 @@ def write_helper_configs(
     base_port: int,
     allow_unnoised: bool,
     compose: bool,
+    allow_semi_honest: bool = False,
     collectors: Sequence[Mapping[str, object]],
     epoch_budget: float = 10.0,
     delta: float = DEFAULT_DELTA,
@@ -327,6 +351,7 @@ def write_helper_configs(
                 "peer_listen": f"{listen_host}:{peer}",
                 "data_dir": f"data/helper{i + 1}",
                 "allow_unnoised": allow_unnoised,
+                "allow_semi_honest": allow_semi_honest,
                 "epoch_budget": float(epoch_budget),
                 "delta": float(delta),
             },
@@ -389,6 +414,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         base_port=args.base_port,
         allow_unnoised=args.allow_unnoised,
+        allow_semi_honest=args.allow_semi_honest or args.security == "semi-honest",
         compose=args.compose,
         collectors=entries,
         epoch_budget=args.epoch_budget,
@@ -398,7 +424,13 @@ def run(args: argparse.Namespace) -> int:
     )
     epochs = EpochSchedule(args.epoch_seconds, args.epoch_origin)
     network_path = write_network(
-        args.out, registries, host=args.host, base_port=args.base_port, epochs=epochs, force=True
+        args.out,
+        registries,
+        host=args.host,
+        base_port=args.base_port,
+        epochs=epochs,
+        security=args.security,
+        force=True,
     )
     if args.compose:
         write_compose_env(args.out, base_port=args.base_port, force=args.force)

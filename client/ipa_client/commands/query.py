@@ -16,7 +16,12 @@ terminal, else (or with ``--json``) one JSON object in the schema of
 to stderr when it is a terminal. A refused or failed query exits with status
 2 and the reason on stderr; so does a helper that cannot be reached, named
 with the reason (connection refused, TLS handshake failed, no answer) before
-any query is created. Ctrl-C cancels the query at the helpers (ε refunded if
+any query is created. ``--security malicious|semi-honest`` is the query's
+security mode, by default the network's (``security`` in ``network.toml``,
+malicious unless ``ipa keygen --security semi-honest``); helpers refuse a
+semi-honest query unless their configs allow it. A query that a helper
+aborted because a check for a deviating helper failed exits with status 3
+(``malicious behaviour detected`` in the reason). Ctrl-C cancels the query at the helpers (ε refunded if
 nothing was released), says so with the query id, and exits with status 130.
 A file with no events is a query like any other: charged, and answered with
 zero sums (plus noise unless ``--no-noise``). Once the network has accepted
@@ -36,6 +41,7 @@ from ipa.crypto.binding import Binding
 from ipa.epochs import parse_epochs
 from ipa.errors import InputError
 from ipa.events import Events
+from ipa.mpc.memory import SECURITY_MODES
 from ipa.network import Network
 from ipa_client import output
 from ipa_client.collector import ReportCollector, simulate_user_agents
@@ -86,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="DP δ: the network's (from its helper configs) unless given, and then it must equal it",
     )
     parser.add_argument("--drop-invalid", action="store_true", help="drop invalid reports instead of failing")
+    parser.add_argument(
+        "--security",
+        choices=SECURITY_MODES,
+        default=None,
+        help="the query's security mode (default: the network's, from network.toml)",
+    )
     parser.add_argument("--insecure", action="store_true", help="no TLS: development helpers only")
     parser.add_argument(
         "--state-dir",
@@ -131,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 delta=args.delta,
                 no_noise=args.no_noise,
                 drop_invalid=args.drop_invalid,
+                security=args.security or network.security,
                 on_progress=follow(progress),
                 on_created=on_created,
                 on_upload=progress.advance,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ipa/v1/query.proto\x12\x06ipa.v1\"\xdb\x03\n\x0bQueryParams\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x18\n\x10report_collector\x18\x03 \x01(\t\x12\x16\n\x0enum_breakdowns\x18\x04 \x01(\r\x12\x0b\n\x03\x63\x61p\x18\x05 \x01(\x04\x12\x13\n\x06window\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x13max_events_per_user\x18\x07 \x01(\r\x12\x16\n\x0ematch_key_bits\x18\x08 \x01(\r\x12\x16\n\x0etimestamp_bits\x18\t \x01(\r\x12\x16\n\x0e\x62reakdown_bits\x18\n \x01(\r\x12\x12\n\nvalue_bits\x18\x0b \x01(\r\x12\x17\n\x0f\x63onstraint_bits\x18\x0c \x01(\r\x12\x0f\n\x07\x65psilon\x18\r \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x0e \x01(\x01\x12\x10\n\x08no_noise\x18\x0f \x01(\x08\x12\x34\n\x0finvalid_reports\x18\x10 \x01(\x0e\x32\x1b.ipa.v1.InvalidReportPolicy\x12\x1a\n\x12match_key_provider\x18\x11 \x01(\t\x12\x17\n\nlast_epoch\x18\x12 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\nquery_type\x18\x13 \x01(\tB\t\n\x07_windowB\r\n\x0b_last_epoch\"U\n\x12\x43reateQueryRequest\x12#\n\x06params\x18\x01 \x01(\x0b\x32\x13.ipa.v1.QueryParams\x12\x14\n\x0ctoken_hashes\x18\x03 \x03(\x0cJ\x04\x08\x02\x10\x03\"\'\n\x13\x43reateQueryResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\"<\n\x0bUploadChunk\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1f\n\x0eUploadResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"+\n\x08QueryRef\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\"\x95\x03\n\x0bQueryStatus\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.ipa.v1.QueryState\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12@\n\x0finvalid_reports\x18\x07 \x03(\x0b\x32\'.ipa.v1.QueryStatus.InvalidReportsEntry\x12<\n\rphase_seconds\x18\x08 \x03(\x0b\x32%.ipa.v1.QueryStatus.PhaseSecondsEntry\x12\x12\n\nbytes_sent\x18\t \x01(\x04\x12\x13\n\x0bpeak_rss_mb\x18\n \x01(\x01\x1a\x35\n\x13InvalidReportsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11PhaseSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"]\n\x0bResultShare\x12\x0e\n\x06helper\x18\x01 \x01(\r\x12\x0c\n\x04left\x18\x02 \x01(\x0c\x12\r\n\x05right\x18\x03 \x01(\x0c\x12!\n\x05noise\x18\x04 \x01(\x0b\x32\x12.ipa.v1.NoiseAdded\"N\n\nNoiseAdded\x12\x11\n\tmechanism\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01*P\n\x13InvalidReportPolicy\x12%\n!INVALID_REPORT_POLICY_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46\x41IL\x10\x01\x12\x08\n\x04\x44ROP\x10\x02*u\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41WAITING_UPLOAD\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\xa2\x02\n\x05Query\x12\x46\n\x0b\x43reateQuery\x12\x1a.ipa.v1.CreateQueryRequest\x1a\x1b.ipa.v1.CreateQueryResponse\x12\x37\n\x06Upload\x12\x13.ipa.v1.UploadChunk\x1a\x16.ipa.v1.UploadResponse(\x01\x12\x32\n\tGetStatus\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.QueryStatus\x12\x33\n\nGetResults\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.ResultShare\x12/\n\x06\x43\x61ncel\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.QueryStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12ipa/v1/query.proto\x12\x06ipa.v1\"\xed\x03\n\x0bQueryParams\x12\x0c\n\x04site\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x18\n\x10report_collector\x18\x03 \x01(\t\x12\x16\n\x0enum_breakdowns\x18\x04 \x01(\r\x12\x0b\n\x03\x63\x61p\x18\x05 \x01(\x04\x12\x13\n\x06window\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x1b\n\x13max_events_per_user\x18\x07 \x01(\r\x12\x16\n\x0ematch_key_bits\x18\x08 \x01(\r\x12\x16\n\x0etimestamp_bits\x18\t \x01(\r\x12\x16\n\x0e\x62reakdown_bits\x18\n \x01(\r\x12\x12\n\nvalue_bits\x18\x0b \x01(\r\x12\x17\n\x0f\x63onstraint_bits\x18\x0c \x01(\r\x12\x0f\n\x07\x65psilon\x18\r \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x0e \x01(\x01\x12\x10\n\x08no_noise\x18\x0f \x01(\x08\x12\x34\n\x0finvalid_reports\x18\x10 \x01(\x0e\x32\x1b.ipa.v1.InvalidReportPolicy\x12\x1a\n\x12match_key_provider\x18\x11 \x01(\t\x12\x17\n\nlast_epoch\x18\x12 \x01(\x04H\x01\x88\x01\x01\x12\x12\n\nquery_type\x18\x13 \x01(\t\x12\x10\n\x08security\x18\x14 \x01(\tB\t\n\x07_windowB\r\n\x0b_last_epoch\"U\n\x12\x43reateQueryRequest\x12#\n\x06params\x18\x01 \x01(\x0b\x32\x13.ipa.v1.QueryParams\x12\x14\n\x0ctoken_hashes\x18\x03 \x03(\x0cJ\x04\x08\x02\x10\x03\"\'\n\x13\x43reateQueryResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\"<\n\x0bUploadChunk\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1f\n\x0eUploadResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"+\n\x08QueryRef\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\"\x95\x03\n\x0bQueryStatus\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.ipa.v1.QueryState\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0c\n\x04rows\x18\x06 \x01(\x04\x12@\n\x0finvalid_reports\x18\x07 \x03(\x0b\x32\'.ipa.v1.QueryStatus.InvalidReportsEntry\x12<\n\rphase_seconds\x18\x08 \x03(\x0b\x32%.ipa.v1.QueryStatus.PhaseSecondsEntry\x12\x12\n\nbytes_sent\x18\t \x01(\x04\x12\x13\n\x0bpeak_rss_mb\x18\n \x01(\x01\x1a\x35\n\x13InvalidReportsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11PhaseSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"]\n\x0bResultShare\x12\x0e\n\x06helper\x18\x01 \x01(\r\x12\x0c\n\x04left\x18\x02 \x01(\x0c\x12\r\n\x05right\x18\x03 \x01(\x0c\x12!\n\x05noise\x18\x04 \x01(\x0b\x32\x12.ipa.v1.NoiseAdded\"N\n\nNoiseAdded\x12\x11\n\tmechanism\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\x01\x12\x0f\n\x07\x65psilon\x18\x03 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x01*P\n\x13InvalidReportPolicy\x12%\n!INVALID_REPORT_POLICY_UNSPECIFIED\x10\x00\x12\x08\n\x04\x46\x41IL\x10\x01\x12\x08\n\x04\x44ROP\x10\x02*u\n\nQueryState\x12\x1b\n\x17QUERY_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41WAITING_UPLOAD\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x32\xa2\x02\n\x05Query\x12\x46\n\x0b\x43reateQuery\x12\x1a.ipa.v1.CreateQueryRequest\x1a\x1b.ipa.v1.CreateQueryResponse\x12\x37\n\x06Upload\x12\x13.ipa.v1.UploadChunk\x1a\x16.ipa.v1.UploadResponse(\x01\x12\x32\n\tGetStatus\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.QueryStatus\x12\x33\n\nGetResults\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.ResultShare\x12/\n\x06\x43\x61ncel\x12\x10.ipa.v1.QueryRef\x1a\x13.ipa.v1.QueryStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,32 +36,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYSTATUS_INVALIDREPORTSENTRY']._serialized_options = b'8\001'
   _globals['_QUERYSTATUS_PHASESECONDSENTRY']._loaded_options = None
   _globals['_QUERYSTATUS_PHASESECONDSENTRY']._serialized_options = b'8\001'
-  _globals['_INVALIDREPORTPOLICY']._serialized_start=1359
-  _globals['_INVALIDREPORTPOLICY']._serialized_end=1439
-  _globals['_QUERYSTATE']._serialized_start=1441
-  _globals['_QUERYSTATE']._serialized_end=1558
+  _globals['_INVALIDREPORTPOLICY']._serialized_start=1377
+  _globals['_INVALIDREPORTPOLICY']._serialized_end=1457
+  _globals['_QUERYSTATE']._serialized_start=1459
+  _globals['_QUERYSTATE']._serialized_end=1576
   _globals['_QUERYPARAMS']._serialized_start=31
-  _globals['_QUERYPARAMS']._serialized_end=506
-  _globals['_CREATEQUERYREQUEST']._serialized_start=508
-  _globals['_CREATEQUERYREQUEST']._serialized_end=593
-  _globals['_CREATEQUERYRESPONSE']._serialized_start=595
-  _globals['_CREATEQUERYRESPONSE']._serialized_end=634
-  _globals['_UPLOADCHUNK']._serialized_start=636
-  _globals['_UPLOADCHUNK']._serialized_end=696
-  _globals['_UPLOADRESPONSE']._serialized_start=698
-  _globals['_UPLOADRESPONSE']._serialized_end=729
-  _globals['_QUERYREF']._serialized_start=731
-  _globals['_QUERYREF']._serialized_end=774
-  _globals['_QUERYSTATUS']._serialized_start=777
-  _globals['_QUERYSTATUS']._serialized_end=1182
-  _globals['_QUERYSTATUS_INVALIDREPORTSENTRY']._serialized_start=1076
-  _globals['_QUERYSTATUS_INVALIDREPORTSENTRY']._serialized_end=1129
-  _globals['_QUERYSTATUS_PHASESECONDSENTRY']._serialized_start=1131
-  _globals['_QUERYSTATUS_PHASESECONDSENTRY']._serialized_end=1182
-  _globals['_RESULTSHARE']._serialized_start=1184
-  _globals['_RESULTSHARE']._serialized_end=1277
-  _globals['_NOISEADDED']._serialized_start=1279
-  _globals['_NOISEADDED']._serialized_end=1357
-  _globals['_QUERY']._serialized_start=1561
-  _globals['_QUERY']._serialized_end=1851
+  _globals['_QUERYPARAMS']._serialized_end=524
+  _globals['_CREATEQUERYREQUEST']._serialized_start=526
+  _globals['_CREATEQUERYREQUEST']._serialized_end=611
+  _globals['_CREATEQUERYRESPONSE']._serialized_start=613
+  _globals['_CREATEQUERYRESPONSE']._serialized_end=652
+  _globals['_UPLOADCHUNK']._serialized_start=654
+  _globals['_UPLOADCHUNK']._serialized_end=714
+  _globals['_UPLOADRESPONSE']._serialized_start=716
+  _globals['_UPLOADRESPONSE']._serialized_end=747
+  _globals['_QUERYREF']._serialized_start=749
+  _globals['_QUERYREF']._serialized_end=792
+  _globals['_QUERYSTATUS']._serialized_start=795
+  _globals['_QUERYSTATUS']._serialized_end=1200
+  _globals['_QUERYSTATUS_INVALIDREPORTSENTRY']._serialized_start=1094
+  _globals['_QUERYSTATUS_INVALIDREPORTSENTRY']._serialized_end=1147
+  _globals['_QUERYSTATUS_PHASESECONDSENTRY']._serialized_start=1149
+  _globals['_QUERYSTATUS_PHASESECONDSENTRY']._serialized_end=1200
+  _globals['_RESULTSHARE']._serialized_start=1202
+  _globals['_RESULTSHARE']._serialized_end=1295
+  _globals['_NOISEADDED']._serialized_start=1297
+  _globals['_NOISEADDED']._serialized_end=1375
+  _globals['_QUERY']._serialized_start=1579
+  _globals['_QUERY']._serialized_end=1869
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ FAILED: QueryState
 CANCELLED: QueryState
 
 class QueryParams(_message.Message):
-    __slots__ = ("site", "epoch", "report_collector", "num_breakdowns", "cap", "window", "max_events_per_user", "match_key_bits", "timestamp_bits", "breakdown_bits", "value_bits", "constraint_bits", "epsilon", "delta", "no_noise", "invalid_reports", "match_key_provider", "last_epoch", "query_type")
+    __slots__ = ("site", "epoch", "report_collector", "num_breakdowns", "cap", "window", "max_events_per_user", "match_key_bits", "timestamp_bits", "breakdown_bits", "value_bits", "constraint_bits", "epsilon", "delta", "no_noise", "invalid_reports", "match_key_provider", "last_epoch", "query_type", "security")
     SITE_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     REPORT_COLLECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class QueryParams(_message.Message):
     MATCH_KEY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     QUERY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_FIELD_NUMBER: _ClassVar[int]
     site: str
     epoch: int
     report_collector: str
@@ -72,7 +73,8 @@ class QueryParams(_message.Message):
     match_key_provider: str
     last_epoch: int
     query_type: str
-    def __init__(self, site: _Optional[str] = ..., epoch: _Optional[int] = ..., report_collector: _Optional[str] = ..., num_breakdowns: _Optional[int] = ..., cap: _Optional[int] = ..., window: _Optional[int] = ..., max_events_per_user: _Optional[int] = ..., match_key_bits: _Optional[int] = ..., timestamp_bits: _Optional[int] = ..., breakdown_bits: _Optional[int] = ..., value_bits: _Optional[int] = ..., constraint_bits: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., no_noise: _Optional[bool] = ..., invalid_reports: _Optional[_Union[InvalidReportPolicy, str]] = ..., match_key_provider: _Optional[str] = ..., last_epoch: _Optional[int] = ..., query_type: _Optional[str] = ...) -> None: ...
+    security: str
+    def __init__(self, site: _Optional[str] = ..., epoch: _Optional[int] = ..., report_collector: _Optional[str] = ..., num_breakdowns: _Optional[int] = ..., cap: _Optional[int] = ..., window: _Optional[int] = ..., max_events_per_user: _Optional[int] = ..., match_key_bits: _Optional[int] = ..., timestamp_bits: _Optional[int] = ..., breakdown_bits: _Optional[int] = ..., value_bits: _Optional[int] = ..., constraint_bits: _Optional[int] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., no_noise: _Optional[bool] = ..., invalid_reports: _Optional[_Union[InvalidReportPolicy, str]] = ..., match_key_provider: _Optional[str] = ..., last_epoch: _Optional[int] = ..., query_type: _Optional[str] = ..., security: _Optional[str] = ...) -> None: ...
 
 class CreateQueryRequest(_message.Message):
     __slots__ = ("params", "token_hashes")
