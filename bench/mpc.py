@@ -7,7 +7,8 @@ Primitives, each on N rows of random data:
 - ``multiply``: uint64 arithmetic ``x·y``;
 - ``and``: 64-bit packed boolean words ``x & y`` (64 AND gates per row);
 - ``shuffle``: one uint64 arithmetic column;
-- ``sort``: 40-bit boolean keys with one uint64 arithmetic payload column,
+- ``sort``: 40-bit boolean keys with one uint64 arithmetic payload column
+  (malicious mode: a 64-bit boolean one, as the malicious sort requires),
   ``--digit-bits`` bits per radix pass.
 
 ``--security malicious`` runs each primitive in malicious mode followed by
@@ -111,11 +112,14 @@ def shuffle_case(rng: np.random.Generator, rows: int) -> Case:
     )
 
 
-def sort_case(rng: np.random.Generator, rows: int, digit_bits: int = DEFAULT_DIGIT_BITS) -> Case:
+def sort_case(
+    rng: np.random.Generator, rows: int, digit_bits: int = DEFAULT_DIGIT_BITS, boolean_payload: bool = False
+) -> Case:
     keys, payload = _words(rng, rows, KEY_BITS), _words(rng, rows, 64)
+    shared = share_boolean(payload, 64) if boolean_payload else share_arithmetic(payload)
     return Case(
         lambda ctx, kp: sort(ctx, kp[0], [kp[1]], digit_bits=digit_bits),
-        per_party(share_boolean(keys, KEY_BITS), share_arithmetic(payload)),
+        per_party(share_boolean(keys, KEY_BITS), shared),
         lambda out: np.array_equal(_first_column(out), payload[np.argsort(keys, kind="stable")]),
     )
 
@@ -141,7 +145,8 @@ def make_case(
     With ``security="malicious"`` the primitive is followed by its checkpoint (:func:`verified`).
     """
     rng = np.random.default_rng(seed)
-    options = {"digit_bits": digit_bits} if name == "sort" else {}
+    # The malicious sort takes boolean payloads only (ipa.mpc.sort): a 64-bit boolean column there.
+    options = {"digit_bits": digit_bits, "boolean_payload": security == "malicious"} if name == "sort" else {}
     case = PRIMITIVES[name](rng, rows, **options)
     if security == "malicious":
         return case._replace(protocol=verified(name, case.protocol))
