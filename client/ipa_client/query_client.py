@@ -8,8 +8,6 @@ client certificate of its :class:`~ipa_client.identity.Identity` (mutual
 TLS); the helpers serve it only for the sites that authorised it. Every call
 has a deadline.
 
-it for that helper. Every call has a deadline.
-
 Before it creates a query the client checks that all three helpers answer
 (their health service, within ``connect_timeout``): a helper that is down,
 presents another certificate or does not answer is named with the reason
