@@ -11,11 +11,13 @@ from ipa.mpc.testing import opened, run
 from strategies import words
 
 
-def sorted_payload(keys, width, digit_bits, payload):
+def sorted_payload(keys, width, digit_bits, payload, **kwargs):
+    """Sort ``keys`` with ``payload`` in the test world; ``kwargs`` go to ``run`` (e.g. security)."""
     result = run(
         lambda ctx, k, *p: sort(ctx, k, list(p), digit_bits=digit_bits),
         share_boolean(keys, width),
         *payload,
+        **kwargs,
     )
     return result, opened(result)
 

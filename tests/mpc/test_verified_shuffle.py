@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import test_sort
 from ipa.errors import MaliciousBehaviourError
 from ipa.mpc import memory
 from ipa.mpc.memory import Tamper
@@ -127,13 +128,7 @@ def test_malicious_move_rows_puts_each_row_at_its_destination(n, rnd):
 
 
 def sorted_payload(keys, width, digit_bits, payload, **kwargs):
-    result = malicious(
-        lambda ctx, k, *p: sort(ctx, k, list(p), digit_bits=digit_bits),
-        share_boolean(keys, width),
-        *payload,
-        **kwargs,
-    )
-    return result, opened(result)
+    return test_sort.sorted_payload(keys, width, digit_bits, payload, security="malicious", **kwargs)
 
 
 @settings(max_examples=12, deadline=None)
