@@ -14,7 +14,9 @@ then the query's communication rounds (latency: the longest chain of
 messages each sent after the previous one arrived) and the process's peak
 RSS (all three helpers are threads of this process). ``--json F`` writes
 ``{"events": N, "security": MODE, "seconds": {phase: s, "total": s},
-"bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M}``.
+"bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M,
+"log2_soundness": S}`` (S: the malicious query's soundness bound, log2, ≤ −40; null in
+semi-honest mode).
 
 ``--memory`` also traces allocations (:mod:`memory`, tracemalloc) and prints,
 for the bench's own stages (generating and sharing the events, the
@@ -108,6 +110,7 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None, security:
         "bytes_per_row": per_row,
         "rounds": result.rounds,
         "peak_rss_mb": peak_rss_mib(),
+        "log2_soundness": result.outputs[0].log2_soundness,
     }
     if memory:
         figures["memory"] = memory.per_row(events)
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = args.events / figures["seconds"]["total"]
     print(f"# {args.events:,} events, {rate:,.0f} events/s, {figures['rounds']} rounds,", end=" ")
     print(f"peak RSS {figures['peak_rss_mb']:,.0f} MiB (three helpers in one process)")
+    if figures["log2_soundness"] is not None:
+        print(f"# sound to 2^{figures['log2_soundness']:.2f} over the whole query (malicious mode)")
     if "memory" in figures:
         _print_memory(figures["memory"])
     if args.json:

@@ -51,8 +51,21 @@ SAMPLE = 24
 @given(queries(max_rows=16))
 def test_malicious_query_equals_the_reference(query):
     ev, config = query
-    got, _ = mpc_query(ev, config, security="malicious")
+    got, results = mpc_query(ev, config, security="malicious")
     assert got.tolist() == attribute_query(ev, config).tolist()
+    assert all(r.log2_soundness is not None and r.log2_soundness <= -40 for r in results)
+
+
+def test_a_query_on_random_events_is_sound_to_2_to_the_minus_40_in_total():
+    """Every batch of every checkpoint (the sort's passes, each phase's chunks) shares one budget."""
+    config = QueryConfig(num_breakdowns=8, cap=50, window=3_600, max_events_per_user=16)
+    data = generate(400, seed=19, num_breakdowns=config.num_breakdowns)
+    got, results = mpc_query(data, config, security="malicious")
+    assert got.tolist() == attribute_query(data, config).tolist()
+    assert len({r.log2_soundness for r in results}) == 1  # every helper planned the same batches
+    assert results[0].log2_soundness is not None and -60 < results[0].log2_soundness <= -40
+    _, honest = mpc_query(data, config)
+    assert honest[0].log2_soundness is None
 
 
 def _small_query() -> tuple[list, QueryConfig]:

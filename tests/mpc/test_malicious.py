@@ -20,6 +20,7 @@ from ipa.mpc.reveal import reveal
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.step import Steps
 from ipa.mpc.testing import check_cost, opened, run
+from ipa.mpc.verifier import Verifier
 from strategies import words
 
 RNG = np.random.default_rng(23)
@@ -252,7 +253,8 @@ def test_every_tampered_message_aborts(name, protocol, shares):
 
 
 def check_checkpoint(result, n, units, i, o, b, security_bits=40):
-    plan = parameters(units, security_bits)
+    """The cost of a run's first checkpoint, one batch: its plan is the first of a fresh budget."""
+    plan = parameters(units, Verifier(security_bits=security_bits).next_bits())
     check_cost(
         checkpoint,
         result,
@@ -312,13 +314,15 @@ def test_cost_of_a_checkpoint():
         check_checkpoint(result, 700, 700, 2, 1, b)
 
 
-def test_a_checkpoint_for_more_security_bits_uses_a_bigger_plan():
+def test_a_run_with_a_bigger_budget_uses_a_bigger_plan():
     steps = Steps("stronger", "product", check=CHECKPOINT_STEPS)
 
     def protocol(ctx, x):
         ctx = ctx.enter(steps)
+        ctx.verifier.security_bits = 60
         z = multiply(ctx.narrow("product"), x, x)
-        checkpoint(ctx.narrow("check"), security_bits=60)
+        checkpoint(ctx.narrow("check"))
+        assert ctx.verifier.log2_soundness <= -60
         return z
 
     values = RNG.integers(0, 2**64, 300, np.uint64)

@@ -17,8 +17,10 @@ events). So each phase's products are verified in chunks of consecutive
 products of at most :data:`VERIFY_CHUNK_WORDS` pending words, one checkpoint
 each (``verify_cap_0``, ``verify_cap_1``, ...; at most :data:`MAX_CHUNKS` per
 phase, larger chunks beyond), so the checkpoints' memory does not grow with n
-beyond the phase's own products. Each chunk is a batch sound to 2^-40 on its
-own (``docs/malicious.md`` §2.2). A checkpoint's time counts in the phase it
+beyond the phase's own products. Each chunk is verified within its
+own share of the query's one soundness budget: the whole query, every checkpoint
+of the sort included, is sound to 2^-40 (:mod:`ipa.mpc.verifier`;
+``QueryResult.log2_soundness``). A checkpoint's time counts in the phase it
 closes (the last one in ``noise``). In semi-honest mode, and whenever nothing is pending, a
 checkpoint sends nothing: the semi-honest messages are unchanged.
 """
@@ -99,6 +101,9 @@ class QueryResult:
 
     sums: AShares
     seconds: dict[str, float] = field(default_factory=dict)
+    log2_soundness: float | None = None
+    """Malicious mode: log2 of the query's soundness bound, the sum over every batch its
+    checkpoints verified (``Verifier.log2_soundness``, at most -40); None in semi-honest mode."""
 
 
 PhaseHook = Callable[[str], None]
@@ -198,7 +203,7 @@ def run_query(
     clock = _Clock(on_phase)
     if len(rows) == 0:
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
-        return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES})
+        return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES}, _soundness(ctx))
     # Each column is dropped (del) as soon as no later phase reads it, so the peak is the
     # live columns plus one phase's working set, not every column the query ever made.
     rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
@@ -235,4 +240,8 @@ def run_query(
     noised = noise(ctx.narrow("noise"), sums)
     verify(ctx, "verify_release")  # the last check: nothing pending leaves this helper
     clock.lap("noise")
-    return QueryResult(noised, clock.seconds)
+    return QueryResult(noised, clock.seconds, _soundness(ctx))
+
+
+def _soundness(ctx: Context) -> float | None:
+    return None if ctx.verifier is None else ctx.verifier.log2_soundness

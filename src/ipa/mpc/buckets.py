@@ -18,7 +18,8 @@ triples fill m whole buckets, none opened:
 
 (exactly the probability, over the coin, that a fixed set of mB triples is
 neither opened nor split across buckets). The adversary chooses m, so a batch
-is sound to 2^-s when ``max over 1 ≤ m ≤ N of P(m) ≤ 2^-s``. :func:`parameters`
+is sound to 2^-s when ``max over 1 ≤ m ≤ N of P(m) ≤ 2^-s``; a run of many
+batches shares one budget of 2^-40 among them (:mod:`ipa.mpc.verifier`). :func:`parameters`
 picks the smallest B, then the smallest C, that reach it; batches smaller than
 :data:`MIN_BUCKETS` are padded to it, so tiny batches need no huge B. The unit
 (one "triple") is whatever a helper can corrupt as a whole: the packed word for
@@ -38,7 +39,8 @@ from randomgen import AESCounter
 __all__ = ["MIN_BUCKETS", "SECURITY_BITS", "Assignment", "Plan", "assign", "log2_bound", "parameters"]
 
 SECURITY_BITS = 40
-"""Statistical security of every batch: the adversary wins with probability ≤ 2^-40."""
+"""Statistical security of a whole run (``ipa.mpc.verifier.Verifier`` shares it out among the
+run's batches) and the default of :func:`parameters`: the adversary wins with probability ≤ 2^-40."""
 
 MIN_BUCKETS = 256
 """Batches with fewer units are padded to this many buckets (their extra first triples go unused)."""
@@ -120,8 +122,11 @@ def log2_bound(buckets: int, size: int, opened: int) -> float:
 
 
 @lru_cache(maxsize=256)
-def parameters(units: int, security: int = SECURITY_BITS) -> Plan:
+def parameters(units: int, security: float = SECURITY_BITS) -> Plan:
     """The cheapest plan (smallest bucket size B, then fewest opened C) sound to 2^-security.
+
+    ``security`` may be fractional: a run's verifier asks each batch for its
+    share of the run's budget (:class:`ipa.mpc.verifier.Verifier`).
 
     ``units`` products are to be verified; the batch is padded to at least
     :data:`MIN_BUCKETS` buckets. The two ends of the bound (m = 1: one bad

@@ -18,7 +18,8 @@ local copies are overruled by each component's honest holder, and openings
 are hash-confirmed). The check value is never multiplied by anything, so no
 field and no MAC is needed; the same identity sacrifices one triple against
 another. The triples are checked as in :mod:`ipa.mpc.buckets` (cut-and-choose,
-then buckets of B, sized per batch for 2^-40).
+then buckets of B, sized per batch so that the whole run stays sound to 2^-40:
+:mod:`ipa.mpc.verifier`).
 
 ``checkpoint(ctx)``, in 4 rounds whatever is pending:
 
@@ -62,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipa.errors import MaliciousBehaviourError
-from ipa.mpc.buckets import MIN_BUCKETS, SECURITY_BITS, Assignment, Plan, assign, coin_generator, parameters
+from ipa.mpc.buckets import MIN_BUCKETS, Assignment, Plan, assign, coin_generator
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, Shares
@@ -117,7 +118,7 @@ class _Units:
     combine: Callable[[np.ndarray], np.ndarray]
 
 
-def checkpoint(ctx: Context, *, above_words: int | None = None, security_bits: int = SECURITY_BITS) -> None:
+def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
     """Verify and clear every product pending in ``ctx.verifier`` (nothing in semi-honest mode).
 
     See the module docstring for the protocol. Inputs: none (the pending
@@ -129,8 +130,9 @@ def checkpoint(ctx: Context, *, above_words: int | None = None, security_bits: i
     can call it at a declared step inside a long phase and keep the verifier
     small. None: whenever anything is pending (even empty products).
 
-    ``security_bits``: each batch is sound to 2^-security_bits; a query with q
-    checkpoint batches should ask for 40 + ⌈log2 q⌉ (union bound).
+    Each batch (one per form of product) takes its bucket plan from the
+    verifier's soundness budget (:meth:`ipa.mpc.verifier.Verifier.plan`): the
+    whole run, however many checkpoints it passes, is sound to 2^-40.
     For one batch of U units (plan N, B, C; a unit's inputs x and y are ``i``
     words, its output ``o`` words, of ``b`` bytes; :func:`block_width`), per
     element of n: triples, cut-and-choose, sacrifice and product openings,
@@ -150,7 +152,7 @@ def checkpoint(ctx: Context, *, above_words: int | None = None, security_bits: i
     for product in verifier.take():
         units = _cut(product)
         groups.setdefault(units.form, []).append(units)
-    batches = [_Batch.of(form, records, security_bits) for form, records in groups.items()]
+    batches = [_Batch(form, records, verifier.plan(_units(records))) for form, records in groups.items()]
     coin_shares = _generate(ctx, batches)
     (coin,) = open_confirmed(ctx.narrow("coin"), ctx.narrow("coin"), [coin_shares])
     generator = coin_generator(coin)
@@ -253,6 +255,10 @@ def _matmul(p: Product) -> _Units:
 # --- one batch of units of one form ---------------------------------------------------------------
 
 
+def _units(records: list[_Units]) -> int:
+    return sum(len(r.x.left) for r in records)
+
+
 class _Batch:
     """The units of one form, their triples and their checks."""
 
@@ -261,11 +267,6 @@ class _Batch:
         self.a: Shares
         self.b: Shares
         self.c: Shares
-
-    @classmethod
-    def of(cls, form: Form, records: list[_Units], security_bits: int) -> _Batch:
-        units = sum(len(r.x.left) for r in records)
-        return cls(form, records, parameters(units, security_bits))
 
     @property
     def x(self) -> Shares:

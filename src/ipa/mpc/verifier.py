@@ -1,4 +1,4 @@
-"""A party's record of what malicious mode must still verify.
+"""A party's record of what malicious mode must still verify, and of the soundness it spent.
 
 In malicious mode (``docs/malicious.md``) every product the basic protocols
 compute (``multiply``, ``and_``, ``inner_product``, ``matmul``) is computed
@@ -7,6 +7,28 @@ bilinear map that gave ``z``. :func:`ipa.mpc.checkpoint.checkpoint` later
 verifies every pending record against bucket-checked random triples and
 clears them; an unmasked opening refuses to run while anything is pending.
 
+**The soundness budget.** Each batch a checkpoint verifies (one per form of
+product) lets a cheating helper escape with a probability bounded by its
+bucket plan (:func:`ipa.mpc.buckets.log2_bound`); over a run, the union bound
+adds them up. The verifier keeps that sum within 2^-s for the whole run
+(s = :attr:`Verifier.security_bits`, 40), however many batches come, without
+knowing their number in advance: batch i (counted from 0) may spend
+
+    2^-s · (1 − 1/(i + 2)) − (what batches 0 … i−1 spent),
+
+which is at least 2^-s/((i + 1)(i + 2)) and leaves the total below
+2^-s · (1 − 1/(i + 2)) < 2^-s after it (the telescoping series
+Σ 1/((i+1)(i+2)) = 1, with what a batch leaves unspent carried to the next).
+Batch i asks :func:`ipa.mpc.buckets.parameters` for at most
+s + log2((i + 1)(i + 2)) bits, usually barely more than s: a plan's bound is
+often far below what it was asked for (a batch of 10^5 elementwise products
+takes B = 4 and is sound to 2^-53), and the next batches inherit the rest.
+The plans depend only on shapes, so every party spends alike.
+:attr:`Verifier.bounds` holds each batch's log2 bound and
+:attr:`Verifier.log2_soundness` their sum: what the run can claim. A batch
+that no plan can verify within its allowance raises ProtocolError instead of
+claiming less than the truth.
+
 A :class:`Verifier` belongs to one party of one run: every context the party
 derives (``enter``, ``narrow``) shares it. It holds references to the share
 arrays, not copies: protocols never write into an array they computed with.
@@ -14,10 +36,13 @@ arrays, not copies: protocols never write into an array they computed with.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ipa.errors import ProtocolError
+from ipa.mpc.buckets import SECURITY_BITS, Plan, log2_bound, parameters
 from ipa.mpc.replicated import Shares
 
 __all__ = ["Op", "Product", "Verifier"]
@@ -25,6 +50,9 @@ __all__ = ["Op", "Product", "Verifier"]
 Op = Literal["multiply", "and", "inner_product", "matmul"]
 """The bilinear maps: elementwise product (ring), elementwise AND (packed words),
 sum of products over ``axis`` (ring), ``x @ yᵀ`` (ring)."""
+
+_BITS_STEP = 8
+"""Bits asked of a plan are rounded up to 1/8 bit (fewer distinct plans to compute and cache)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,10 @@ class Verifier:
     products: list[Product] = field(default_factory=list)
     checkpoints: int = 0
     """Checkpoints passed so far."""
+    security_bits: int = SECURITY_BITS
+    """The run's budget: every batch it verifies together is sound to 2^-security_bits."""
+    bounds: list[float] = field(default_factory=list)
+    """log2 of the bound of each batch planned so far, in order."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, product: Product) -> None:
@@ -74,3 +106,49 @@ class Verifier:
         with self._lock:
             taken, self.products = self.products, []
         return taken
+
+    @property
+    def log2_soundness(self) -> float:
+        """log2 of the sum of every planned batch's bound: the run is sound to 2^this (−inf if none)."""
+        if not self.bounds:
+            return -math.inf
+        top = max(self.bounds)
+        return top + math.log2(math.fsum(2.0 ** (b - top) for b in self.bounds))
+
+    def _spent(self) -> float:
+        """What the batches so far spent, in units of 2^-security_bits."""
+        return math.fsum(2.0 ** (b + self.security_bits) for b in self.bounds)
+
+    def next_bits(self) -> float:
+        """The bits the next batch asks for: −log2 of its allowance (module docstring), rounded up."""
+        i = len(self.bounds)
+        allowance = 1.0 - 1.0 / (i + 2) - self._spent()  # ≥ 1/((i+1)(i+2)) > 0 by induction
+        bits = self.security_bits - math.log2(allowance)
+        return math.ceil(bits * _BITS_STEP) / _BITS_STEP
+
+    def plan(self, units: int) -> Plan:
+        """The bucket plan of the next batch (``units`` units), its bound spent from the budget.
+
+        Raises ProtocolError if no plan reaches the batch's allowance (the run
+        would be less sound than 2^-security_bits).
+        """
+        bits = self.next_bits()
+        try:
+            plan = parameters(units, bits)
+        except ValueError as error:
+            raise ProtocolError(
+                f"soundness budget exhausted: verification batch {len(self.bounds)} ({units} units) "
+                f"would need 2^-{bits:g}, which no bucket plan reaches, to keep the run sound to "
+                f"2^-{self.security_bits}"
+            ) from error
+        self.spend(log2_bound(plan.buckets, plan.size, plan.opened))
+        return plan
+
+    def spend(self, log2_bound: float) -> None:
+        """Add one batch's bound; raises ProtocolError if the run's total would pass 2^-security_bits."""
+        if self._spent() + 2.0 ** (log2_bound + self.security_bits) > 1.0:
+            raise ProtocolError(
+                f"soundness budget exhausted: a batch sound to 2^{log2_bound:.1f} would take the run past "
+                f"2^-{self.security_bits} (spent 2^{self.log2_soundness:.1f} over {len(self.bounds)} batches)"
+            )
+        self.bounds.append(log2_bound)
