@@ -5,10 +5,20 @@ import math
 import numpy as np
 import pytest
 
-from ipa.mpc.buckets import MIN_BUCKETS, SECURITY_BITS, Plan, assign, coin_generator, log2_bound, parameters
+from ipa.mpc.buckets import (
+    MIN_BUCKETS,
+    SECURITY_BITS,
+    CoinStream,
+    Plan,
+    assign,
+    coin_generator,
+    log2_bound,
+    parameters,
+    uniform_permutation,
+)
 
 
-def survives(plan: Plan, bad: int, generator: np.random.Generator) -> bool:
+def survives(plan: Plan, bad: int, generator: CoinStream) -> bool:
     """Triples 0 … bad−1 are bad: none opened, and they fill whole buckets (the adversary's only win)."""
     at = assign(plan, generator)
     if (at.opened < bad).any():
@@ -61,3 +71,53 @@ def test_plans_at_a_glance():
 def test_without_cut_and_choose_all_bad_triples_win():
     """With C = 0, equal errors on every triple pass every bucket: why C ≥ 1 (and the m = N end)."""
     assert log2_bound(8, 3, 0) == 0.0
+
+
+def _frequencies(draw, m: int, trials: int) -> dict[tuple[int, ...], int]:
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(trials):
+        p = tuple(int(v) for v in draw(m))
+        counts[p] = counts.get(p, 0) + 1
+    return counts
+
+
+def test_the_coins_permutation_is_a_uniform_permutation():
+    stream = coin_generator(np.array([3, 5], np.uint64))
+    for m in (0, 1, 2, 1000, 65_537):
+        p = uniform_permutation(stream, m)
+        assert p.dtype == np.int64 and np.array_equal(np.sort(p), np.arange(m))
+    counts = _frequencies(lambda m: uniform_permutation(stream, m), 3, 6000)
+    assert len(counts) == 6 and all(abs(c - 1000) < 4 * math.sqrt(1000 * 5 / 6) for c in counts.values())
+
+
+def test_the_coins_permutation_is_the_same_for_the_same_coin():
+    a = uniform_permutation(coin_generator(np.array([7, 9], np.uint64)), 10_000)
+    b = uniform_permutation(coin_generator(np.array([7, 9], np.uint64)), 10_000)
+    c = uniform_permutation(coin_generator(np.array([7, 10], np.uint64)), 10_000)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+class _TiedFirst(CoinStream):
+    """The coin's stream, except that its first ``ties`` draws give every element one key."""
+
+    def __init__(self, coin: np.ndarray, ties: int) -> None:
+        super().__init__(coin)
+        self.ties = ties
+
+    def words(self, count: int) -> np.ndarray:
+        if self.ties:
+            self.ties -= 1
+            return np.full(count, 12345 << 40, np.uint64)
+        return super().words(count)
+
+
+def test_tied_keys_are_ordered_uniformly_by_fresh_keys():
+    """All keys equal (and then equal again): the order among them must still be uniform, not by index."""
+    stream = _TiedFirst(np.array([1, 1], np.uint64), 0)
+
+    def draw(m: int) -> np.ndarray:
+        stream.ties = 2  # the packed sort ties everything, and so does the first round of fresh keys
+        return uniform_permutation(stream, m)
+
+    counts = _frequencies(draw, 3, 6000)
+    assert len(counts) == 6 and all(abs(c - 1000) < 4 * math.sqrt(1000 * 5 / 6) for c in counts.values())

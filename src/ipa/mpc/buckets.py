@@ -34,9 +34,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from randomgen import AESCounter
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["MIN_BUCKETS", "SECURITY_BITS", "Assignment", "Plan", "assign", "log2_bound", "parameters"]
+__all__ = [
+    "MIN_BUCKETS",
+    "SECURITY_BITS",
+    "Assignment",
+    "CoinStream",
+    "Plan",
+    "assign",
+    "coin_generator",
+    "log2_bound",
+    "parameters",
+    "uniform_permutation",
+]
 
 SECURITY_BITS = 40
 """Statistical security of a whole run (``ipa.mpc.verifier.Verifier`` shares it out among the
@@ -67,8 +78,11 @@ class Plan:
 class Assignment:
     """Where each triple goes after the coin: triple ``order[k]`` takes place k.
 
-    Places 0 … C−1 are opened (cut-and-choose); then come N buckets of B
-    consecutive places, the first of each kept to verify one unit.
+    Places 0 … C−1 are opened (cut-and-choose); the other N·B places are the
+    buckets' slots, slot-major: place C + j·N + k is slot j of bucket k, slot 0
+    kept to verify unit k. (Any fixed map of places to slots is as good, the
+    permutation being uniform; slot-major keeps each slot's triples contiguous,
+    so the checks broadcast over long rows.)
     """
 
     plan: Plan
@@ -79,13 +93,18 @@ class Assignment:
         return self.order[: self.plan.opened]
 
     @property
+    def slots(self) -> np.ndarray:
+        """(B, N): the triples in slot j of each bucket, the kept ones first."""
+        return self.order[self.plan.opened :].reshape(self.plan.size, self.plan.buckets)
+
+    @property
     def buckets(self) -> np.ndarray:
         """(N, B): the triples of each bucket, the kept one first."""
-        return self.order[self.plan.opened :].reshape(self.plan.buckets, self.plan.size)
+        return self.slots.T
 
     @property
     def first(self) -> np.ndarray:
-        return self.buckets[:, 0]
+        return self.slots[0]
 
     @property
     def others(self) -> np.ndarray:
@@ -147,11 +166,76 @@ def parameters(units: int, security: float = SECURITY_BITS) -> Plan:
     raise ValueError(f"no bucket plan up to B = {_MAX_B}, C = {_MAX_C} reaches 2^-{security}")
 
 
-def assign(plan: Plan, generator: np.random.Generator) -> Assignment:
-    """Permute the plan's triples with ``generator`` (seeded by the common coin)."""
-    return Assignment(plan, generator.permutation(plan.triples))
+class CoinStream:
+    """The words every party derives from the same opened 128-bit coin: AES-128-CTR keyed by it.
+
+    Plain AES (``cryptography``) on a zero counter block, read as little-endian
+    ``uint64``: the same words on every platform and numpy version. Successive
+    calls continue the stream.
+    """
+
+    def __init__(self, coin: np.ndarray) -> None:
+        key = np.ascontiguousarray(coin, dtype="<u8").tobytes()
+        if len(key) != 16:
+            raise ValueError(f"a coin is 128 bits (two uint64 words), got {len(key)} bytes")
+        self._stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+
+    def words(self, count: int) -> np.ndarray:
+        """The next ``count`` words of the stream, as ``uint64``."""
+        raw = self._stream.update(bytes(8 * count))
+        return np.frombuffer(raw, "<u8").astype(np.uint64)
 
 
-def coin_generator(coin: np.ndarray) -> np.random.Generator:
-    """The generator every party derives from the same opened 128-bit coin (two uint64 words)."""
-    return np.random.Generator(AESCounter(key=int.from_bytes(coin.astype("<u8").tobytes(), "little")))
+def assign(plan: Plan, stream: CoinStream) -> Assignment:
+    """Permute the plan's triples uniformly with ``stream`` (keyed by the common coin)."""
+    return Assignment(plan, uniform_permutation(stream, plan.triples))
+
+
+def coin_generator(coin: np.ndarray) -> CoinStream:
+    """The stream every party derives from the same opened 128-bit coin (two uint64 words)."""
+    return CoinStream(coin)
+
+
+def uniform_permutation(stream: CoinStream, m: int) -> np.ndarray:
+    """An exactly uniform permutation of ``range(m)`` (``int64``) from the coin's stream.
+
+    Each element gets a random key; sorting by key gives a uniform order
+    whenever the keys are distinct. The keys' top 64 − ⌈log2 m⌉ bits are packed
+    above the element's index, so one ``np.sort`` of plain words does it (about
+    3× faster than Fisher–Yates, whose random accesses miss the cache); elements
+    whose keys tie (about m²/2^(65 − ⌈log2 m⌉) of them) are put in a uniform
+    order among themselves by fresh keys (:func:`_order_ties`), so the result
+    is exactly uniform, not only up to the tie probability.
+    """
+    if m <= 1:
+        return np.arange(m, dtype=np.int64)
+    bits = (m - 1).bit_length()
+    low = np.uint64((1 << bits) - 1)
+    packed = stream.words(m)
+    packed &= ~low
+    packed |= np.arange(m, dtype=np.uint64)
+    packed.sort()
+    order = (packed & low).astype(np.int64)
+    packed >>= np.uint64(bits)  # the keys, in sorted order
+    tied = packed[1:] == packed[:-1]
+    if tied.any():
+        starts = np.concatenate([[True], ~tied])
+        run = np.cumsum(starts) - 1
+        in_tie = np.bincount(run)[run] > 1
+        places = np.flatnonzero(in_tie)  # whole runs, consecutive
+        order[places] = order[places][_order_ties(stream, run[places])]
+    return order
+
+
+def _order_ties(stream: CoinStream, groups: np.ndarray) -> np.ndarray:
+    """A permutation of ``range(len(groups))`` that keeps each group (nondecreasing ids) in
+    place and orders its members uniformly: by fresh 64-bit keys, again while any tie."""
+    order = np.arange(len(groups))
+    while True:
+        keys = stream.words(len(groups))
+        p = np.lexsort((keys, groups))
+        order, groups, keys = order[p], groups[p], keys[p]
+        same = (groups[1:] == groups[:-1]) & (keys[1:] == keys[:-1])
+        if not same.any():
+            return order
+        groups = np.cumsum(np.concatenate([[True], ~same]))

@@ -101,6 +101,15 @@ class Form:
             return np.einsum("...k,...k->...", a, b)  # wraps like the ring; 3× faster than (a*b).sum(-1)
         return np.matmul(a, np.swapaxes(b, -1, -2))
 
+    @property
+    def plus(self) -> np.ufunc:
+        """Addition of the form's values: XOR for packed booleans, + in the ring."""
+        return np.bitwise_xor if self.boolean else np.add
+
+    @property
+    def minus(self) -> np.ufunc:
+        return np.bitwise_xor if self.boolean else np.subtract
+
     def shares(self, left: np.ndarray, right: np.ndarray) -> Shares:
         if self.boolean:
             return BShares(left, right, self.dtype.itemsize * 8)
@@ -291,23 +300,23 @@ class _Batch:
     def _opened(self, t: Shares) -> Shares:
         return t[: self.plan.opened]
 
-    def _bucketed(self, t: Shares) -> Shares:
-        """(N, B, …): bucket k holds places C + k·B … C + k·B + B − 1."""
+    def _slots(self, t: Shares) -> Shares:
+        """(B, N, …): slot j of bucket k is place C + j·N + k (:class:`ipa.mpc.buckets.Assignment`)."""
         plan = self.plan
-        return t.map(lambda v: v[plan.opened :].reshape(plan.buckets, plan.size, *v.shape[1:]))
+        return t.map(lambda v: v[plan.opened :].reshape(plan.size, plan.buckets, *v.shape[1:]))
 
     def to_open(self) -> list[Shares]:
         """Cut-and-choose a, b, c; sacrifice ρ, σ; products ρ, σ (7 columns)."""
-        a, b = self._bucketed(self.a), self._bucketed(self.b)
-        units = self.plan.units
+        a, b = self._slots(self.a), self._slots(self.b)
+        units, minus = self.plan.units, self.form.minus
         return [
             self._opened(self.a),
             self._opened(self.b),
             self._opened(self.c),
-            _sub(a[:, :1], a[:, 1:]),
-            _sub(b[:, :1], b[:, 1:]),
-            _sub(self.x, a[:units, 0]),
-            _sub(self.y, b[:units, 0]),
+            a.like(minus(a.left[:1], a.left[1:]), minus(a.right[:1], a.right[1:])),
+            b.like(minus(b.left[:1], b.left[1:]), minus(b.right[:1], b.right[1:])),
+            _sub(self.x, a[0, :units]),
+            _sub(self.y, b[0, :units]),
         ]
 
     def check(self, party: int, opened: list[np.ndarray]) -> tuple[Shares, list[Shares]]:
@@ -316,10 +325,14 @@ class _Batch:
         a_open, b_open, c_open, rho_s, sigma_s, rho, sigma = opened
         if not np.array_equal(c_open, form.f(a_open, b_open)):
             raise MaliciousBehaviourError("triple cut-and-choose", "an opened triple is not a product")
-        a, b, c = self._bucketed(self.a), self._bucketed(self.b), self._bucketed(self.c)
-        expected = _beaver(form, party, a[:, 1:], b[:, 1:], c[:, 1:], rho_s, sigma_s)
-        sacrifice = _sub(c[:, :1], expected)
-        verified = _beaver(form, party, a[:units, 0], b[:units, 0], c[:units, 0], rho, sigma)
+        a, b, c = self._slots(self.a), self._slots(self.b), self._slots(self.c)
+        # c_first − (the others' Beaver values), in place in the latter.
+        sacrifice = _beaver(form, party, a[1:], b[1:], c[1:], rho_s, sigma_s)
+        sacrifice = sacrifice.like(
+            form.minus(c.left[:1], sacrifice.left, out=sacrifice.left),
+            form.minus(c.right[:1], sacrifice.right, out=sacrifice.right),
+        )
+        verified = _beaver(form, party, a[0, :units], b[0, :units], c[0, :units], rho, sigma)
         products, start = [], 0
         for record in self.records:
             end = start + len(record.x.left)
@@ -331,22 +344,20 @@ class _Batch:
 def _beaver(
     form: Form, party: int, a: Shares, b: Shares, c: Shares, rho: np.ndarray, sigma: np.ndarray
 ) -> Shares:
-    """Shares of f(a + ρ, b + σ) = c + f(ρ, b) + f(a, σ) + f(ρ, σ), for public ρ, σ."""
-    total = _add(
-        _add(c, b.like(form.f(rho, b.left), form.f(rho, b.right))),
-        a.like(form.f(a.left, sigma), form.f(a.right, sigma)),
-    )
+    """Shares of f(a + ρ, b + σ) = c + f(ρ, b) + f(a, σ) + f(ρ, σ), for public ρ, σ (new arrays)."""
     both = form.f(rho, sigma)
-    if isinstance(total, BShares):
-        return total.xor_public(party, both)
-    return total.add_public(party, both)
 
+    def component(ac: np.ndarray, bc: np.ndarray, cc: np.ndarray, public: bool) -> np.ndarray:
+        out = form.f(rho, bc)
+        form.plus(out, cc, out=out)
+        form.plus(out, form.f(ac, sigma), out=out)
+        if public:
+            form.plus(out, both, out=out)
+        return out
 
-def _add(a: Shares, b: Shares) -> Shares:
-    if isinstance(a, BShares) and isinstance(b, BShares):
-        return a ^ b
-    assert isinstance(a, AShares) and isinstance(b, AShares)
-    return a + b
+    return c.like(
+        component(a.left, b.left, c.left, party == 0), component(a.right, b.right, c.right, party == 2)
+    )
 
 
 def _sub(a: Shares, b: Shares) -> Shares:
@@ -404,10 +415,10 @@ def _generate(ctx: Context, batches: list[_Batch]) -> AShares:
         batch.a = form.shares(prev[1 + 2 * k], nxt[1 + 2 * k])
         batch.b = form.shares(prev[2 + 2 * k], nxt[2 + 2 * k])
         a, b = batch.a, batch.b
-        if form.boolean:
-            local = form.f(a.left, b.left ^ b.right) ^ form.f(a.right, b.left) ^ alpha_next[k] ^ alpha_prev[k]
-        else:
-            local = form.f(a.left, b.left + b.right) + form.f(a.right, b.left) + alpha_next[k] - alpha_prev[k]
+        local = form.f(a.left, form.plus(b.left, b.right))  # the cross terms and the zero-sharing, in place
+        form.plus(local, form.f(a.right, b.left), out=local)
+        form.plus(local, alpha_next[k], out=local)
+        form.minus(local, alpha_prev[k], out=local)
         locals_.append(local)
     received = reshare_all(step, locals_)
     for batch, local, other in zip(batches, locals_, received, strict=True):

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,14 +68,41 @@ REVEAL_STEPS = Steps("verified_reveal", "value", "confirm")
 _LIKE = np.zeros(DIGEST_BYTES, np.uint8)
 
 
+_HASH_BLOCK_BYTES = 1 << 20
+"""Bytes per block when an array is hashed in pieces (a non-contiguous one, or a computed value)."""
+
+
 def digest(step: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """SHA-256 of ``arrays`` (their dtypes, shapes and bytes) bound to ``step``, as 32 ``uint8``."""
-    h = hashlib.sha256(b"ipa/verify\0" + step.encode() + b"\0")
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}\0".encode())
-        h.update(a.tobytes())
+    """SHA-256 of ``arrays`` (their dtypes, shapes and bytes) bound to ``step``, as 32 ``uint8``.
+
+    Hashes contiguous arrays in place (no copy), others block by block.
+    """
+    h = _hasher(step)
+    for a in map(np.asarray, arrays):
+        _update(h, a, a.__getitem__)
     return np.frombuffer(h.digest(), np.uint8)
+
+
+def _hasher(step: str) -> hashlib._Hash:
+    return hashlib.sha256(b"ipa/verify\0" + step.encode() + b"\0")
+
+
+def _update(h: hashlib._Hash, like: np.ndarray, block: Callable[[Any], np.ndarray]) -> None:
+    """Hash the header of an array shaped like ``like``, then its bytes in C order.
+
+    ``block(rows)`` gives the array's rows ``rows`` (along axis 0); it is called
+    once for the whole array if ``like`` is contiguous, else over blocks of
+    about :data:`_HASH_BLOCK_BYTES`: the bytes hashed are the same either way.
+    """
+    h.update(f"{like.dtype.str}{like.shape}\0".encode())
+    if like.ndim == 0:
+        h.update(np.ascontiguousarray(block(...)).tobytes())
+        return
+    rows = max(1, _HASH_BLOCK_BYTES // max(like[:1].nbytes, 1))
+    for start in range(0, len(like), rows):
+        part = np.ascontiguousarray(block(slice(start, start + rows)))
+        if part.size:
+            h.update(part.reshape(-1).view(np.uint8).data)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -177,11 +205,9 @@ def open_confirmed(value: Context, confirm: Context, xs: Sequence[Shares]) -> li
 
 
 def _sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, boolean: bool) -> np.ndarray:
-    return a ^ b ^ c if boolean else a + b + c
-
-
-def _pair_sum(x: Shares) -> np.ndarray:
-    return x.left ^ x.right if isinstance(x, BShares) else x.left + x.right
+    op = np.bitwise_xor if boolean else np.add
+    out = op(a, b)
+    return op(out, c, out=out)
 
 
 def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
@@ -191,14 +217,14 @@ def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
     the same at every party. Output: none.
 
     1. Party i sends its next neighbour, for each check, the digest of
-       ``v_i + v_{i+1}`` (XOR for booleans) over the check's columns.
-    2. Party i+1 compares it with the digest of ``−v_{i+2}`` (its ``right``
+       ``−(v_i + v_{i+1})`` (XOR for booleans) over the check's columns.
+    2. Party i+1 compares it with the digest of ``v_{i+2}`` (its ``right``
        copies); v = 0 exactly when they agree.
 
     With one corrupt helper c there is exactly one ordered pair of honest
     neighbours (c+1, c+2); together they hold every component, each from
     its honest holder, so a nonzero v is caught by H(c+2) with certainty (up to
-    SHA-256 collisions). The sender's digest is of −v_{i+2}, which the receiver
+    SHA-256 collisions). The sender's digest is of v_{i+2}, which the receiver
     holds, when v = 0; when v ≠ 0 the run aborts.
 
     Cost: ``1`` round, ``32 * k / n`` bytes per element (k checks, n elements in all).
@@ -206,11 +232,26 @@ def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
     Raises MaliciousBehaviourError naming the first check whose values are not all zero.
     """
     names = list(checks)
-    mine = [digest(f"{ctx.step}/{n}", [_pair_sum(x) for x in checks[n]]) for n in names]
+    mine = [_pair_digest(f"{ctx.step}/{n}", checks[n]) for n in names]
     ctx.send(Peer.NEXT, *mine)
     received = ctx.receive(Peer.PREV, *[_LIKE] * len(names))
     for name, theirs in zip(names, received, strict=True):
-        expected = [x.right if isinstance(x, BShares) else -x.right for x in checks[name]]
-        if not _same(theirs, digest(f"{ctx.step}/{name}", expected)):
+        if not _same(theirs, digest(f"{ctx.step}/{name}", [x.right for x in checks[name]])):
             me, prev = ctx.party, Peer.PREV.of(ctx.party)
             raise MaliciousBehaviourError(name, f"H{me + 1} found a nonzero value with H{prev + 1}'s digest")
+
+
+def _pair_digest(step: str, columns: Sequence[Shares]) -> np.ndarray:
+    """:func:`digest` of ``−(left + right)`` (``left ^ right`` for booleans) of each column, in blocks."""
+    h = _hasher(step)
+    for x in columns:
+        boolean = isinstance(x, BShares)
+
+        def block(rows: Any, x: Shares = x, boolean: bool = boolean) -> np.ndarray:
+            if boolean:
+                return np.bitwise_xor(x.left[rows], x.right[rows])
+            out = np.add(x.left[rows], x.right[rows])
+            return np.negative(out, out=out)
+
+        _update(h, np.broadcast_to(np.zeros((), x.dtype), x.shape), block)
+    return np.frombuffer(h.digest(), np.uint8)
