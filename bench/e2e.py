@@ -12,9 +12,11 @@ the result. Printed and written (``--json``): rows/s; seconds per phase
 slowest helper's); MPC bytes sent per row by each helper; peak RSS of each
 helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
 actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
-peak RSS of each helper's coordinator and of each of its workers are
-reported. The released sums are checked against ``ipa.reference`` to
-within ten noise standard deviations (exit 1 otherwise).
+peak RSS of each helper's coordinator and of each of its workers, and the
+bytes per row each coordinator sent its workers and got back (the arrays of
+decryption, from its ``workers_opened`` log event) are reported. The
+released sums are checked against ``ipa.reference`` to within ten noise
+standard deviations (exit 1 otherwise).
 ``--security`` (``semi-honest`` by default, or ``malicious``) is the
 network's mode and the query's (``docs/malicious.md``).
 """
@@ -81,6 +83,17 @@ def _worker_peaks_mb(local: LocalNetwork) -> list[list[float]]:
     return peaks
 
 
+def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
+    """Per helper, [to its workers, back from them] per row: the array bytes of its last decryption."""
+    moved = []
+    for helper in local.helpers:
+        lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
+        opened = [e for e in map(json.loads, lines) if e.get("event") == "workers_opened"]
+        last = opened[-1] if opened else {}
+        moved.append([last.get("bytes_out", 0) / events, last.get("bytes_in", 0) / events])
+    return moved
+
+
 def measure(
     events: int, seed: int, epsilon: float, cache: Path, workers: int = 1, security: str = "semi-honest"
 ) -> dict:
@@ -108,6 +121,7 @@ def measure(
             sums = client.results(query_id)
             total = time.perf_counter() - start
         worker_peaks = _worker_peaks_mb(local)
+        intra = _intra_helper_bytes_per_row(local, events) if workers > 1 else []
     exact = attribute_query(data, CONFIG)
     std = np.sqrt(3) * calibrate(epsilon, DELTA, CONFIG.cap).scale
     if np.any(np.abs(sums - exact.astype(np.int64)) > 10 * std):
@@ -126,6 +140,7 @@ def measure(
         "peak_rss_mb": [s.peak_rss_mb for s in statuses],
         "workers": workers,
         "worker_peak_rss_mb": worker_peaks,
+        "intra_helper_bytes_per_row": intra,
         "encryption_seconds": encryption,
         "upload_bytes_per_row": [len(b) / events for b in batches],
     }
@@ -157,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         peaks = figures["worker_peak_rss_mb"]
         each = "; ".join(" ".join(f"{m:,.0f}" for m in p) for p in peaks)
         print("peak RSS MiB of the workers, H1 H2 H3:", each)
+        intra = figures["intra_helper_bytes_per_row"]
+        moved = "; ".join(f"{out:,.0f} out, {back:,.0f} back" for out, back in intra)
+        print("bytes per row between coordinator and workers (decryption), H1 H2 H3:", moved)
     print(
         f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
     )

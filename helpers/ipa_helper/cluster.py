@@ -11,8 +11,9 @@ The cluster
 - ``address = ""``: a local cluster owned by this helper process: its own
   temporary directory, its own ``RAY_AUTH_TOKEN`` (Ray's token auth: a
   fresh random token, so three helpers on one machine never share
-  ``~/.ray/auth_token``), on loopback only, with W CPUs (one per actor) and
-  an object store of ``object_store_bytes``. Its processes are children of
+  ``~/.ray/auth_token``), node address 127.0.0.1 (Ray 2.60 still listens on
+  all interfaces: the token is what keeps others out), with W CPUs (one per
+  actor) and an object store of ``object_store_bytes``. Its processes are children of
   this one and end with it.
 - ``address = "host:port"``: an existing cluster's GCS address; the helper
   connects as a driver (``RAY_AUTH_TOKEN`` from its environment) and its
@@ -177,19 +178,23 @@ class Cluster:
         for k, actor in enumerate(self._actors):
             rows = order[bounds[k] : bounds[k + 1]]
             if len(rows):
-                fault = self._take_fault() if k == 0 else ""
+                fault = self._take_fault(k)
                 ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, fault)
                 calls.append((k, rows, ref))
         distinct = 0
+        sent = key_ids.nbytes + sealed.nbytes  # the rows' columns, each to one worker
+        received = 0
         started = time.monotonic()
         for k, rows, ref in calls:
             limit = self.timeout_seconds + len(rows) / MIN_OPENS_PER_SECOND
             opened, good, count, pid = self._get(k, ref, started + limit, limit)
             plain[rows], ok[rows] = opened, good
             distinct += count
+            received += opened.nbytes + good.nbytes
             self.pids[k] = pid
         per_worker = ",".join(str(int(bounds[k + 1] - bounds[k])) for k in range(self.workers))
-        logs.event(self.index, "workers_opened", rows=per_worker, distinct=distinct)
+        moved = {"bytes_out": sent, "bytes_in": received}
+        logs.event(self.index, "workers_opened", rows=per_worker, distinct=distinct, **moved)
         return plain, ok, distinct
 
     def peak_rss_bytes(self) -> list[int]:
@@ -226,8 +231,13 @@ class Cluster:
             f"did not answer within {limit:.0f} s during decryption: it is restarted"
         )
 
-    def _take_fault(self) -> str:
-        return self._fault if self._calls == self._fault_at else ""
+    def _take_fault(self, k: int) -> str:
+        """The failpoint for worker ``k`` at this call (tests); logged with the worker's current pid."""
+        if k != 0 or not self._fault or self._calls != self._fault_at:
+            return ""
+        pid = int(self._ray.get(self._actors[k].pid.remote(), timeout=_START_SECONDS))
+        logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=self._fault)
+        return self._fault
 
     def interrupt(self) -> None:
         """Make every call waiting for a worker fail within a second (the helper is stopping)."""
@@ -292,27 +302,61 @@ def _probe(address: str) -> None:
 
 
 def _init_local(ray: ModuleType, config: ClusterConfig, index: int) -> str:
-    """Start a Ray cluster owned by this process, on loopback; return its temporary directory.
+    """Start a Ray cluster owned by this process; return its temporary directory.
 
     Ray gives its raylet a fixed 30 s to register, which a heavily loaded
     machine can miss: a failed start is cleaned up and tried again, at most
     ``_START_ATTEMPTS`` times in all.
     """
+    # This cluster's own token, inherited by its processes. One per process, not per attempt:
+    # Ray's driver keeps the token it first read, and a retry with another one is refused.
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:
             return _init_local_once(ray, config, index)
         except Exception as exc:
             if attempt == _START_ATTEMPTS or "timed out" not in str(exc):
                 raise
-            logs.event(index, "cluster_start_retried", attempt=attempt, kind=type(exc).__name__)
+            kind, reason = type(exc).__name__, str(exc)[:300]
+            logs.event(index, "cluster_start_retried", attempt=attempt, kind=kind, reason=reason)
     raise AssertionError("unreachable")
+
+
+def _kill_attempt(temp_dir: str) -> None:
+    """SIGKILL this process's descendants started for ``temp_dir`` (a failed start leaves them running)."""
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if temp_dir.encode() in cmdline.read():
+                    os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
 
 
 def _init_local_once(ray: ModuleType, config: ClusterConfig, index: int) -> str:
     # Short, so Ray's unix socket paths fit; removed at shutdown.
     temp_dir = tempfile.mkdtemp(prefix=f"ipa-ray-h{index}-")
-    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # this cluster's own, inherited by its processes
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's nodes take the loopback address
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's nodes take the address given them
     # Ray waits 30 s for its GCS to come up: too short on a loaded machine (seen under a busy test run).
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     try:
@@ -328,7 +372,8 @@ def _init_local_once(ray: ModuleType, config: ClusterConfig, index: int) -> str:
         )
     except BaseException:
         with contextlib.suppress(Exception):
-            ray.shutdown()  # the processes this attempt started
+            ray.shutdown()
+        _kill_attempt(temp_dir)  # what ray.shutdown does not know of after a failed start (its GCS, …)
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
     return temp_dir

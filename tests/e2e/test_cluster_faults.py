@@ -1,0 +1,122 @@
+"""A helper's Ray worker killed or frozen mid-query: three real helper processes with two workers each.
+
+Marked ``cluster``; its network starts after ``test_cluster.py``'s has stopped.
+The worker to kill is the one the helper itself names (its ``worker_fault``
+log event carries the pid of the actor it is about to stop), not one found by
+scanning processes.
+"""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from cluster_net import (
+    CONFIG,
+    WORKERS,
+    alive,
+    cluster_network,
+    ipa,
+    log_events,
+    state,
+    wait_for_event,
+    workers_of,
+)
+
+from ipa.crypto.binding import Binding
+from ipa.network import Network
+from ipa.reference import attribute_query
+from ipa.synthetic import generate
+from ipa_client.collector import ReportCollector, simulate_user_agents
+from ipa_client.local_network import LocalNetwork
+from ipa_client.query_client import QueryClient, QueryFailedError, endpoints, query_params
+from ipa_helper.cluster import WORKER_NAME
+
+pytestmark = pytest.mark.cluster
+
+
+def _binding(site: str) -> Binding:
+    return Binding(site=site, report_collector="default", epoch=3, match_key_provider="mkp")
+
+
+def _uploads(local: LocalNetwork, site: str, data) -> list[bytes]:
+    net = Network.load(local.network_file)
+    collector = ReportCollector(net, _binding(site), CONFIG)
+    collector.add_events(data, simulate_user_agents(data, net, _binding(site)))
+    return list(collector.uploads())
+
+
+def _budget(local: LocalNetwork, site: str) -> dict:
+    done = ipa("budget", "--network", str(local.network_file), "--identity",
+               str(local.directory / "collectors" / "default.toml"), "--site", site, "--epoch", "3",
+               "--wait", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _stopped(pid: int, deadline: float = 120.0) -> None:
+    """Wait until process ``pid`` has stopped itself (SIGSTOP at its failpoint)."""
+    end = time.monotonic() + deadline
+    while state(pid) != "T":
+        assert time.monotonic() < end, f"worker {pid} did not stop within {deadline:.0f} s"
+        time.sleep(0.05)
+
+
+def _exact_query(client: QueryClient, local: LocalNetwork, site: str, data) -> None:
+    query_id = client.create(query_params(_binding(site), CONFIG, no_noise=True))
+    client.upload(query_id, _uploads(local, site, data))
+    client.wait(query_id, poll=0.1, deadline=300)
+    assert client.results(query_id).tolist() == attribute_query(data, CONFIG).tolist()
+
+
+def _replaced(helper_pid: int, old: int, deadline: float = 120.0) -> None:
+    """Wait until Ray has replaced worker ``old`` of the helper (its workers are back to W)."""
+    end = time.monotonic() + deadline
+    while (alive(old) or len(workers_of(helper_pid)) < WORKERS) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not alive(old) and len(workers_of(helper_pid)) == WORKERS
+
+
+def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_path):
+    """H1's worker w0 stops itself at the first query (IPA_FAILPOINT=worker:stop) and we kill -9 it;
+    H3's w0 stops itself at the third and nobody kills it. Each time the query fails at all three
+    helpers and is refunded, the worker is replaced, and the next query is exact."""
+    site = "faults.example"
+    data = generate(800, seed=4, num_breakdowns=CONFIG.num_breakdowns)
+    env = {1: {"IPA_FAILPOINT": "worker:stop"}, 3: {"IPA_FAILPOINT": "worker:stop@3"}}
+    with cluster_network(tmp_path, env, timeout_seconds=20) as local:
+        h1, h3 = local.helpers[0], local.helpers[2]
+        with QueryClient(endpoints(local.network_file), local.identity, timeout=60) as client:
+            # 1: killed mid-query.
+            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
+            client.upload(query_id, _uploads(local, site, data))
+            fault = wait_for_event(h1.log, "worker_fault")
+            victim = fault["pid"]
+            assert fault["worker"] == "w0" and victim in workers_of(h1.pid)
+            _stopped(victim)
+            os.kill(victim, signal.SIGKILL)
+            with pytest.raises(QueryFailedError) as failed:
+                client.wait(query_id, poll=0.1, deadline=120)
+            assert f"H1's cluster worker w0 (ray::{WORKER_NAME}, pid {victim})" in str(failed.value)
+            assert "died" in str(failed.value)
+            state_ = _budget(local, site)
+            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
+            assert mine["state"] == "refunded" and state_["agree"]
+            assert state_["spent_by_helper"] == [0, 0, 0]
+            _replaced(h1.pid, victim)
+            _exact_query(client, local, site, data)  # 2
+
+            # 3: frozen, and nobody kills it: H3 gives up on it after its allowance and replaces it.
+            query_id = client.create(query_params(_binding(site), CONFIG, no_noise=True))
+            client.upload(query_id, _uploads(local, site, data))
+            frozen = wait_for_event(h3.log, "worker_fault")["pid"]
+            assert frozen in workers_of(h3.pid)
+            _stopped(frozen)
+            with pytest.raises(QueryFailedError):
+                client.wait(query_id, poll=0.1, deadline=120)
+            gave_up = wait_for_event(h3.log, "worker_failed")
+            assert gave_up["worker"] == "w0" and gave_up["pid"] == frozen and gave_up["kind"] == "no answer"
+            assert not log_events(h1.log, "worker_fault")[1:]  # H1's failpoint fired once, at query 1
+            _replaced(h3.pid, frozen)
+            _exact_query(client, local, site, data)  # 4
