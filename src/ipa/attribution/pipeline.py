@@ -4,25 +4,30 @@ Phases and what they cost are documented in each module; ``QueryResult.seconds``
 records the wall time of each phase as this party saw it.
 
 **Malicious mode** (``ctx.malicious``, ``docs/malicious.md``): the same
-messages, plus a checkpoint (:func:`ipa.mpc.checkpoint.checkpoint`) at the
-end of each phase that verifies every product the phase recorded:
-``verify_sort``, ``verify_attribute``, ``verify_cap`` and, after the noise and
-before ``run_query`` returns its result shares, ``verify_release``. So no
-unmasked value is opened, and no result share leaves a helper, before every
-pending check has passed. Memory: the verifier pins the x, y, z of every
-product since the last checkpoint (one phase's products), and a checkpoint
-needs about 50 bytes per helper for each pending word it verifies at once
-(triples, their permutation, the opened differences; measured at 10^4
-events). So each phase's products are verified in chunks of consecutive
-products of at most :data:`VERIFY_CHUNK_WORDS` pending words, one checkpoint
-each (``verify_cap_0``, ``verify_cap_1``, ...; at most :data:`MAX_CHUNKS` per
-phase, larger chunks beyond), so the checkpoints' memory does not grow with n
-beyond the phase's own products. Each chunk is verified within its
-own share of the query's one soundness budget: the whole query, every checkpoint
-of the sort included, is sound to 2^-40 (:mod:`ipa.mpc.verifier`;
+messages, plus checkpoints (:func:`ipa.mpc.checkpoint.checkpoint`) that
+verify every product each phase records: ``verify_sort``,
+``verify_attribute``, ``verify_cap`` and ``verify_release`` (the aggregate and
+the noise; its last checkpoint runs before ``run_query`` returns its result
+shares). So no unmasked value is opened, and no result share leaves a helper,
+before every pending check has passed.
+
+**Memory.** The verifier pins the x, y, z of every product not yet
+verified, and a checkpoint needs about 50 bytes per helper for each pending
+word it verifies at once (triples, their permutation, the opened
+differences). So each phase is a :class:`Verification`: as soon as the
+pending products pin more than :data:`VERIFY_CHUNK_WORDS` words, wherever in
+the phase (inside the sort's passes, the attribution scans, the cap), they
+are verified in chunks of at most that many words, one checkpoint each
+(``verify_cap_0``, ``verify_cap_1``, …), and let go; a product larger than a
+chunk is verified in slices (a matrix product in slices of its terms). The
+malicious overhead is then a constant, not a cost per row. The cuts depend
+only on shapes, so every helper makes the same ones. Every batch of every
+checkpoint takes its share of the query's one soundness budget: the whole
+query is sound to 2^-40 (:mod:`ipa.mpc.verifier`;
 ``QueryResult.log2_soundness``). A checkpoint's time counts in the phase it
-closes (the last one in ``noise``). In semi-honest mode, and whenever nothing is pending, a
-checkpoint sends nothing: the semi-honest messages are unchanged.
+closes (the last one in ``noise``). In semi-honest mode, and whenever
+nothing is pending, a checkpoint sends nothing: the semi-honest messages are
+unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -46,10 +53,11 @@ from ipa.mpc.convert import BOOL_TO_ARITH_STEPS, bool_to_arith
 from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import SORT_STEPS, sort
 from ipa.mpc.step import Family, Steps
-from ipa.mpc.verifier import Product
+from ipa.mpc.verifier import Product, Split
 from ipa.mpc.verify import CONSISTENCY_STEPS, check_consistent
 
 __all__ = [
+    "DOUBLE_EVERY",
     "MAX_CHUNKS",
     "PHASES",
     "QUERY_STEPS",
@@ -57,15 +65,20 @@ __all__ = [
     "NoiseHook",
     "PhaseHook",
     "QueryResult",
+    "Verification",
     "no_noise",
     "run_query",
     "verify",
 ]
 
 VERIFY_CHUNK_WORDS = 1 << 22
-"""Most pending words (``Verifier.pending_words``) one checkpoint of the query verifies at once."""
+"""Most pending words (``Verifier.pending_words``) the query's verifier holds, and verifies in
+one checkpoint, in a phase's first :data:`DOUBLE_EVERY` checkpoints (twice as many after)."""
 MAX_CHUNKS = 256
-"""Most checkpoints per phase; a phase with more than MAX_CHUNKS · VERIFY_CHUNK_WORDS takes larger chunks."""
+"""Checkpoints per phase (``verify_cap_0`` … ``verify_cap_255``); the last takes whatever remains."""
+DOUBLE_EVERY = 128
+"""A phase's chunk limit doubles after this many of its checkpoints: the 255 before the last
+cover 382 · VERIFY_CHUNK_WORDS pending words (1.6 · 10^9; the sort of 10^6 events pins about 1.3 · 10^9)."""
 
 QUERY_STEPS = Steps(
     "query",
@@ -138,44 +151,143 @@ def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tupl
     return key, info.shift_right(bb + tb), info.shift_right(tb).resize(bb), info.resize(tb), value
 
 
-def verify(ctx: Context, name: str) -> None:
-    """Verify every pending product in chunks, one checkpoint each at ``name_0``, ``name_1``, ...
+class Verification:
+    """The checkpoints of one phase, at ``name_0``, ``name_1``, …, keeping the verifier small.
 
-    Chunks are runs of consecutive products of at most :data:`VERIFY_CHUNK_WORDS`
-    pending words (a single larger product is a chunk of its own); a phase
-    that would need more than :data:`MAX_CHUNKS` takes larger ones, the last
-    chunk taking whatever remains. The split depends only on the
-    products' shapes, so every helper makes the same one. Nothing is sent in
-    semi-honest mode or when nothing is pending.
+    Made at the start of a phase, it has the context's verifier call it back
+    (``Verifier.spill``) as soon as the pending products pin more than the
+    chunk limit (:data:`VERIFY_CHUNK_WORDS`), wherever in the phase that
+    happens (inside the sort's passes, the attribution scans, the cap's
+    running sums), and then verifies them in chunks of at most the limit, one
+    checkpoint each, and lets them go. :meth:`close`, at the end of the phase,
+    verifies what remains. A product larger than the limit is verified in
+    slices (:func:`_pieces`). The limit doubles after every
+    :data:`DOUBLE_EVERY` checkpoints of the phase, and the last of its
+    :data:`MAX_CHUNKS` takes all that remains. When and where it cuts depends
+    only on the products' shapes, so every helper does the same. Nothing
+    happens in semi-honest mode.
     """
-    verifier = ctx.verifier
-    if verifier is None or not verifier.pending:
-        return
-    products = verifier.take()
-    limit = max(VERIFY_CHUNK_WORDS, -(-sum(2 * p.words for p in products) // MAX_CHUNKS))
-    chunks = _chunks(products, limit)
-    del products
-    if len(chunks) > MAX_CHUNKS:  # greedy runs may exceed the count: the last chunk takes the rest
-        chunks[MAX_CHUNKS - 1 :] = [[p for chunk in chunks[MAX_CHUNKS - 1 :] for p in chunk]]
-    for index in range(len(chunks)):
-        for product in chunks[index]:
-            verifier.record(product)
-        chunks[index] = []  # a verified chunk's products are not kept here
-        checkpoint(ctx.narrow(name, index))
+
+    def __init__(self, ctx: Context, name: str) -> None:
+        self.ctx, self.name, self.index = ctx, name, 0
+        if ctx.verifier is not None:
+            ctx.verifier.spill, ctx.verifier.spill_above = self._spill, self.limit
+
+    @property
+    def limit(self) -> int:
+        """The most pending words one checkpoint verifies now."""
+        return VERIFY_CHUNK_WORDS << (self.index // DOUBLE_EVERY)
+
+    def _spill(self) -> None:
+        if self.index < MAX_CHUNKS - 1:  # the last checkpoint is close()'s
+            self._verify(MAX_CHUNKS - 2)
+
+    def close(self) -> None:
+        """Verify every pending product (nothing is sent if none is pending) and stop spilling."""
+        verifier = self.ctx.verifier
+        if verifier is None:
+            return
+        verifier.spill = None
+        if verifier.pending:
+            self._verify(MAX_CHUNKS - 1)
+
+    def _verify(self, last: int) -> None:
+        """Verify every pending product in chunks, at indices up to ``last`` (which takes the rest)."""
+        verifier = self.ctx.verifier
+        assert verifier is not None
+        spill, verifier.spill = verifier.spill, None  # recording a chunk again must not spill
+        chunks = _chunks(verifier.take(), self.limit)
+        room = last - self.index + 1
+        if len(chunks) > room:
+            chunks[room - 1 :] = [[p for chunk in chunks[room - 1 :] for p in chunk]]
+        for k in range(len(chunks)):
+            for product in chunks[k]:
+                verifier.record(product)
+            chunks[k] = []  # a verified chunk's products are not kept here
+            checkpoint(self.ctx.narrow(self.name, self.index))
+            self.index += 1
+        verifier.spill, verifier.spill_above = spill, self.limit
+
+
+def verify(ctx: Context, name: str) -> None:
+    """Verify every pending product in chunks at ``name_0``, ``name_1``, … (:class:`Verification`)."""
+    Verification(ctx, name).close()
 
 
 def _chunks(products: list[Product], limit: int) -> list[list[Product]]:
-    """Consecutive runs of ``products`` of at most ``limit`` pending words (a larger product alone)."""
+    """Consecutive runs of ``products`` (cut by :func:`_pieces`) of at most ``limit`` pending words."""
     chunks: list[list[Product]] = [[]]
     words = 0
     for product in products:
-        size = 2 * product.words  # both components, as Verifier.pending_words counts
-        if chunks[-1] and words + size > limit:
-            chunks.append([])
-            words = 0
-        chunks[-1].append(product)
-        words += size
+        for piece in _pieces(product, limit):
+            size = 2 * piece.words  # both components, as Verifier.pending_words counts
+            if chunks[-1] and words + size > limit:
+                chunks.append([])
+                words = 0
+            chunks[-1].append(piece)
+            words += size
     return chunks
+
+
+def _pieces(product: Product, limit: int) -> list[Product]:
+    """``product`` cut into slices of about ``limit`` pending words or fewer, each a product itself.
+
+    An elementwise product (``multiply``, ``and``) is cut along its output's
+    last axis, a sum of products along its last output axis (each output is
+    the sum of its own terms), a matrix product along its terms
+    (:func:`_matmul_parts`). Slices are views (of the operands broadcast to
+    the output's shape).
+    """
+    z = product.z
+    if 2 * product.words <= limit or z.left.ndim == 0:
+        return [product]
+    if product.op == "matmul":
+        return _matmul_parts(product, limit)
+    if product.op == "inner_product":
+        x, y, ndim = product.x, product.y, product.x.left.ndim
+        summed = product.axis % ndim
+        x_axis = ndim - 1 if summed != ndim - 1 else ndim - 2
+        if x.shape != y.shape or x_axis < 0:
+            return [product]
+        z_axis = x_axis if x_axis < summed else x_axis - 1
+    else:
+        x = product.x.map(lambda a: np.broadcast_to(a, z.shape))
+        y = product.y.map(lambda a: np.broadcast_to(a, z.shape))
+        x_axis = z_axis = z.left.ndim - 1
+    length = z.shape[z_axis]
+    step = max(limit * length // (2 * x.left.size + 2 * y.left.size + 2 * z.left.size), 1)
+    edges = [*range(0, length, step), length]
+
+    def cut(s: Any, axis: int, lo: int, hi: int) -> Any:
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        return s.map(lambda a: a[index])
+
+    op, axis = product.op, product.axis
+    return [
+        Product(op, cut(x, x_axis, lo, hi), cut(y, x_axis, lo, hi), cut(z, z_axis, lo, hi), axis)
+        for lo, hi in pairwise(edges)
+        if hi > lo
+    ]
+
+
+_TERM_BLOCK = 64
+"""A matrix product's parts are whole multiples of this many terms (the checkpoint's widest unit)."""
+
+
+def _matmul_parts(product: Product, limit: int) -> list[Product]:
+    """A matrix product ``x @ yᵀ`` as parts of at most about ``limit`` words, each a slice of its
+    terms; ``z`` is checked once, with the last part (:class:`ipa.mpc.verifier.Split`)."""
+    x, y, z = product.x, product.y, product.z
+    if not isinstance(z, AShares):
+        return [product]
+    (p, terms), q = x.shape, y.shape[0]
+    step = max(limit // (2 * (p + q)) // _TERM_BLOCK, 1) * _TERM_BLOCK
+    edges = [*range(0, terms, step), terms]
+    if len(edges) <= 2:
+        return [product]
+    split = Split(z, len(edges) - 1)
+    terms_of = [(slice(None), slice(lo, hi)) for lo, hi in pairwise(edges)]
+    return [Product("matmul", x[cols], y[cols], z, split=split) for cols in terms_of]
 
 
 def run_query(
@@ -206,10 +318,12 @@ def run_query(
         return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES}, _soundness(ctx))
     # Each column is dropped (del) as soon as no later phase reads it, so the peak is the
     # live columns plus one phase's working set, not every column the query ever made.
+    phase = Verification(ctx, "verify_sort")
     rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
     key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
-    verify(ctx, "verify_sort")
+    phase.close()
     clock.lap("sort")
+    phase = Verification(ctx, "verify_attribute")
     user = key.shift_right(config.constraint_bits).resize(key.width)
     same_group, same_user = adjacent_equal(ctx.narrow("boundaries"), [key, user])
     del key, user
@@ -222,23 +336,25 @@ def run_query(
         max_events_per_user=config.max_events_per_user,
         window=config.window,
     )
-    verify(ctx, "verify_attribute")
+    phase.close()
     del same_group, is_trigger, breakdown_key, timestamp
     clock.lap("attribute")
     # The value travels as boolean shares (so each helper can range-check it on
     # upload) and becomes arithmetic only here, where it is summed.
+    phase = Verification(ctx, "verify_cap")
     amount = bool_to_arith(ctx.narrow("value_to_arith"), value, np.uint64)
     del value
     contribution = cap_contributions(ctx.narrow("cap"), found.attributed, amount, same_user, config.cap)
-    verify(ctx, "verify_cap")
+    phase.close()
     source_key = found.breakdown_key
     del amount, same_user, found
     clock.lap("cap")
+    phase = Verification(ctx, "verify_release")
     sums = aggregate(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
     del contribution, source_key
     clock.lap("aggregate")
     noised = noise(ctx.narrow("noise"), sums)
-    verify(ctx, "verify_release")  # the last check: nothing pending leaves this helper
+    phase.close()  # the last check: nothing pending leaves this helper
     clock.lap("noise")
     return QueryResult(noised, clock.seconds, _soundness(ctx))
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -68,7 +68,7 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, Shares
 from ipa.mpc.step import Steps
-from ipa.mpc.verifier import Op, Product
+from ipa.mpc.verifier import Op, Product, Split
 from ipa.mpc.verify import check_zero, open_confirmed
 
 __all__ = ["CHECKPOINT_STEPS", "checkpoint"]
@@ -125,6 +125,7 @@ class _Units:
     y: Shares  # (U, *b_shape)
     z: Shares
     combine: Callable[[np.ndarray], np.ndarray]
+    split: Split | None = None
 
 
 def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
@@ -187,7 +188,7 @@ def _cut(p: Product) -> _Units:
         return _elementwise(p)
     if p.op == "inner_product":
         return _inner(p)
-    return _matmul(p)
+    return replace(_matmul(p), split=p.split)
 
 
 def _as(x: Shares, dtype: np.dtype, boolean: bool) -> Shares:
@@ -336,7 +337,12 @@ class _Batch:
         products, start = [], 0
         for record in self.records:
             end = start + len(record.x.left)
-            products.append(_sub(record.z, verified[start:end].map(record.combine)))
+            value = verified[start:end].map(record.combine)
+            if record.split is None:
+                products.append(_sub(record.z, value))
+            else:  # a part of a matrix product: z is checked with the last part
+                assert isinstance(value, AShares)
+                products += record.split.add(value)
             start = end
         return sacrifice, products
 
@@ -423,7 +429,7 @@ def _generate(ctx: Context, batches: list[_Batch]) -> AShares:
     received = reshare_all(step, locals_)
     for batch, local, other in zip(batches, locals_, received, strict=True):
         batch.c = batch.form.shares(local, other)
-    return AShares(prev[0], nxt[0])
+    return AShares(prev[0].copy(), nxt[0].copy())  # copies: views would pin the whole draw of a and b
 
 
 def reshare_all(ctx: Context, zs: list[np.ndarray]) -> list[np.ndarray]:

@@ -29,6 +29,11 @@ The plans depend only on shapes, so every party spends alike.
 that no plan can verify within its allowance raises ProtocolError instead of
 claiming less than the truth.
 
+**Memory.** The verifier pins every pending product's x, y and z. A caller
+that bounds it sets :attr:`Verifier.spill`: called as soon as a record takes
+the pending words above :attr:`Verifier.spill_above`, it verifies them (the
+query's phases do, :class:`ipa.attribution.pipeline.Verification`).
+
 A :class:`Verifier` belongs to one party of one run: every context the party
 derives (``enter``, ``narrow``) shares it. It holds references to the share
 arrays, not copies: protocols never write into an array they computed with.
@@ -38,14 +43,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ipa.errors import ProtocolError
 from ipa.mpc.buckets import SECURITY_BITS, Plan, log2_bound, parameters
-from ipa.mpc.replicated import Shares
+from ipa.mpc.replicated import AShares, Shares
 
-__all__ = ["Op", "Product", "Verifier"]
+__all__ = ["Op", "Product", "Split", "Verifier"]
 
 Op = Literal["multiply", "and", "inner_product", "matmul"]
 """The bilinear maps: elementwise product (ring), elementwise AND (packed words),
@@ -55,15 +61,43 @@ _BITS_STEP = 8
 """Bits asked of a plan are rounded up to 1/8 bit (fewer distinct plans to compute and cache)."""
 
 
+@dataclass(eq=False)
+class Split:
+    """A matrix product verified in parts, each part a slice of its terms (``x[:, S] @ y[:, S]ᵀ``).
+
+    A part's checkpoint verifies its terms and adds their verified value to
+    the sum; the checkpoint of the last part checks ``z`` against the sum
+    (z is only known whole: it was reshared once). Every part's triples are
+    checked in its own checkpoint, so the sum is exact unless a batch's
+    bound failed, and a wrong z is caught at the last part.
+    """
+
+    z: AShares
+    parts: int
+    _sum: AShares | None = None
+    _done: int = 0
+
+    def add(self, value: AShares) -> list[AShares]:
+        """Add one part's verified value; the check value ``z − sum`` once every part is in."""
+        self._sum = value if self._sum is None else self._sum + value
+        self._done += 1
+        return [self.z - self._sum] if self._done == self.parts else []
+
+
 @dataclass(frozen=True)
 class Product:
-    """One semi-honest product to verify: ``z = op(x, y)`` (``axis`` for ``inner_product``)."""
+    """One semi-honest product to verify: ``z = op(x, y)`` (``axis`` for ``inner_product``).
+
+    With ``split``, a part of a matrix product: ``x`` and ``y`` are a slice of
+    its terms, and ``z`` is checked by ``split`` once every part is verified.
+    """
 
     op: Op
     x: Shares
     y: Shares
     z: Shares
     axis: int = 0
+    split: Split | None = None
 
     @property
     def words(self) -> int:
@@ -85,11 +119,24 @@ class Verifier:
     """The run's budget: every batch it verifies together is sound to 2^-security_bits."""
     bounds: list[float] = field(default_factory=list)
     """log2 of the bound of each batch planned so far, in order."""
+    spill: Callable[[], None] | None = None
+    """Called right after a record takes :attr:`pending_words` above :attr:`spill_above`: a
+    checkpoint that keeps the verifier small (:class:`ipa.attribution.pipeline.Verification`)."""
+    spill_above: int = 0
+    _words: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, product: Product) -> None:
+        """Add a product to verify; spill (verify what is pending) if that makes too many words.
+
+        Products are recorded in the same order with the same shapes at every
+        party, so every party spills at the same point.
+        """
         with self._lock:
             self.products.append(product)
+            self._words += 2 * product.words
+        if self.spill is not None and self._words > self.spill_above:
+            self.spill()
 
     @property
     def pending(self) -> int:
@@ -99,12 +146,12 @@ class Verifier:
     @property
     def pending_words(self) -> int:
         """Share words pinned by pending products (2 per element: both components)."""
-        return 2 * sum(p.words for p in self.products)
+        return self._words
 
     def take(self) -> list[Product]:
         """Every pending product, in the order recorded; the verifier is empty afterwards."""
         with self._lock:
-            taken, self.products = self.products, []
+            taken, self.products, self._words = self.products, [], 0
         return taken
 
     @property
