@@ -142,23 +142,22 @@ def test_semi_honest_mode_records_nothing_and_the_checkpoint_sends_nothing():
     assert all(np.array_equal(o, np.arange(5) ** 2) for o in result.outputs)
 
 
-def test_a_checkpoint_with_a_memory_bound_runs_only_above_it():
-    steps = Steps("bounded", "first", "second", early=CHECKPOINT_STEPS, check=CHECKPOINT_STEPS)
+def test_a_verifier_spills_as_soon_as_it_holds_too_many_words():
+    """``Verifier.spill`` runs right after the record that takes the pending words above the bound."""
+    steps = Steps("bounded", "first", "second", spill=CHECKPOINT_STEPS)
 
     def protocol(ctx, x):
         ctx = ctx.enter(steps)
-        multiply(ctx.narrow("first"), x, x)  # x, y, z of 10 words, 2 components: 60 words
-        assert ctx.verifier is not None and ctx.verifier.pending_words == 60
-        checkpoint(ctx.narrow("early"), above_words=60)  # not above: nothing happens
-        pending = ctx.verifier.pending
-        multiply(ctx.narrow("second"), x, x)
-        checkpoint(ctx.narrow("check"), above_words=60)  # 120 words pending: runs
-        return pending, ctx.verifier.pending
+        verifier = ctx.verifier
+        verifier.spill, verifier.spill_above = (lambda: checkpoint(ctx.narrow("spill"))), 60
+        multiply(ctx.narrow("first"), x, x)  # x, y, z of 10 words, 2 components: 60 words, not above
+        pending = verifier.pending, verifier.pending_words
+        multiply(ctx.narrow("second"), x, x)  # 120 words: the spill verifies both at once
+        return pending, verifier.pending
 
     result = malicious(protocol, share_arithmetic(np.arange(10, dtype=np.uint64)))
-    assert result.outputs == [(1, 0)] * 3
-    assert result.bytes_sent("root/early") == [0, 0, 0]
-    assert min(result.bytes_sent("root/check")) > 0
+    assert result.outputs == [((1, 60), 0)] * 3
+    assert min(result.bytes_sent("root/spill")) > 0
 
 
 def test_reveal_refuses_while_products_are_pending():

@@ -128,17 +128,15 @@ class _Units:
     split: Split | None = None
 
 
-def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
+def checkpoint(ctx: Context) -> None:
     """Verify and clear every product pending in ``ctx.verifier`` (nothing in semi-honest mode).
 
     See the module docstring for the protocol. Inputs: none (the pending
     records). Output: none; afterwards unmasked values may be opened.
 
-    ``above_words`` bounds memory: the checkpoint runs only if the pending
-    products pin more than that many share words (``Verifier.pending_words``,
-    a function of shapes alone, so every party decides alike); a protocol
-    can call it at a declared step inside a long phase and keep the verifier
-    small. None: whenever anything is pending (even empty products).
+    It runs whenever anything is pending (even empty products). Memory: a
+    caller that bounds what the verifier holds sets ``Verifier.spill``, as
+    the query's phases do (:class:`ipa.attribution.pipeline.Verification`).
 
     Each batch (one per form of product) takes its bucket plan from the
     verifier's soundness budget (:meth:`ipa.mpc.verifier.Verifier.plan`): the
@@ -154,8 +152,6 @@ def checkpoint(ctx: Context, *, above_words: int | None = None) -> None:
     """
     verifier = ctx.verifier
     if verifier is None or not verifier.pending:
-        return
-    if above_words is not None and verifier.pending_words <= above_words:
         return
     ctx = ctx.enter(CHECKPOINT_STEPS)
     groups: dict[Form, list[_Units]] = {}
