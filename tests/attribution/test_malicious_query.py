@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from test_pipeline import queries
 from three_party import mpc_query
 
+from ipa.attribution import pipeline
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import run_query
 from ipa.attribution.rows import share_events
@@ -66,6 +67,34 @@ def test_a_query_on_random_events_is_sound_to_2_to_the_minus_40_in_total():
     assert results[0].log2_soundness is not None and -60 < results[0].log2_soundness <= -40
     _, honest = mpc_query(data, config)
     assert honest[0].log2_soundness is None
+
+
+def test_a_query_that_spills_in_every_phase_equals_the_reference(monkeypatch):
+    """With a tiny chunk limit every phase verifies in many checkpoints, from inside its protocols
+    (the sort's passes, the scans, the cap) and in slices of its larger products."""
+    monkeypatch.setattr(pipeline, "VERIFY_CHUNK_WORDS", 5_000)
+    config = QueryConfig(num_breakdowns=8, cap=50, window=3_600, max_events_per_user=16)
+    data = generate(150, seed=23, num_breakdowns=config.num_breakdowns)
+    shares = share_events(data, config)
+    held: list[int] = []
+
+    def query(ctx, rows):
+        record = ctx.verifier.record
+
+        def watched(product):
+            record(product)
+            held.append(ctx.verifier.pending_words)
+
+        ctx.verifier.record = watched
+        return run_query(ctx, rows, config)
+
+    result = run_three(query, shares, security="malicious")
+    assert reconstruct([o.sums for o in result.outputs]).tolist() == attribute_query(data, config).tolist()
+    spills = {m.step.split("/")[1] for m in result.messages if "/verify_" in m.step}
+    for phase in ("sort", "attribute", "cap", "release"):
+        assert {f"verify_{phase}_0", f"verify_{phase}_1"} <= spills
+    assert held and max(held) <= 5_000  # the verifier never held more than one chunk
+    assert all(o.log2_soundness is not None and o.log2_soundness <= -40 for o in result.outputs)
 
 
 def _small_query() -> tuple[list, QueryConfig]:

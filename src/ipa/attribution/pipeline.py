@@ -275,8 +275,8 @@ _TERM_BLOCK = 64
 
 
 def _matmul_parts(product: Product, limit: int) -> list[Product]:
-    """A matrix product ``x @ yᵀ`` as parts of at most about ``limit`` words, each a slice of its
-    terms; ``z`` is checked once, with the last part (:class:`ipa.mpc.verifier.Split`)."""
+    """A matrix product ``x @ yᵀ`` as parts of at most about ``limit`` words (at least 64 terms),
+    each a slice of its terms; ``z`` is checked once, with the last part (:class:`ipa.mpc.verifier.Split`)."""
     x, y, z = product.x, product.y, product.z
     if not isinstance(z, AShares):
         return [product]
