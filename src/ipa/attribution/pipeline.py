@@ -12,7 +12,7 @@ shares). So no unmasked value is opened, and no result share leaves a helper,
 before every pending check has passed.
 
 **Memory.** The verifier pins the x, y, z of every product not yet
-verified, and a checkpoint needs about 50 bytes per helper for each pending
+verified, and a checkpoint needs about 75 bytes per helper for each pending
 word it verifies at once (triples, their permutation, the opened
 differences). So each phase is a :class:`Verification`: as soon as the
 pending products pin more than :data:`VERIFY_CHUNK_WORDS` words, wherever in
