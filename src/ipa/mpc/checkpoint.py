@@ -69,7 +69,7 @@ from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, Shares
 from ipa.mpc.step import Steps
 from ipa.mpc.verifier import Op, Product, Split
-from ipa.mpc.verify import check_zero, open_confirmed
+from ipa.mpc.verify import Blocks, check_zero, open_confirmed
 
 __all__ = ["CHECKPOINT_STEPS", "checkpoint"]
 
@@ -165,7 +165,7 @@ def checkpoint(ctx: Context) -> None:
     for batch in batches:
         batch.arrange(assign(batch.plan, generator))
     opened = open_confirmed(ctx.narrow("open"), ctx.narrow("open"), [s for b in batches for s in b.to_open()])
-    sacrifices: list[Shares] = []
+    sacrifices: list[Shares | Blocks] = []
     products: list[Shares] = []
     for batch in batches:
         mine, opened = opened[:7], opened[7:]
@@ -274,14 +274,6 @@ class _Batch:
         self.b: Shares
         self.c: Shares
 
-    @property
-    def x(self) -> Shares:
-        return _concat(self.form, [r.x for r in self.records])
-
-    @property
-    def y(self) -> Shares:
-        return _concat(self.form, [r.y for r in self.records])
-
     def arrange(self, assignment: Assignment) -> None:
         """Put the triples in the coin's order: one gather each, then only views.
 
@@ -312,23 +304,46 @@ class _Batch:
             self._opened(self.c),
             a.like(minus(a.left[:1], a.left[1:]), minus(a.right[:1], a.right[1:])),
             b.like(minus(b.left[:1], b.left[1:]), minus(b.right[:1], b.right[1:])),
-            _sub(self.x, a[0, :units]),
-            _sub(self.y, b[0, :units]),
+            self._masked([r.x for r in self.records], a[0, :units]),
+            self._masked([r.y for r in self.records], b[0, :units]),
         ]
 
-    def check(self, party: int, opened: list[np.ndarray]) -> tuple[Shares, list[Shares]]:
+    def _masked(self, parts: list[Shares], mask: Shares) -> Shares:
+        """The records' inputs (concatenated) minus their masks, written straight into the result."""
+        minus = self.form.minus
+
+        def component(side: str, m: np.ndarray) -> np.ndarray:
+            out, start = np.empty_like(m), 0
+            for part in parts:
+                v = getattr(part, side)
+                minus(v, m[start : start + len(v)], out=out[start : start + len(v)])
+                start += len(v)
+            return out
+
+        return mask.like(component("left", mask.left), component("right", mask.right))
+
+    def check(self, party: int, opened: list[np.ndarray]) -> tuple[Blocks, list[Shares]]:
         """Check the opened triples; the sacrifice values and each product's check value (shares)."""
         form, units = self.form, self.plan.units
         a_open, b_open, c_open, rho_s, sigma_s, rho, sigma = opened
         if not np.array_equal(c_open, form.f(a_open, b_open)):
             raise MaliciousBehaviourError("triple cut-and-choose", "an opened triple is not a product")
         a, b, c = self._slots(self.a), self._slots(self.b), self._slots(self.c)
-        # c_first − (the others' Beaver values), in place in the latter.
-        sacrifice = _beaver(form, party, a[1:], b[1:], c[1:], rho_s, sigma_s)
-        sacrifice = sacrifice.like(
-            form.minus(c.left[:1], sacrifice.left, out=sacrifice.left),
-            form.minus(c.right[:1], sacrifice.right, out=sacrifice.right),
-        )
+        per = max(1, _BLOCK_BYTES // max(c.left[0, :1].nbytes * (self.plan.size - 1), 1))
+
+        def sacrifice(k: int) -> Shares:
+            """c_first − (the others' Beaver values) for buckets k·per … (k + 1)·per − 1."""
+            at = (slice(None), slice(k * per, (k + 1) * per))
+            rest = (slice(1, None), at[1])
+            value = _beaver(
+                form, party, a.map(_at(rest)), b.map(_at(rest)), c.map(_at(rest)), rho_s[at], sigma_s[at]
+            )
+            first = (slice(0, 1), at[1])
+            return value.like(
+                form.minus(c.left[first], value.left, out=value.left),
+                form.minus(c.right[first], value.right, out=value.right),
+            )
+
         verified = _beaver(form, party, a[0, :units], b[0, :units], c[0, :units], rho, sigma)
         products, start = [], 0
         for record in self.records:
@@ -340,7 +355,15 @@ class _Batch:
                 assert isinstance(value, AShares)
                 products += record.split.add(value)
             start = end
-        return sacrifice, products
+        return Blocks(-(-self.plan.buckets // per), sacrifice), products
+
+
+def _at(index: tuple[slice, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda v: v[index]
+
+
+_BLOCK_BYTES = 1 << 20
+"""Bytes per block of the sacrifice values: computed, hashed and dropped one block at a time."""
 
 
 def _beaver(
@@ -367,12 +390,6 @@ def _sub(a: Shares, b: Shares) -> Shares:
         return a ^ b
     assert isinstance(a, AShares) and isinstance(b, AShares)
     return a - b
-
-
-def _concat(form: Form, parts: list[Shares]) -> Shares:
-    if len(parts) == 1:
-        return parts[0]
-    return form.shares(np.concatenate([p.left for p in parts]), np.concatenate([p.right for p in parts]))
 
 
 # --- the randomness and the triples ---------------------------------------------------------------

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ __all__ = [
     "CONSISTENCY_STEPS",
     "DIGEST_BYTES",
     "REVEAL_STEPS",
+    "Blocks",
     "check_consistent",
     "check_zero",
     "digest",
@@ -210,11 +212,25 @@ def _sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, boolean: bool) -> np.ndarr
     return op(out, c, out=out)
 
 
-def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
+@dataclass(frozen=True)
+class Blocks:
+    """A share column that :func:`check_zero` computes block by block and never holds whole.
+
+    ``block(k)`` for ``0 ≤ k < count`` gives block k's shares (one kind, any
+    shapes). The check hashes the blocks in order, so every party must cut the
+    column alike (cut by shapes, never by data).
+    """
+
+    count: int
+    block: Callable[[int], Shares]
+
+
+def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares | Blocks]]) -> None:
     """Abort unless every shared value of every named check is zero, without opening anything.
 
-    Inputs: named lists of share columns (arithmetic or boolean, any shapes),
-    the same at every party. Output: none.
+    Inputs: named lists of share columns (arithmetic or boolean, any shapes;
+    or :class:`Blocks` computed piece by piece), the same at every party.
+    Output: none.
 
     1. Party i sends its next neighbour, for each check, the digest of
        ``−(v_i + v_{i+1})`` (XOR for booleans) over the check's columns.
@@ -225,33 +241,54 @@ def check_zero(ctx: Context, checks: Mapping[str, Sequence[Shares]]) -> None:
     neighbours (c+1, c+2); together they hold every component, each from
     its honest holder, so a nonzero v is caught by H(c+2) with certainty (up to
     SHA-256 collisions). The sender's digest is of v_{i+2}, which the receiver
-    holds, when v = 0; when v ≠ 0 the run aborts.
+    holds, when v = 0; when v ≠ 0 the run aborts. Both digests are made in one
+    pass over the values, block by block (nothing of the values' size is held).
 
     Cost: ``1`` round, ``32 * k / n`` bytes per element (k checks, n elements in all).
 
     Raises MaliciousBehaviourError naming the first check whose values are not all zero.
     """
     names = list(checks)
-    mine = [_pair_digest(f"{ctx.step}/{n}", checks[n]) for n in names]
+    mine, expected = [], []
+    for name in names:
+        send, keep = _hasher(f"{ctx.step}/{name}"), _hasher(f"{ctx.step}/{name}")
+        for column in checks[name]:
+            for shares in _pieces(column):
+                _hash_zero_check(send, keep, shares)
+        mine.append(np.frombuffer(send.digest(), np.uint8))
+        expected.append(np.frombuffer(keep.digest(), np.uint8))
     ctx.send(Peer.NEXT, *mine)
     received = ctx.receive(Peer.PREV, *[_LIKE] * len(names))
-    for name, theirs in zip(names, received, strict=True):
-        if not _same(theirs, digest(f"{ctx.step}/{name}", [x.right for x in checks[name]])):
+    for name, theirs, ours in zip(names, received, expected, strict=True):
+        if not _same(theirs, ours):
             me, prev = ctx.party, Peer.PREV.of(ctx.party)
             raise MaliciousBehaviourError(name, f"H{me + 1} found a nonzero value with H{prev + 1}'s digest")
 
 
-def _pair_digest(step: str, columns: Sequence[Shares]) -> np.ndarray:
-    """:func:`digest` of ``−(left + right)`` (``left ^ right`` for booleans) of each column, in blocks."""
-    h = _hasher(step)
-    for x in columns:
-        boolean = isinstance(x, BShares)
+def _pieces(column: Shares | Blocks) -> Iterator[Shares]:
+    if isinstance(column, Blocks):
+        yield from (column.block(k) for k in range(column.count))
+    else:
+        yield column
 
-        def block(rows: Any, x: Shares = x, boolean: bool = boolean) -> np.ndarray:
-            if boolean:
-                return np.bitwise_xor(x.left[rows], x.right[rows])
-            out = np.add(x.left[rows], x.right[rows])
-            return np.negative(out, out=out)
 
-        _update(h, np.broadcast_to(np.zeros((), x.dtype), x.shape), block)
-    return np.frombuffer(h.digest(), np.uint8)
+def _hash_zero_check(send: hashlib._Hash, keep: hashlib._Hash, x: Shares) -> None:
+    """Hash ``−(left + right)`` (``left ^ right`` for booleans) into ``send`` and ``right`` into
+    ``keep``, each as :func:`digest` would hash one array, one block of rows at a time."""
+    boolean = isinstance(x, BShares)
+    header = f"{x.left.dtype.str}{x.left.shape}\0".encode()
+    send.update(header)
+    keep.update(header)
+    left, right = (x.left[None], x.right[None]) if x.left.ndim == 0 else (x.left, x.right)
+    rows = max(1, _HASH_BLOCK_BYTES // max(left[:1].nbytes, 1))
+    for start in range(0, len(left), rows):
+        part = slice(start, start + rows)
+        if boolean:
+            pair = np.bitwise_xor(left[part], right[part])
+        else:
+            pair = np.add(left[part], right[part])
+            np.negative(pair, out=pair)
+        mine = np.ascontiguousarray(right[part])
+        if pair.size:
+            send.update(pair.reshape(-1).view(np.uint8).data)
+            keep.update(mine.reshape(-1).view(np.uint8).data)
