@@ -164,7 +164,9 @@ def checkpoint(ctx: Context) -> None:
     generator = coin_generator(coin)
     for batch in batches:
         batch.arrange(assign(batch.plan, generator))
-    opened = open_confirmed(ctx.narrow("open"), ctx.narrow("open"), [s for b in batches for s in b.to_open()])
+    to_open = [s for b in batches for s in b.to_open()]  # new arrays, or views of the gathered triples
+    opened = open_confirmed(ctx.narrow("open"), ctx.narrow("open"), to_open, into_right=True)
+    del to_open
     sacrifices: list[Shares | Blocks] = []
     products: list[Shares] = []
     for batch in batches:

@@ -186,13 +186,17 @@ def verified_reveal(ctx: Context, x: Shares) -> np.ndarray:
     return opened
 
 
-def open_confirmed(value: Context, confirm: Context, xs: Sequence[Shares]) -> list[np.ndarray]:
+def open_confirmed(
+    value: Context, confirm: Context, xs: Sequence[Shares], *, into_right: bool = False
+) -> list[np.ndarray]:
     """:func:`verified_reveal` of several columns at once: one message each way, one digest.
 
     The components go at step ``value``, the digest at step ``confirm`` (the
     two may be one step: the messages go to different neighbours). This is
     how :func:`ipa.mpc.reveal.reveal` opens in malicious mode, at its caller's
-    step, and how a checkpoint opens its masked differences.
+    step, and how a checkpoint opens its masked differences. With
+    ``into_right`` the opened values are summed into the ``right`` arrays
+    (the caller's own temporaries, written by nothing else), not new ones.
     """
     value.send(Peer.NEXT, *[x.left for x in xs])
     confirm.send(Peer.PREV, digest(confirm.step, [x.right for x in xs]))
@@ -203,12 +207,14 @@ def open_confirmed(value: Context, confirm: Context, xs: Sequence[Shares]) -> li
         raise MaliciousBehaviourError(
             "verified reveal", f"H{prev + 1} and H{nxt + 1} sent H{me + 1} different copies of a component"
         )
-    return [_sum(x.left, x.right, m, isinstance(x, BShares)) for x, m in zip(xs, missing, strict=True)]
+    return [
+        _sum(x.left, x.right, m, isinstance(x, BShares), into_right) for x, m in zip(xs, missing, strict=True)
+    ]
 
 
-def _sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, boolean: bool) -> np.ndarray:
+def _sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, boolean: bool, into_b: bool = False) -> np.ndarray:
     op = np.bitwise_xor if boolean else np.add
-    out = op(a, b)
+    out = op(b, a, out=b) if into_b else op(a, b)
     return op(out, c, out=out)
 
 
