@@ -20,6 +20,7 @@ from ipa.errors import IpaError
 from ipa_rpc import MAX_MESSAGE_BYTES
 
 __all__ = [
+    "MEASURED_PEAK_MIB",
     "RESULT_BYTES_PER_BREAKDOWN",
     "LimitError",
     "check_query",
@@ -32,8 +33,13 @@ RESULT_BYTES_PER_BREAKDOWN = 16
 """A helper's result share: two 64-bit components per breakdown."""
 
 _RESULT_OVERHEAD = 4096  # protobuf framing and the helper index, with room to spare
-_BYTES_PER_ROW = 1536  # sort, attribution and cap columns of one report, with their temporaries
-_BYTES_PER_ONE_HOT = 48  # per report and per one-hot column of the aggregation (3 words)
+_BYTES_PER_ROW = 896  # upload, decoded report, sort, attribution and cap columns, with their temporaries
+_BYTES_PER_ONE_HOT = 16  # per report and one-hot column of the aggregation: a word, and the one received
+
+MEASURED_PEAK_MIB = (1071, 1424)
+"""Peak RSS per helper process (MiB), least and most, at 10^6 reports with 8-bit breakdown keys:
+``bench/e2e.py --events 1000000`` with 1 and 2 Ray workers (the coordinators), 2026-12-01
+(docs/scaling.md, *Measured*). :func:`working_memory` is kept within it (tests/helpers/test_limits.py)."""
 
 
 class LimitError(IpaError):
@@ -48,11 +54,15 @@ def largest_max_breakdowns() -> int:
 def working_memory(config: QueryConfig, rows: int) -> int:
     """Estimated peak bytes one helper needs to run the query over ``rows`` reports.
 
-    Linear in ``rows``: about 1.5 KiB per report for the sort, attribution
-    and cap, plus the aggregation's one-hot indicators of the two halves of
-    the breakdown key (2^⌈w/2⌉ + 2^⌊w/2⌋ words per report, three copies);
-    measured peak RSS at 10^6 reports with 8-bit keys is about 2.1 KiB per
-    report, this estimate 3 KiB. The result adds 16 bytes per breakdown.
+    Linear in ``rows``: 896 bytes per report for the upload, decoding, sort,
+    attribution and cap, plus 16 bytes per report for each one-hot indicator
+    of the two halves of the breakdown key in the aggregation (2^⌈w/2⌉ +
+    2^⌊w/2⌋ of them for w-bit keys: the word and the one received for it).
+    At w = 8 that is 1,408 bytes per report, 1.31 GiB at 10^6 reports, within
+    the peak RSS measured per helper process there (:data:`MEASURED_PEAK_MIB`:
+    1.05–1.39 GiB); the estimate of before (1.5 KiB plus 48 bytes per
+    indicator, 3 KiB per report at w = 8) predates the memory work of issue 18.
+    The result adds 16 bytes per breakdown.
     """
     w = config.breakdown_bits
     one_hots = (1 << ((w + 1) // 2)) + (1 << (w // 2))
