@@ -44,10 +44,10 @@ def wait_for_event(log: Path, name: str, count: int = 1, deadline: float = 120.0
 
 def workers_of(pid: int) -> list[int]:
     """The Ray worker actors below helper process ``pid`` (``ray::IpaWorker``, ``ray::IpaWorker.open()``)."""
-    return [p for p in descendants(pid) if _comm(p).startswith(f"ray::{WORKER_NAME}")]
+    return [p for p in descendants(pid) if comm(p).startswith(f"ray::{WORKER_NAME}")]
 
 
-def _comm(pid: int) -> str:
+def comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
