@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from test_helper_processes import wait_final
 
 import ipa_client.collector as collector_module
 from ipa.attribution.config import QueryConfig
@@ -26,7 +27,6 @@ from ipa_client.cli import main
 from ipa_client.collector import ReportCollector, simulate_user_agents
 from ipa_client.local_network import LocalNetwork
 from ipa_client.query_client import QueryClient, QueryFailedError, endpoints
-from ipa_rpc.v1 import query_pb2
 
 CONFIG = QueryConfig(num_breakdowns=4, cap=20, timestamp_bits=20)
 EVENTS = generate(300, seed=17, num_breakdowns=4)
@@ -71,15 +71,6 @@ def settled(network, site: str, deadline: float = 30.0) -> dict:
         time.sleep(0.2)
 
 
-def final_status(client: QueryClient, query_id: str, helper: int) -> query_pb2.QueryStatus:
-    for _ in range(200):
-        status = client.helper_status(query_id, helper)
-        if status.state in (query_pb2.FAILED, query_pb2.COMPLETED, query_pb2.CANCELLED):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"H{helper + 1} did not end the query")
-
-
 def test_inconsistent_shares_from_the_collector_fail_the_query_everywhere_refunded(network, monkeypatch):
     site = "inconsistent.example"
     real_encode = collector_module.encode_batch
@@ -98,7 +89,7 @@ def test_inconsistent_shares_from_the_collector_fail_the_query_everywhere_refund
         with pytest.raises(QueryFailedError, match="input consistency"):
             rc.submit(client, epsilon=1.0)
         query_id = settled(network, site)["queries"][0]["query_id"]
-        errors = [final_status(client, query_id, helper).error for helper in range(3)]
+        errors = [wait_final(client, query_id, helper).error for helper in range(3)]
     # H1 and H2 (the two holders of component 1) find it, naming no value; whoever finds it
     # first tells the others (then the status says from whom: "H1: ...").
     found = (
@@ -128,7 +119,7 @@ def test_a_leader_forwarding_altered_parameters_is_refused_and_nothing_is_spent(
             with pytest.raises(QueryFailedError, match="query parameters differ from the collector's"):
                 collector(network, site).submit(client, epsilon=1.0)
             query_id = settled(network, site)["queries"][0]["query_id"]
-            errors = [final_status(client, query_id, helper).error for helper in range(3)]
+            errors = [wait_final(client, query_id, helper).error for helper in range(3)]
         assert b'"tamper"' in leader.log.read_bytes()  # the switch did fire
     finally:
         leader.stop()
