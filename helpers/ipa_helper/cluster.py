@@ -63,6 +63,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -323,34 +324,17 @@ def _init_local(ray: ModuleType, config: ClusterConfig, index: int) -> str:
 
 
 def _kill_attempt(temp_dir: str) -> None:
-    """SIGKILL this process's descendants started for ``temp_dir`` (a failed start leaves them running)."""
-    for pid in _descendants(os.getpid()):
+    """SIGKILL the processes of a failed start: those whose command line names its ``temp_dir``.
+
+    The directory is this attempt's own (``mkdtemp``), so its name picks out
+    exactly the processes Ray started for it, also those it reparented.
+    """
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                if temp_dir.encode() in cmdline.read():
-                    os.kill(pid, signal.SIGKILL)
+            if temp_dir.encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
         except OSError:
             continue
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        below = children.get(todo.pop(), [])
-        found += below
-        todo += below
-    return found
 
 
 def _init_local_once(ray: ModuleType, config: ClusterConfig, index: int) -> str:

@@ -4,6 +4,7 @@ The queries over real Ray clusters are in tests/e2e/test_cluster.py.
 """
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from ipa.errors import ConfigError
 from ipa_client.cli import main
-from ipa_helper.cluster import partition
+from ipa_helper.cluster import _kill_attempt, partition
 from ipa_helper.config import ClusterConfig, load_config
 
 
@@ -101,3 +102,19 @@ def test_a_helper_with_workers_but_no_ray_says_how_to_install_it(tmp_path, capsy
     done = helper(path, "sys.modules['ray'] = None")  # import ray raises ImportError, as if absent
     assert done.returncode == 2
     assert "Ray, which is not installed: pip install 'ipa[cluster]'" in done.stderr
+
+
+def test_a_failed_starts_processes_are_killed_by_its_temp_dir_and_no_other(tmp_path):
+    """``_kill_attempt`` (a local start that timed out) kills what names its directory, nothing else."""
+    mine, other = tmp_path / "ipa-ray-h0-attempt", tmp_path / "ipa-ray-h0-other"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    doomed = subprocess.Popen([*sleeper, str(mine)])
+    spared = subprocess.Popen([*sleeper, str(other)])
+    try:
+        _kill_attempt(str(mine))
+        assert doomed.wait(timeout=10) == -signal.SIGKILL
+        assert spared.poll() is None
+    finally:
+        for process in (doomed, spared):
+            process.kill()
+            process.wait()
