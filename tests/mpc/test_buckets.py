@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipa.mpc.buckets import (
     MIN_BUCKETS,
@@ -71,6 +73,33 @@ def test_plans_at_a_glance():
 def test_without_cut_and_choose_all_bad_triples_win():
     """With C = 0, equal errors on every triple pass every bucket: why C ≥ 1 (and the m = N end)."""
     assert log2_bound(8, 3, 0) == 0.0
+
+
+def every_m(n: int, b: int, c: int) -> float:
+    """log2 of max over every m of P(m) (``ipa.mpc.buckets``' docstring), from a table of log-factorials."""
+    total = n * b + c
+    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, total + 1, dtype=np.float64)))])
+    m = np.arange(1, n + 1)
+
+    def lbinom(top: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
+        return lf[top] - lf[k] - lf[np.subtract(top, k)]
+
+    log_p = lbinom(n, m) + lbinom(total - m * b, c) - lbinom(total, c) - lbinom(n * b, m * b)
+    return float(log_p.max() / math.log(2.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), b=st.integers(2, 8), c=st.integers(0, 64))
+def test_the_bound_equals_its_maximum_over_every_m(n, b, c):
+    """The middle's blocks only bound from above; the maximum itself is found exactly."""
+    assert math.isclose(log2_bound(n, b, c), every_m(n, b, c), abs_tol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("n", "b", "c"), [(10_000, 4, 3), (100_000, 4, 3), (400_000, 4, 2), (1_000_000, 3, 2), (4_194_304, 3, 2)]
+)
+def test_the_bound_of_batches_the_query_makes_equals_every_m(n, b, c):
+    assert math.isclose(log2_bound(n, b, c), every_m(n, b, c), abs_tol=1e-6)
 
 
 def _frequencies(draw, m: int, trials: int) -> dict[tuple[int, ...], int]:

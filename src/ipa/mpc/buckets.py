@@ -122,22 +122,56 @@ def _log_p(buckets: int, size: int, opened: int, m: int) -> float:
     return _lbinom(n, m) + _lbinom(total - m * b, c) - _lbinom(total, c) - _lbinom(n * b, m * b)
 
 
-@lru_cache(maxsize=64)
-def log2_bound(buckets: int, size: int, opened: int) -> float:
-    """log2 of ``max over 1 ≤ m ≤ N of P(m)`` (module docstring), every m evaluated.
+_EXACT = 256
+""":func:`log2_bound` evaluates P(m) exactly for the first and last this many m."""
 
-    For N buckets of B triples and C opened ones; O(N·B) time (vectorised).
+_BLOCK_GROWTH = 1 / 16
+"""Between them, over blocks of m whose width is this fraction of their distance from the nearer end."""
+
+
+@lru_cache(maxsize=256)
+def log2_bound(buckets: int, size: int, opened: int) -> float:
+    """log2 of an upper bound on ``max over 1 ≤ m ≤ N of P(m)`` (module docstring), equal to it
+    wherever the maximum lies within :data:`_EXACT` of either end, as it does for every plan used.
+
+    P(m) is evaluated exactly at both ends of the range. Each block of the
+    middle, widening away from the nearer end, contributes an upper bound on
+    P over the block: each of the three factors of P is monotone or unimodal
+    in m, so its largest value over the block is at an end or at its mode,
+    and the product of those maxima bounds every P(m) of the block. Those
+    bounds fall far below the ends' values, so the result is the exact
+    maximum at O(log N) cost, where evaluating every m took O(N·B) time and
+    memory (a table of log-factorials as long as the batch).
     """
     n, b, c = buckets, size, opened
+    ends = sorted({*range(1, min(n, _EXACT) + 1), *range(max(1, n - _EXACT + 1), n + 1)})
+    values = [_log_p(n, b, c, m) for m in ends]
+    values += [_block_bound(n, b, c, lo, hi) for lo, hi in _middle_blocks(n)]
+    return max(values) / math.log(2.0)
+
+
+def _middle_blocks(n: int) -> list[tuple[int, int]]:
+    """Blocks covering ``_EXACT < m ≤ n − _EXACT``, each about 1/16 of its distance from the nearer end."""
+    blocks, lo, last = [], _EXACT + 1, n - _EXACT
+    while lo <= last:
+        distance = lo if lo <= n // 2 else (n - lo) / (1 + _BLOCK_GROWTH)
+        hi = min(last, lo + max(1, int(distance * _BLOCK_GROWTH)) - 1)
+        blocks.append((lo, hi))
+        lo = hi + 1
+    return blocks
+
+
+def _block_bound(n: int, b: int, c: int, lo: int, hi: int) -> float:
+    """An upper bound on ln P(m) for lo ≤ m ≤ hi, from each factor's largest value on the block.
+
+    ln binom(N, m) is unimodal with its mode at ⌊N/2⌋; ln binom(M − mB, C) falls
+    as m grows; ln binom(NB, mB) is unimodal, so its least value on the block is
+    at an end.
+    """
     total = n * b + c
-    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, total + 1, dtype=np.float64)))])
-    m = np.arange(1, n + 1)
-
-    def lbinom(top: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
-        return np.asarray(lf[top] - lf[k] - lf[np.subtract(top, k)])
-
-    log_p = lbinom(n, m) + lbinom(total - m * b, c) - lbinom(total, c) - lbinom(n * b, m * b)
-    return float(log_p.max() / math.log(2.0))
+    mode = min(max(n // 2, lo), hi)
+    least = min(_lbinom(n * b, lo * b), _lbinom(n * b, hi * b))
+    return _lbinom(n, mode) + _lbinom(total - lo * b, c) - _lbinom(total, c) - least
 
 
 @lru_cache(maxsize=256)
