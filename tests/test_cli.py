@@ -10,21 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import ipa
 
 from ipa.events import COLUMNS, read_csv
 from ipa.reference import attribute
 from ipa_client.cli import main
-
-
-def ipa(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ipa_client.cli`` with ``args``; capture text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "ipa_client.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_gen_events_then_reference(tmp_path: Path) -> None:

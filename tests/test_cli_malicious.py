@@ -1,18 +1,11 @@
 """``ipa simulate --security malicious``: equal to the reference, its step list, and ``--tamper`` aborting."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from cli_runner import ipa
 
 EXIT_MALICIOUS = 3
-
-
-def ipa(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ipa_client.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")

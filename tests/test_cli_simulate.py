@@ -1,16 +1,9 @@
 """``ipa simulate`` against ``ipa reference`` through the real command line."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def ipa(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ipa_client.cli", *args], capture_output=True, text=True, timeout=300
-    )
+from cli_runner import ipa
 
 
 @pytest.fixture(scope="module")

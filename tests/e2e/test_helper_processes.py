@@ -2,10 +2,10 @@
 
 import json
 import subprocess
-import sys
 import time
 
 import pytest
+from cli_runner import ipa as run_ipa
 
 from ipa.attribution.config import QueryConfig
 from ipa.crypto.binding import Binding
@@ -23,10 +23,8 @@ def network(tmp_path_factory):
         yield local.network_file, local.helpers
 
 
-def ipa(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ipa_client.cli", *args], capture_output=True, text=True, timeout=600
-    )
+def ipa(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_ipa(*args, timeout=600)
 
 
 def identity(network_file) -> str:
