@@ -100,9 +100,28 @@ def test_a_phase_spills_as_soon_as_the_limit_is_passed(monkeypatch, shares):
     assert not [m for m in semi_honest.messages if "/check" in m.step]
 
 
-def test_the_limit_doubles_and_the_last_checkpoint_takes_the_rest(monkeypatch, shares):
+def test_every_checkpoint_verifies_at_most_the_limit_however_many_there_are(monkeypatch, shares):
+    limit = WORDS // 3
+    monkeypatch.setattr(pipeline, "VERIFY_CHUNK_WORDS", limit)
+    verified: list[int] = []
+    checkpoint = pipeline.checkpoint
+
+    def counting(ctx):
+        verified.append(ctx.verifier.pending_words)
+        checkpoint(ctx)
+
+    monkeypatch.setattr(pipeline, "checkpoint", counting)
+    x, y, xs, ys = shares
+    result = run(_twelve_products, xs, ys, security="malicious")
+    assert all((z == x * y).all() for z in _opened_products(result))
+    checks = {m.step.split("/")[1] for m in result.messages if "/check_" in m.step}
+    # each product in four slices of 33, 33, 33 and 1 elements, one checkpoint each
+    assert checks == {f"check_{i}" for i in range(48)}
+    assert len(verified) == 3 * 48 and max(verified) <= limit
+
+
+def test_the_last_checkpoint_of_a_phase_takes_the_rest(monkeypatch, shares):
     monkeypatch.setattr(pipeline, "VERIFY_CHUNK_WORDS", WORDS // 3)
-    monkeypatch.setattr(pipeline, "DOUBLE_EVERY", 4)
     monkeypatch.setattr(pipeline, "MAX_CHUNKS", 10)
     x, y, xs, ys = shares
     result = run(_twelve_products, xs, ys, security="malicious")

@@ -57,7 +57,6 @@ from ipa.mpc.verifier import Product, Split
 from ipa.mpc.verify import CONSISTENCY_STEPS, check_consistent
 
 __all__ = [
-    "DOUBLE_EVERY",
     "MAX_CHUNKS",
     "PHASES",
     "QUERY_STEPS",
@@ -73,12 +72,12 @@ __all__ = [
 
 VERIFY_CHUNK_WORDS = 1 << 22
 """Most pending words (``Verifier.pending_words``) the query's verifier holds, and verifies in
-one checkpoint, in a phase's first :data:`DOUBLE_EVERY` checkpoints (twice as many after)."""
-MAX_CHUNKS = 256
-"""Checkpoints per phase (``verify_cap_0`` … ``verify_cap_255``); the last takes whatever remains."""
-DOUBLE_EVERY = 128
-"""A phase's chunk limit doubles after this many of its checkpoints: the 255 before the last
-cover 382 · VERIFY_CHUNK_WORDS pending words (1.6 · 10^9; the sort of 10^6 events pins about 1.3 · 10^9)."""
+one checkpoint: about 300 MB of checkpoint per helper, whatever n."""
+MAX_CHUNKS = 1 << 16
+"""Checkpoints per phase (``verify_cap_0`` … ``verify_cap_65535``); the last takes whatever remains.
+The sort of 10^6 events takes about 500 (16 passes of about 94 pending words per row), so the
+limit holds up to about 10^8 events. (It was 256, with a limit that doubled every 128
+checkpoints: at 10^6 events the sort ran out of chunks and verified whole passes at once.)"""
 
 QUERY_STEPS = Steps(
     "query",
@@ -161,9 +160,8 @@ class Verification:
     running sums), and then verifies them in chunks of at most the limit, one
     checkpoint each, and lets them go. :meth:`close`, at the end of the phase,
     verifies what remains. A product larger than the limit is verified in
-    slices (:func:`_pieces`). The limit doubles after every
-    :data:`DOUBLE_EVERY` checkpoints of the phase, and the last of its
-    :data:`MAX_CHUNKS` takes all that remains. When and where it cuts depends
+    slices (:func:`_pieces`). The last of the phase's :data:`MAX_CHUNKS`
+    checkpoints takes all that remains. When and where it cuts depends
     only on the products' shapes, so every helper does the same. Nothing
     happens in semi-honest mode.
     """
@@ -175,8 +173,8 @@ class Verification:
 
     @property
     def limit(self) -> int:
-        """The most pending words one checkpoint verifies now."""
-        return VERIFY_CHUNK_WORDS << (self.index // DOUBLE_EVERY)
+        """The most pending words one checkpoint verifies."""
+        return VERIFY_CHUNK_WORDS
 
     def _spill(self) -> None:
         if self.index < MAX_CHUNKS - 1:  # the last checkpoint is close()'s
