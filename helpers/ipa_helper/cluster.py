@@ -33,7 +33,16 @@ coordinator puts the plaintexts back in row order. Opening is deterministic,
 so the result is the same as with W = 1, bit for bit; so is the count of
 distinct messages.
 
-The MPC phases after decryption still run in the coordinator
+The aggregation (:meth:`Cluster.aggregator`, the ``aggregator`` of
+:func:`ipa.attribution.pipeline.run_query`): the coordinator cuts the rows
+into W contiguous slices (the same cut at every helper), the coordinators
+exchange their workers' addresses (one message per query on their peer
+channel), and worker k of H1, H2 and H3 run the unchanged aggregation on slice
+k as a *worker triple* that talks only within itself over mutual TLS
+(:mod:`ipa_helper.triples`), with PRSS seeds ``HMAC(seed, "worker/k")``; in
+malicious mode the triple verifies its products before its sums leave the
+worker. The coordinator adds the W sums (addition of shares commutes: the
+same sums as W = 1). The other MPC phases still run in the coordinator
 (docs/scaling.md says what remains).
 
 Faults
@@ -46,9 +55,13 @@ so the helper serves the next query. A worker that does not answer (frozen,
 or starved) within ``timeout_seconds`` plus one second per
 ``MIN_OPENS_PER_SECOND`` messages of its part fails the query likewise, and
 is killed so that Ray starts a fresh one: a stuck worker never blocks the
-queries after it. ``IPA_FAILPOINT=worker:stop`` (or
-``worker:kill``; tests only) makes worker w0 stop (or kill) itself at the
-start of the first query's decryption (``worker:stop@N``: of the N-th).
+queries after it. The aggregation's deadline is ``timeout_seconds`` plus
+one second per ``MIN_AGGREGATE_ROWS_PER_SECOND`` rows of a slice; a query
+that fails elsewhere meanwhile (a peer aborted it) ends its workers' parts
+at once. ``IPA_FAILPOINT=worker:stop`` (or ``worker:kill``; tests only)
+makes worker w0 stop (or kill) itself at the start of the first query's
+decryption (``worker:stop@N``: of the N-th); ``worker_aggregate:stop@N`` at
+the start of its part of the N-th aggregation.
 """
 
 from __future__ import annotations
@@ -62,18 +75,30 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from ipa.attribution.pipeline import Aggregator
 from ipa.crypto.hpke import PrivateKey
 from ipa.crypto.opener import open_many, row_hash
-from ipa.errors import ConfigError, IpaError
+from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
+from ipa.mpc.channel import Peer
+from ipa.mpc.context import Context
+from ipa.mpc.replicated import AShares, BShares
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
+from ipa_helper.triples import (
+    PartResult,
+    TripleServer,
+    WorkerIdentity,
+    exchange_addresses,
+    slices,
+    worker_label,
+)
 
 __all__ = ["WORKER_NAME", "Cluster", "IpaWorker", "WorkerError", "start_cluster"]
 
@@ -87,13 +112,66 @@ _START_ATTEMPTS = 3
 MIN_OPENS_PER_SECOND = 500
 """The slowest opening rate a worker is allowed before it counts as stuck (a core opens ~10k X25519/s)."""
 
+MIN_AGGREGATE_ROWS_PER_SECOND = 1000
+"""The slowest aggregation rate a worker is allowed (a core aggregates ~10^5 rows/s semi-honest,
+and malicious mode costs up to ~65 times that)."""
+
+Cancelled = Callable[[], "str | None"]
+"""Why the query has ended elsewhere (a peer aborted it), or None while it runs."""
+
 
 class WorkerError(IpaError):
     """A worker actor died or failed during a query: the query fails (and is refunded)."""
 
 
 class IpaWorker:
-    """One worker actor of a helper. It keeps nothing between calls."""
+    """One worker actor of a helper. It keeps nothing of a query after its call.
+
+    Threaded (``max_concurrency``): :meth:`abort` runs while :meth:`aggregate` waits.
+    """
+
+    def __init__(self) -> None:
+        self._triple: TripleServer | None = None
+        self._lock = threading.Lock()
+
+    def listen(self, identity: WorkerIdentity, k: int) -> str:
+        """Serve worker triple ``k``'s Peer service (started once per process); its address."""
+        with self._lock:
+            if self._triple is None:
+                self._triple = TripleServer(identity, k)
+            return self._triple.address
+
+    def aggregate(
+        self,
+        query_id: str,
+        seeds: tuple[bytes, bytes],
+        peers: dict[int, str],
+        contribution: tuple[np.ndarray, np.ndarray],
+        breakdown_key: tuple[np.ndarray, np.ndarray, int],
+        num_breakdowns: int,
+        security_bits: int | None,
+        timeout: float,
+        fault: str = "",
+    ) -> PartResult | tuple[str, str]:
+        """This worker's part of the aggregation with its triple; (kind, what) if it failed."""
+        if fault:
+            os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
+        if self._triple is None:
+            return "error", "the worker does not listen for its triple (restarted?)"
+        try:
+            return self._triple.run_aggregate(
+                query_id, seeds, peers, contribution, breakdown_key, num_breakdowns, security_bits,
+                timeout, os.getpid(),
+            )  # fmt: skip
+        except MaliciousBehaviourError as exc:
+            return "malicious", exc.check
+        except IpaError as exc:
+            return "error", str(exc)
+
+    def abort(self, query_id: str, reason: str) -> None:
+        """End this worker's part of ``query_id`` now (it failed elsewhere)."""
+        if self._triple is not None:
+            self._triple.end(query_id, reason)
 
     def pid(self) -> int:
         return os.getpid()
@@ -149,8 +227,10 @@ class Cluster:
         self._lock = threading.Lock()
         self._closed = False
         self._closing = threading.Event()
-        self._fault, self._fault_at = _worker_fault()
-        self._calls = 0
+        self._fault, self._fault_at, self._fault_phase = _worker_fault()
+        self._calls = {"decryption": 0, "aggregation": 0}
+        self.identity: WorkerIdentity | None = None
+        """What the workers serve their triples with (set by the server before it serves)."""
 
     @property
     def workers(self) -> int:
@@ -174,12 +254,12 @@ class Cluster:
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(self.workers + 1))
         shared = (self._ray.put(dict(keys)), self._ray.put(dict(infos)))  # once, not once per worker
-        self._calls += 1
+        self._calls["decryption"] += 1
         calls = []
         for k, actor in enumerate(self._actors):
             rows = order[bounds[k] : bounds[k + 1]]
             if len(rows):
-                fault = self._take_fault(k)
+                fault = self._take_fault(k, "decryption")
                 ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, fault)
                 calls.append((k, rows, ref))
         distinct = 0
@@ -188,7 +268,7 @@ class Cluster:
         started = time.monotonic()
         for k, rows, ref in calls:
             limit = self.timeout_seconds + len(rows) / MIN_OPENS_PER_SECOND
-            opened, good, count, pid = self._get(k, ref, started + limit, limit)
+            opened, good, count, pid = self._get(k, ref, started + limit, limit, "decryption")
             plain[rows], ok[rows] = opened, good
             distinct += count
             received += opened.nbytes + good.nbytes
@@ -198,18 +278,110 @@ class Cluster:
         logs.event(self.index, "workers_opened", rows=per_worker, distinct=distinct, **moved)
         return plain, ok, distinct
 
+    def aggregator(self, query_id: str, cancelled: Cancelled) -> Aggregator:
+        """The aggregation of query ``query_id`` on the worker triples (module docstring).
+
+        ``cancelled`` says when the query has ended elsewhere: the workers'
+        parts are then ended and the call fails at once.
+        """
+
+        def run(ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int) -> AShares:
+            return self._aggregate(query_id, cancelled, ctx, contribution, breakdown_key, num_breakdowns)
+
+        return run
+
+    def _aggregate(
+        self, query_id: str, cancelled: Cancelled, ctx: Context, contribution: AShares,
+        breakdown_key: BShares, num_breakdowns: int,
+    ) -> AShares:  # fmt: skip
+        if self.identity is None:
+            raise ConfigError("the cluster's workers have no TLS identity to serve their triples with")
+        started = time.monotonic()
+        listening = [actor.listen.remote(self.identity, k) for k, actor in enumerate(self._actors)]
+        limit = self.timeout_seconds
+        addresses = [
+            self._get(k, ref, started + limit, limit, "aggregation", cancelled)
+            for k, ref in enumerate(listening)
+        ]
+        peers = exchange_addresses(ctx.channel, "setup/workers", addresses)
+        self._calls["aggregation"] += 1
+        bits = None if ctx.verifier is None else ctx.verifier.security_bits
+        calls, sent = [], 0
+        for k, rows in enumerate(slices(len(contribution), self.workers)):
+            if rows.stop == rows.start:
+                continue  # fewer rows than workers: every helper leaves the same triples out
+            c = tuple(np.ascontiguousarray(a[rows]) for a in (contribution.left, contribution.right))
+            b = (
+                np.ascontiguousarray(breakdown_key.left[rows]),
+                np.ascontiguousarray(breakdown_key.right[rows]),
+                breakdown_key.width,
+            )
+            sent += c[0].nbytes + c[1].nbytes + b[0].nbytes + b[1].nbytes
+            their = {p.value: peers[p][k] for p in Peer}
+            seeds = ctx.prss.derived_seeds(worker_label(k))
+            fault = self._take_fault(k, "aggregation")
+            ref = self._actors[k].aggregate.remote(
+                query_id, seeds, their, c, b, num_breakdowns, bits, self.timeout_seconds, fault
+            )
+            calls.append((k, rows, ref))
+        parts = self._gather(query_id, cancelled, calls)
+        left = np.zeros(num_breakdowns, np.uint64)
+        right = np.zeros(num_breakdowns, np.uint64)
+        for part in parts:
+            left += part.left  # uint64 wraps: shares of the sum of the slices' sums
+            right += part.right
+        logs.event(
+            self.index,
+            "workers_aggregated",
+            rows=",".join(str(r.stop - r.start) for r in slices(len(contribution), self.workers)),
+            bytes_out=sent,
+            bytes_in=sum(p.left.nbytes + p.right.nbytes for p in parts),
+            peer_bytes=",".join(str(p.bytes_sent) for p in parts),
+        )
+        return AShares(left, right)
+
+    def _gather(
+        self, query_id: str, cancelled: Cancelled, calls: list[tuple[int, slice, Any]]
+    ) -> list[PartResult]:
+        """Each worker's part; on any failure every part still running is ended, and the call fails."""
+        started, parts = time.monotonic(), []
+        try:
+            for k, rows, ref in calls:
+                limit = self.timeout_seconds + (rows.stop - rows.start) / MIN_AGGREGATE_ROWS_PER_SECOND
+                part = self._get(k, ref, started + limit, limit, "aggregation", cancelled)
+                if isinstance(part, tuple):
+                    kind, what = part
+                    if kind == "malicious":
+                        raise MaliciousBehaviourError(what, f"in H{self.index}'s worker triple w{k}")
+                    where = f"H{self.index}'s cluster worker w{k}"
+                    raise WorkerError(f"{where} failed in the aggregation: {what}")
+                self.pids[k] = part.pid
+                parts.append(part)
+        except BaseException:
+            for k, _, _ in calls:
+                with contextlib.suppress(Exception):
+                    self._actors[k].abort.remote(query_id, "the query failed")
+            raise
+        return parts
+
     def peak_rss_bytes(self) -> list[int]:
         """Each worker's peak resident memory so far (bytes)."""
         return [int(v) for v in self._ray.get([a.peak_rss_bytes.remote() for a in self._actors])]
 
-    def _get(self, k: int, ref: Any, deadline: float, limit: float) -> Any:
-        """Worker ``k``'s answer; WorkerError if it died, is late past ``deadline``, or the helper stops."""
+    def _get(
+        self, k: int, ref: Any, deadline: float, limit: float, during: str, cancelled: Cancelled | None = None
+    ) -> Any:
+        """Worker ``k``'s answer; WorkerError if it died, is late past ``deadline``, or the helper stops;
+        TransportError if the query ended elsewhere (``cancelled``)."""
         while True:
             try:
                 return self._ray.get(ref, timeout=min(max(deadline - time.monotonic(), 0.0), 1.0))
             except self._ray.exceptions.GetTimeoutError:
                 if self._closing.is_set():
                     raise WorkerError(f"H{self.index} is shutting down its cluster") from None
+                reason = cancelled() if cancelled is not None else None
+                if reason is not None:
+                    raise TransportError(f"query aborted: {reason}") from None
                 if time.monotonic() >= deadline:
                     break
             except self._ray.exceptions.RayError as exc:
@@ -218,23 +390,23 @@ class Cluster:
                 )
                 raise WorkerError(
                     f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
-                    f"failed during decryption: {_reason(exc)}"
+                    f"failed during {during}: {_reason(exc)}"
                 ) from None
-        self._unresponsive(k, limit)
+        self._unresponsive(k, limit, during)
 
-    def _unresponsive(self, k: int, limit: float) -> None:
+    def _unresponsive(self, k: int, limit: float, during: str) -> None:
         """Kill worker ``k`` (Ray starts a fresh one) and fail the call: it did not answer in time."""
         logs.event(self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind="no answer")
         with contextlib.suppress(Exception):
             self._ray.kill(self._actors[k], no_restart=False)
         raise WorkerError(
             f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
-            f"did not answer within {limit:.0f} s during decryption: it is restarted"
+            f"did not answer within {limit:.0f} s during {during}: it is restarted"
         )
 
-    def _take_fault(self, k: int) -> str:
+    def _take_fault(self, k: int, phase: str) -> str:
         """The failpoint for worker ``k`` at this call (tests); logged with the worker's current pid."""
-        if k != 0 or not self._fault or self._calls != self._fault_at:
+        if k != 0 or not self._fault or phase != self._fault_phase or self._calls[phase] != self._fault_at:
             return ""
         pid = int(self._ray.get(self._actors[k].pid.remote(), timeout=_START_SECONDS))
         logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=self._fault)
@@ -269,13 +441,17 @@ def _reason(exc: Exception) -> str:
     return name
 
 
-def _worker_fault() -> tuple[str, int]:
-    """``IPA_FAILPOINT=worker:stop|kill[@N]`` (tests): what worker w0 does at the N-th decryption (1)."""
+_FAULT_PHASES = {"worker": "decryption", "worker_aggregate": "aggregation"}
+
+
+def _worker_fault() -> tuple[str, int, str]:
+    """``IPA_FAILPOINT=worker:stop|kill[@N]`` (tests): what worker w0 does at the N-th decryption (1);
+    ``worker_aggregate:…`` at the N-th aggregation. (action, N, phase)."""
     point, _, action = os.environ.get("IPA_FAILPOINT", "").partition(":")
     action, _, nth = action.partition("@")
-    if point != "worker" or action not in ("stop", "kill"):
-        return "", 0
-    return action, int(nth) if nth.isdigit() else 1
+    if point not in _FAULT_PHASES or action not in ("stop", "kill"):
+        return "", 0, ""
+    return action, int(nth) if nth.isdigit() else 1, _FAULT_PHASES[point]
 
 
 def _import_ray() -> ModuleType:
@@ -388,7 +564,8 @@ def start_cluster(config: HelperConfig) -> Cluster | None:
         where = wanted.address or "a local cluster"
         raise ConfigError(f"[cluster] cannot start Ray ({where}): {type(exc).__name__}: {exc}") from None
     try:
-        worker = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0)(IpaWorker)
+        # Threaded, so that abort() runs while aggregate() waits for its triple.
+        worker = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0, max_concurrency=4)(IpaWorker)
         actors = [worker.remote() for _ in range(wanted.workers)]
         pids = [int(p) for p in ray.get([a.pid.remote() for a in actors], timeout=_START_SECONDS)]
     except Exception as exc:

@@ -41,19 +41,23 @@ It talks to the other two helpers only through the peer interface
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from ipa.attribution.pipeline import PHASES, NoiseHook, no_noise, run_query
+from ipa.attribution.aggregate import aggregate
+from ipa.attribution.pipeline import PHASES, Aggregator, NoiseHook, no_noise, run_query
 from ipa.attribution.rows import SharedRows
 from ipa.dp.accounting import query_charge_units
 from ipa.dp.release import calibrated_noise
 from ipa.errors import InputError, IpaError, MaliciousBehaviourError
+from ipa.mpc.buckets import SECURITY_BITS
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
@@ -89,6 +93,15 @@ def _no_fault(point: str) -> None:
     """Fault injection points (``ipa_helper.server``'s IPA_FAILPOINT; tests): none by default."""
 
 
+class Distributed(Protocol):
+    """A helper's workers (``ipa_helper.cluster.Cluster``), as the query lifecycle uses them."""
+
+    @property
+    def workers(self) -> int: ...
+
+    def aggregator(self, query_id: str, cancelled: Callable[[], str | None]) -> Aggregator: ...
+
+
 def _forward_as_is(spec: QuerySpec) -> QuerySpec:
     """What the leader forwards to its peers: the parameters it was given (``IPA_TAMPER`` in tests)."""
     return spec
@@ -108,6 +121,7 @@ class Helper:
         fault: Callable[[str], None] | None = None,
         forward: Callable[[QuerySpec], QuerySpec] | None = None,
         alter: MessageHook | None = None,
+        distributed: Distributed | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -124,6 +138,11 @@ class Helper:
         self._fault = fault or _no_fault
         self._forward = forward or _forward_as_is  # tests only: a corrupt leader
         self._alter = alter  # tests only: a helper that alters one MPC message it sends
+        self._distributed = distributed  # W > 1 workers: the aggregation runs on worker triples
+        # With W triples, a malicious query has W + 1 verifiers (the coordinator's and one per
+        # triple): each gets 2^-(40 + log2(W + 1)), so that together they stay within 2^-40.
+        workers = distributed.workers if distributed is not None else 1
+        self._security_bits = SECURITY_BITS + (math.ceil(math.log2(workers + 1)) if workers > 1 else 0)
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -465,8 +484,12 @@ class Helper:
         self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
         self._phase_done(record, "decrypt")
         malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
-        ctx = Context(self.party, channel, agree_seeds(channel), verifier=Verifier() if malicious else None)
-        result = run_query(ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p))
+        verifier = Verifier(security_bits=self._security_bits) if malicious else None
+        ctx = Context(self.party, channel, agree_seeds(channel), verifier=verifier)
+        result = run_query(
+            ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p),
+            aggregator=self._aggregator(query_id),
+        )  # fmt: skip
         self._fault("computed")
         self.store.put(query_id, result.sums)
         self._fault("stored")
@@ -475,6 +498,12 @@ class Helper:
         self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes, rows=len(rows))
         self._fault("voted")
         return channel
+
+    def _aggregator(self, query_id: str) -> Aggregator:
+        """In this process, or on the worker triples (ending them if the query ends elsewhere)."""
+        if self._distributed is None:
+            return aggregate
+        return self._distributed.aggregator(query_id, lambda: self.mailbox.aborted(query_id))
 
     def _release(self, record: QueryRecord, channel: PeerChannel) -> None:
         """Exchange votes with both peers: commit if both voted ready, else settle by asking them."""

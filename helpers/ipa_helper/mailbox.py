@@ -47,6 +47,11 @@ class Mailbox:
                 return self._messages.pop(key)
         raise TransportError(f"no message at step {step!r} from H{sender + 1} within {timeout:g} s")
 
+    def aborted(self, query_id: str) -> str | None:
+        """Why ``query_id`` has ended here, or None while it runs."""
+        with self._cond:
+            return self._aborted.get(query_id)
+
     def forget(self, query_ids: list[str]) -> None:
         """Drop the end markers of long-ended queries (their ids are unknown to the helper now)."""
         with self._cond:

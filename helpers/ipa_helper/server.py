@@ -51,6 +51,7 @@ from ipa_helper.ledger import BudgetLedger
 from ipa_helper.peers import MessageHook, PeerLink
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
 from ipa_helper.transport import GrpcPeer
+from ipa_helper.triples import WorkerIdentity
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
 
@@ -291,6 +292,8 @@ def _start(
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
     decoder = make_decoder(config, cluster.open_many if cluster is not None else None)
+    if cluster is not None:
+        cluster.identity = WorkerIdentity.of(config, insecure)
     helper = Helper(
         config,
         links,
@@ -299,6 +302,7 @@ def _start(
         fault=_failpoint(config),
         forward=_tamper(config),
         alter=_message_tamper(config),
+        distributed=cluster,
     )
 
     collectors = Collectors(config.collectors, insecure=insecure)

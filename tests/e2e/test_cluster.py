@@ -39,13 +39,18 @@ def test_each_helper_runs_two_ray_workers_of_its_own(network):
     assert len(set(pids)) == 3 * WORKERS
 
 
-@pytest.mark.parametrize(("site", "query_type"), [("news.example", "source"), ("shop.example", "trigger")])
-def test_queries_over_ray_workers_equal_the_reference(network, events, site, query_type):
+@pytest.mark.parametrize(
+    ("site", "query_type", "security"),
+    [("news.example", "source", "semi-honest"), ("shop.example", "trigger", "semi-honest"),
+     ("news.example", "source", "malicious")],
+)  # fmt: skip
+def test_queries_over_ray_workers_equal_the_reference(network, events, site, query_type, security):
+    cuts: dict[str, set[str]] = {}
     query = ["--input", str(events), "--breakdowns", "16", "--cap", "300", "--window", "604800",
              "--site", site, "--query-type", query_type]  # fmt: skip
     done = ipa("query", "--network", str(network.network_file), "--identity",
                str(network.directory / "collectors" / "default.toml"), *query, "--epoch", "0-1",
-               "--no-noise")  # fmt: skip
+               "--no-noise", "--security", security)  # fmt: skip
     assert done.returncode == 0, done.stderr
     released = json.loads(done.stdout)["sums"]
     assert released == json.loads(ipa("reference", *query).stdout)["sums"]
@@ -57,3 +62,15 @@ def test_queries_over_ray_workers_equal_the_reference(network, events, site, que
         # what crossed between coordinator and workers: key id and 64-byte sealed key out,
         # 16-byte plaintext and a validity flag back, per row (docs/scaling.md)
         assert (last["bytes_out"], last["bytes_in"]) == (65 * sum(rows), 17 * sum(rows))
+        # the aggregation ran on both worker triples: worker k of every helper summed slice k
+        # (the same cut everywhere) and exchanged its MPC messages with its two peers
+        aggregated = log_events(helper.log, "workers_aggregated")[-1]
+        slices = [int(r) for r in aggregated["rows"].split(",")]
+        assert len(slices) == WORKERS and all(r > 0 for r in slices) and max(slices) - min(slices) <= 1
+        assert all(int(b) > 0 for b in aggregated["peer_bytes"].split(","))
+        # out: both components of the 64-bit contribution and of the 4-bit breakdown key (one byte
+        # each) per row; back: both components of the 16 sums from each worker
+        assert aggregated["bytes_out"] == (2 * 8 + 2 * 1) * sum(slices)
+        assert aggregated["bytes_in"] == WORKERS * 2 * 8 * 16
+        cuts.setdefault(query_type + security, set()).add(aggregated["rows"])
+    assert len(cuts[query_type + security]) == 1  # every helper cut the rows alike

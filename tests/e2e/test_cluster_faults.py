@@ -87,13 +87,19 @@ def _replaced(helper_pid: int, old: int, deadline: float = 300.0) -> None:
 
 def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_path):
     """H1's worker w0 stops itself at the first query (IPA_FAILPOINT=worker:stop) and we kill -9 it;
-    H3's w0 stops itself at the third and nobody kills it. Each time the query fails at all three
-    helpers and is refunded, the worker is replaced, and the next query is exact."""
+    H3's w0 stops itself at the third and nobody kills it; H2's w0 kills itself at the start of its
+    part of the fourth query's aggregation (its second: the first and third fail before it), while
+    its triple's peers wait for it. Each time the query fails at all three helpers and is refunded,
+    the worker is replaced, and the next query is exact."""
     site = "faults.example"
     data = generate(800, seed=4, num_breakdowns=CONFIG.num_breakdowns)
-    env = {1: {"IPA_FAILPOINT": "worker:stop"}, 3: {"IPA_FAILPOINT": "worker:stop@3"}}
+    env = {
+        1: {"IPA_FAILPOINT": "worker:stop"},
+        2: {"IPA_FAILPOINT": "worker_aggregate:kill@2"},
+        3: {"IPA_FAILPOINT": "worker:stop@3"},
+    }
     with cluster_network(tmp_path, env, timeout_seconds=20) as local:
-        h1, h3 = local.helpers[0], local.helpers[2]
+        h1, h2, h3 = local.helpers
         with QueryClient(endpoints(local.network_file), local.identity, timeout=60) as client:
             # 1: killed mid-query.
             query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
@@ -126,4 +132,20 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             assert gave_up["worker"] == "w0" and gave_up["pid"] == frozen and gave_up["kind"] == "no answer"
             assert not log_events(h1.log, "worker_fault")[1:]  # H1's failpoint fired once, at query 1
             _replaced(h3.pid, frozen)
-            _exact_query(client, local, site, data)  # 4
+
+            # 4: H2's w0 dies in the aggregation; its triple's peers at H1 and H3 are ended too.
+            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
+            client.upload(query_id, _uploads(local, site, data))
+            with pytest.raises(QueryFailedError) as failed:
+                client.wait(query_id, poll=0.1, deadline=120)
+            fault = wait_for_event(h2.log, "worker_fault")
+            assert fault["worker"] == "w0" and fault["action"] == "kill"
+            assert f"H2's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})" in str(failed.value)
+            assert "during aggregation" in str(failed.value)
+            state_ = _budget(local, site)
+            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
+            assert mine["state"] == "refunded" and state_["agree"]
+            # H1's and H3's triples w0 and w1 were ended: only query 2 was aggregated there
+            assert [len(log_events(h.log, "workers_aggregated")) for h in (h1, h3)] == [1, 1]
+            _replaced(h2.pid, fault["pid"])
+            _exact_query(client, local, site, data)  # 5

@@ -61,10 +61,12 @@ __all__ = [
     "PHASES",
     "QUERY_STEPS",
     "VERIFY_CHUNK_WORDS",
+    "Aggregator",
     "NoiseHook",
     "PhaseHook",
     "QueryResult",
     "Verification",
+    "aggregate_part",
     "no_noise",
     "run_query",
     "verify",
@@ -120,6 +122,31 @@ class QueryResult:
 
 PhaseHook = Callable[[str], None]
 """Called with each phase's name as it finishes (progress reporting)."""
+
+Aggregator = Callable[[Context, AShares, BShares, int], AShares]
+"""How :func:`run_query` sums the contributions per breakdown key: ``(ctx, contribution,
+breakdown_key, num_breakdowns) -> sums``, called at step ``aggregate``. The default is
+:func:`ipa.attribution.aggregate.aggregate`, in this process; a helper spread over workers
+(``ipa_helper.cluster``) passes one that runs :func:`aggregate_part` on row slices in worker
+triples and adds their sums (addition of shares commutes, so the sums are the same)."""
+
+
+def aggregate_part(
+    ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int
+) -> AShares:
+    """The aggregation of one slice of rows, verified: what a worker triple runs.
+
+    ``ctx`` is the triple's root context, entered in :data:`QUERY_STEPS` (its
+    own PRSS, channel and, in malicious mode, verifier): the same protocol as
+    the query's step ``aggregate``, then in malicious mode every product it
+    recorded is verified (``verify_release_0``, …) before the sums are
+    returned, so no unverified share leaves the triple. The sums of all slices
+    add up to :func:`~ipa.attribution.aggregate.aggregate` of all rows.
+    """
+    phase = Verification(ctx, "verify_release")
+    sums = aggregate(ctx.narrow("aggregate"), contribution, breakdown_key, num_breakdowns)
+    phase.close()
+    return sums
 
 
 class _Clock:
@@ -294,6 +321,7 @@ def run_query(
     config: QueryConfig,
     noise: NoiseHook = no_noise,
     on_phase: PhaseHook | None = None,
+    aggregator: Aggregator = aggregate,
 ) -> QueryResult:
     """Shares of the B attributed, capped, noised sums of ``rows`` (see ``ipa.reference``).
 
@@ -307,6 +335,8 @@ def run_query(
     1 round, 64 bytes per helper whatever n). Raises MaliciousBehaviourError
     ("input consistency") at the honest holder if a report collector sent it
     a different copy than the component's other holder got.
+
+    ``aggregator`` sums the contributions per breakdown key (:data:`Aggregator`).
     """
     ctx = ctx.enter(QUERY_STEPS)
     check_consistent(ctx.narrow("inputs"), *rows.columns())
@@ -348,7 +378,7 @@ def run_query(
     del amount, same_user, found
     clock.lap("cap")
     phase = Verification(ctx, "verify_release")
-    sums = aggregate(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
+    sums = aggregator(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
     del contribution, source_key
     clock.lap("aggregate")
     noised = noise(ctx.narrow("noise"), sums)

@@ -69,6 +69,24 @@ class PRSS:
             self._drawn.add((step, peer))
         return hmac.digest(self._seeds[peer], step.encode(), hashlib.sha256)[:16]
 
+    def derived_seeds(self, label: str) -> tuple[bytes, bytes]:
+        """The (prev, next) seeds of a PRSS derived from this one for ``label``: ``HMAC(seed, label)``.
+
+        Each derived seed is a pseudo-random function of one shared seed, so
+        the same two neighbours hold it and no message is needed; a worker
+        triple (``docs/scaling.md``) gets those of ``worker/<k>``. ``label``
+        must never be a step path drawn from this PRSS (steps start with
+        ``root`` or ``setup``), or a derived seed would equal that step's key.
+        """
+        return (
+            hmac.digest(self._seeds[Peer.PREV], label.encode(), hashlib.sha256)[:SEED_BYTES],
+            hmac.digest(self._seeds[Peer.NEXT], label.encode(), hashlib.sha256)[:SEED_BYTES],
+        )
+
+    def derive(self, label: str) -> PRSS:
+        """A PRSS of its own seeds, derived for ``label`` (:meth:`derived_seeds`)."""
+        return PRSS(*self.derived_seeds(label))
+
     def zero(self, step: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """This party's part of a three-way additive sharing of zero (a new, writable array)."""
         out = self.draw(step, Peer.NEXT, shape, dtype)

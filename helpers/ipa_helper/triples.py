@@ -1,0 +1,296 @@
+"""Worker triples: worker k of H1, H2 and H3 run an MPC phase on one slice of rows among themselves.
+
+A helper with ``[cluster] workers = W`` (``ipa_helper.cluster``) runs the
+aggregation on its W workers: the coordinator cuts the rows into W contiguous
+slices (:func:`slices`, the same cut at every helper: it depends only on n and
+W), sends worker k its helper's shares of slice k, and worker k of the three
+helpers (a *triple*) run :func:`ipa.attribution.pipeline.aggregate_part` on it,
+talking only to each other. The coordinator adds the W result shares.
+
+The triple's transport is the helpers' own: each worker serves the ``Peer``
+service (:class:`TripleServer`, only ``Send`` and ``Abort``) on a port it picks,
+with its helper's TLS identity and the two peer helpers' certificates pinned
+(a worker of Hi is inside Hi's trust domain), and sends with
+:class:`~ipa_helper.transport.GrpcPeer` over mutual TLS. It accepts only
+messages of its own triple (steps under ``w<k>/``) from a peer whose
+certificate names the claimed sender. The coordinators tell each other their
+workers' addresses once per query, over their own peer channel
+(:func:`exchange_addresses`): a worker Ray restarted listens on a new port,
+so an address is good for the query that asked it.
+
+PRSS: worker k's seeds are ``HMAC(seed, "worker/k")`` of the query's two
+seeds (:meth:`ipa.mpc.prss.PRSS.derived_seeds`), so the triple needs no seed
+exchange, and each triple's randomness is independent of the others' and of
+the coordinators'.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import socket
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import grpc
+import numpy as np
+
+from ipa.attribution.pipeline import QUERY_STEPS, aggregate_part
+from ipa.certs import common_name
+from ipa.errors import ConfigError, TransportError
+from ipa.mpc.channel import Channel, Peer
+from ipa.mpc.context import Context
+from ipa.mpc.prss import PRSS
+from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.verifier import Verifier
+from ipa_helper.config import HelperConfig
+from ipa_helper.mailbox import Mailbox
+from ipa_helper.peers import PeerChannel, PeerLink
+from ipa_helper.transport import GrpcPeer, decode_message
+from ipa_rpc import MESSAGE_LIMITS
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
+
+__all__ = [
+    "ADDRESS_BYTES",
+    "PartResult",
+    "TripleServer",
+    "WorkerIdentity",
+    "exchange_addresses",
+    "slices",
+    "worker_label",
+]
+
+ADDRESS_BYTES = 128
+"""Bytes per worker address in the coordinators' exchange (``host:port``, zero-padded)."""
+
+_REMEMBERED = 256  # ended queries whose late messages a worker still drops
+
+
+def slices(n: int, workers: int) -> list[slice]:
+    """The W contiguous row slices of n rows: sizes differ by at most one, larger ones first.
+
+    A function of n and W alone, so the three helpers cut alike.
+    """
+    if workers < 1 or n < 0:
+        raise ValueError(f"workers must be at least 1 and n at least 0, got {workers} and {n}")
+    bounds = np.cumsum([0] + [n // workers + (k < n % workers) for k in range(workers)])
+    return [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+
+
+def worker_label(k: int) -> str:
+    """The PRSS derivation label of worker triple ``k`` (``HMAC(seed, "worker/k")``)."""
+    return f"worker/{k}"
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """What a worker of helper ``party`` needs to serve and call its triple: its helper's TLS identity.
+
+    ``insecure`` (``ipa-helper --insecure``, loopback development) serves and
+    calls without TLS. ``host`` is the interface to listen on (the helper's
+    ``peer_listen`` host).
+    """
+
+    party: int
+    host: str
+    insecure: bool
+    key: bytes = field(default=b"", repr=False)
+    cert: bytes = b""
+    peer_certs: dict[int, bytes] = field(default_factory=dict)
+    """Each peer helper's certificate, by its 0-based party index."""
+
+    @classmethod
+    def of(cls, config: HelperConfig, insecure: bool) -> WorkerIdentity:
+        host = config.peer_listen.rpartition(":")[0].strip("[]")
+        if insecure:
+            return cls(config.party, host, True)
+        try:
+            key, cert = Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes()  # type: ignore[arg-type]
+            peers = {p.index - 1: Path(p.cert).read_bytes() for p in config.peers}  # type: ignore[arg-type]
+        except OSError as exc:
+            raise ConfigError(f"cannot read a TLS file for the workers: {exc}") from None
+        return cls(config.party, host, False, key, cert, peers)
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """What a worker returns from its part: its shares of the sums and what it sent its peers."""
+
+    left: np.ndarray
+    right: np.ndarray
+    bytes_sent: int
+    log2_soundness: float | None
+    pid: int
+
+
+class _TripleServicer(peer_pb2_grpc.PeerServicer):
+    """The ``Peer`` service of worker ``k``: its triple's MPC messages, and aborts."""
+
+    def __init__(self, identity: WorkerIdentity, k: int, mailbox: Mailbox) -> None:
+        self._pinned = {cert.strip(): party for party, cert in identity.peer_certs.items()}
+        self._insecure = identity.insecure
+        self._prefix = f"w{k}/"
+        self._mailbox = mailbox
+        self._neighbours = (Peer.NEXT.of(identity.party), Peer.PREV.of(identity.party))
+
+    def _caller(self, context: grpc.ServicerContext) -> int | None:
+        if self._insecure:
+            return None
+        certs = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))
+        caller = self._pinned.get(certs[0].strip())
+        if caller is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
+        return caller
+
+    def Send(self, request_iterator, context):  # noqa: N802
+        caller = self._caller(context)
+        try:
+            query_id, step, sender, arrays = decode_message(request_iterator)
+        except (TransportError, ValueError, TypeError) as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if sender not in self._neighbours or caller not in (None, sender):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "caller is not one of this helper's peers")
+        if not step.startswith(self._prefix):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this worker serves only steps {self._prefix}…")
+        try:
+            self._mailbox.put(query_id, sender, step, arrays)
+        except TransportError as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        return peer_pb2.SendAck()
+
+    def Abort(self, request, context):  # noqa: N802
+        self._caller(context)
+        self._mailbox.abort(request.query_id, request.reason)
+        return peer_pb2.AbortResponse()
+
+
+class TripleServer:
+    """Worker ``k``'s ``Peer`` server and mailbox, and its parts of queries (one per call)."""
+
+    def __init__(self, identity: WorkerIdentity, k: int) -> None:
+        self.identity, self.k = identity, k
+        self.mailbox = Mailbox()
+        self._ended: collections.deque[str] = collections.deque()
+        self._lock = threading.Lock()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=MESSAGE_LIMITS)
+        peer_pb2_grpc.add_PeerServicer_to_server(_TripleServicer(identity, k, self.mailbox), self._server)
+        bind = f"[{identity.host}]:0" if ":" in identity.host else f"{identity.host}:0"
+        if identity.insecure:
+            port = self._server.add_insecure_port(bind)
+        else:
+            roots = b"".join(identity.peer_certs.values())
+            credentials = grpc.ssl_server_credentials(
+                [(identity.key, identity.cert)], root_certificates=roots, require_client_auth=True
+            )
+            port = self._server.add_secure_port(bind, credentials)
+        if port == 0:
+            raise TransportError(f"worker w{k} cannot listen on {identity.host}")
+        self._server.start()
+        host = identity.host if identity.host not in ("", "0.0.0.0", "::") else _node_address()
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def run_aggregate(
+        self,
+        query_id: str,
+        seeds: tuple[bytes, bytes],
+        peers: dict[int, str],
+        contribution: tuple[np.ndarray, np.ndarray],
+        breakdown_key: tuple[np.ndarray, np.ndarray, int],
+        num_breakdowns: int,
+        security_bits: int | None,
+        timeout: float,
+        pid: int,
+    ) -> PartResult:
+        """Run :func:`~ipa.attribution.pipeline.aggregate_part` with the triple's two other workers.
+
+        ``peers`` maps ``Peer.NEXT``/``Peer.PREV`` (their values) to those
+        workers' addresses; ``security_bits`` is None in semi-honest mode.
+        """
+        channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in peers.items()}
+        try:
+            links: dict[Peer, PeerLink] = {
+                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), timeout)
+                for p, ch in channels.items()
+            }
+            channel: Channel = PeerChannel(self.identity.party, query_id, links, self.mailbox, timeout)
+            verifier = None if security_bits is None else Verifier(security_bits=security_bits)
+            party, root = self.identity.party, f"w{self.k}"
+            ctx = Context(party, channel, PRSS(*seeds), step=root, steps=QUERY_STEPS, verifier=verifier)
+            sums = aggregate_part(ctx, AShares(*contribution), BShares(*breakdown_key), num_breakdowns)
+            soundness = None if verifier is None else verifier.log2_soundness
+            return PartResult(sums.left, sums.right, channel.stats.total_bytes, soundness, pid)
+        finally:
+            self.end(query_id, "the worker's part of the query has ended")
+            for ch in channels.values():
+                ch.close()
+
+    def end(self, query_id: str, reason: str) -> None:
+        """Wake this query's receivers and drop its messages, now and later (remembered for a while)."""
+        self.mailbox.abort(query_id, reason)
+        with self._lock:
+            self._ended.append(query_id)
+            if len(self._ended) > _REMEMBERED:
+                self.mailbox.forget([self._ended.popleft()])
+
+    def _grpc_channel(self, peer: Peer, address: str) -> grpc.Channel:
+        if self.identity.insecure:
+            return grpc.insecure_channel(address, options=MESSAGE_LIMITS)
+        index = peer.of(self.identity.party)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.identity.peer_certs[index],
+            private_key=self.identity.key,
+            certificate_chain=self.identity.cert,
+        )
+        options = [*MESSAGE_LIMITS, ("grpc.ssl_target_name_override", common_name(index + 1))]
+        return grpc.secure_channel(address, credentials, options=options)
+
+    def stop(self) -> None:
+        self._server.stop(None)
+
+
+def _node_address() -> str:
+    with contextlib.suppress(Exception):
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+    return socket.gethostbyname(socket.gethostname())
+
+
+def _encode(addresses: list[str]) -> np.ndarray:
+    out = np.zeros((len(addresses), ADDRESS_BYTES), np.uint8)
+    for k, address in enumerate(addresses):
+        raw = address.encode()
+        if len(raw) > ADDRESS_BYTES:
+            raise ConfigError(f"worker address {address!r} is longer than {ADDRESS_BYTES} bytes")
+        out[k, : len(raw)] = np.frombuffer(raw, np.uint8)
+    return out
+
+
+def _decode(table: np.ndarray, sender: int) -> list[str]:
+    addresses = [bytes(row).rstrip(b"\0").decode("ascii", "replace") for row in table]
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise TransportError(f"H{sender + 1} sent a malformed worker address")
+    return addresses
+
+
+def exchange_addresses(channel: Channel, step: str, addresses: list[str]) -> dict[Peer, list[str]]:
+    """Tell both peer coordinators this helper's W worker addresses; return theirs, by neighbour.
+
+    1 round, W·128 bytes to each peer. The helpers must have the same W: a
+    peer with another number of workers makes this a TransportError
+    ("wrong layout").
+    """
+    mine = _encode(addresses)
+    for peer in Peer:
+        channel.send(step, peer, [mine])
+    theirs: dict[Peer, list[str]] = {}
+    for peer in Peer:
+        (table,) = channel.receive(step, peer, [mine])
+        theirs[peer] = _decode(table, peer.of(channel.party))
+    return theirs
