@@ -14,7 +14,9 @@ helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
 actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
 peak RSS of each helper's coordinator and of each of its workers, and the
 bytes per row each coordinator sent its workers and got back (the arrays of
-decryption, from its ``workers_opened`` log event) are reported. The
+decryption and of the aggregation, from its ``workers_opened`` and
+``workers_aggregated`` log events) are reported; the MPC bytes include what
+its workers sent within their triples. The
 released sums are checked against ``ipa.reference`` to within ten noise
 standard deviations (exit 1 otherwise).
 ``--security`` (``semi-honest`` by default, or ``malicious``) is the
@@ -84,13 +86,18 @@ def _worker_peaks_mb(local: LocalNetwork) -> list[list[float]]:
 
 
 def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
-    """Per helper, [to its workers, back from them] per row: the array bytes of its last decryption."""
+    """Per helper, [to its workers, back from them] per row: the array bytes of its last decryption
+    and its last aggregation (``workers_opened``, ``workers_aggregated``) together."""
     moved = []
     for helper in local.helpers:
         lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
-        opened = [e for e in map(json.loads, lines) if e.get("event") == "workers_opened"]
-        last = opened[-1] if opened else {}
-        moved.append([last.get("bytes_out", 0) / events, last.get("bytes_in", 0) / events])
+        logged = list(map(json.loads, lines))
+        out = back = 0
+        for name in ("workers_opened", "workers_aggregated"):
+            found = [e for e in logged if e.get("event") == name]
+            out += found[-1].get("bytes_out", 0) if found else 0
+            back += found[-1].get("bytes_in", 0) if found else 0
+        moved.append([out / events, back / events])
     return moved
 
 
@@ -174,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print("peak RSS MiB of the workers, H1 H2 H3:", each)
         intra = figures["intra_helper_bytes_per_row"]
         moved = "; ".join(f"{out:,.0f} out, {back:,.0f} back" for out, back in intra)
-        print("bytes per row between coordinator and workers (decryption), H1 H2 H3:", moved)
+        print("bytes per row between coordinator and workers (decryption, aggregation), H1 H2 H3:", moved)
     print(
         f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
     )

@@ -231,6 +231,7 @@ class Cluster:
         self._calls = {"decryption": 0, "aggregation": 0}
         self.identity: WorkerIdentity | None = None
         """What the workers serve their triples with (set by the server before it serves)."""
+        self._triple_bytes: dict[str, int] = {}
 
     @property
     def workers(self) -> int:
@@ -330,6 +331,11 @@ class Cluster:
         for part in parts:
             left += part.left  # uint64 wraps: shares of the sum of the slices' sums
             right += part.right
+        with self._lock:
+            self._triple_bytes[query_id] = sum(p.bytes_sent for p in parts)
+            while len(self._triple_bytes) > 64:  # a query that failed after its aggregation never asks
+                del self._triple_bytes[next(iter(self._triple_bytes))]
+        soundness = [p.log2_soundness for p in parts if p.log2_soundness is not None]
         logs.event(
             self.index,
             "workers_aggregated",
@@ -337,8 +343,14 @@ class Cluster:
             bytes_out=sent,
             bytes_in=sum(p.left.nbytes + p.right.nbytes for p in parts),
             peer_bytes=",".join(str(p.bytes_sent) for p in parts),
+            **({"log2_soundness": ",".join(f"{s:.1f}" for s in soundness)} if soundness else {}),
         )
         return AShares(left, right)
+
+    def triple_bytes(self, query_id: str) -> int:
+        """The MPC bytes this helper's workers sent their triples' peers in ``query_id`` (once; 0 if none)."""
+        with self._lock:
+            return self._triple_bytes.pop(query_id, 0)
 
     def _gather(
         self, query_id: str, cancelled: Cancelled, calls: list[tuple[int, slice, Any]]

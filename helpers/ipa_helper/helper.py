@@ -101,6 +101,8 @@ class Distributed(Protocol):
 
     def aggregator(self, query_id: str, cancelled: Callable[[], str | None]) -> Aggregator: ...
 
+    def triple_bytes(self, query_id: str) -> int: ...
+
 
 def _forward_as_is(spec: QuerySpec) -> QuerySpec:
     """What the leader forwards to its peers: the parameters it was given (``IPA_TAMPER`` in tests)."""
@@ -495,7 +497,9 @@ class Helper:
         self._fault("stored")
         if self.ledger.vote(query_id) != READY:
             raise IpaError("the query ended before this helper could vote to commit it")
-        self.queries.update(record, result=result.sums, bytes_sent=channel.stats.total_bytes, rows=len(rows))
+        sent = channel.stats.total_bytes  # and what its workers sent within their triples
+        sent += self._distributed.triple_bytes(query_id) if self._distributed is not None else 0
+        self.queries.update(record, result=result.sums, bytes_sent=sent, rows=len(rows))
         self._fault("voted")
         return channel
 

@@ -8,7 +8,7 @@ helpers (a *triple*) run :func:`ipa.attribution.pipeline.aggregate_part` on it,
 talking only to each other. The coordinator adds the W result shares.
 
 The triple's transport is the helpers' own: each worker serves the ``Peer``
-service (:class:`TripleServer`, only ``Send`` and ``Abort``) on a port it picks,
+service (:class:`TripleServer`, only ``Send``) on a port it picks,
 with its helper's TLS identity and the two peer helpers' certificates pinned
 (a worker of Hi is inside Hi's trust domain), and sends with
 :class:`~ipa_helper.transport.GrpcPeer` over mutual TLS. It accepts only
@@ -128,7 +128,7 @@ class PartResult:
 
 
 class _TripleServicer(peer_pb2_grpc.PeerServicer):
-    """The ``Peer`` service of worker ``k``: its triple's MPC messages, and aborts."""
+    """The ``Peer`` service of worker ``k``: its triple's MPC messages (a query ends through Ray)."""
 
     def __init__(self, identity: WorkerIdentity, k: int, mailbox: Mailbox) -> None:
         self._pinned = {cert.strip(): party for party, cert in identity.peer_certs.items()}
@@ -161,11 +161,6 @@ class _TripleServicer(peer_pb2_grpc.PeerServicer):
         except TransportError as exc:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         return peer_pb2.SendAck()
-
-    def Abort(self, request, context):  # noqa: N802
-        self._caller(context)
-        self._mailbox.abort(request.query_id, request.reason)
-        return peer_pb2.AbortResponse()
 
 
 class TripleServer:
