@@ -140,8 +140,12 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
                 client.wait(query_id, poll=0.1, deadline=120)
             fault = wait_for_event(h2.log, "worker_fault")
             assert fault["worker"] == "w0" and fault["action"] == "kill"
-            assert f"H2's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})" in str(failed.value)
-            assert "during aggregation" in str(failed.value)
+            # Whoever notices first fails it everywhere: H2 (its worker died), or H1's or H3's w0,
+            # whose message to H2's w0 broke off.
+            reason = str(failed.value)
+            died = f"H2's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})"
+            broke = "worker w0 failed in the aggregation" in reason and "to H2 failed" in reason
+            assert (died in reason and "during aggregation" in reason) or broke
             state_ = _budget(local, site)
             (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
             assert mine["state"] == "refunded" and state_["agree"]
