@@ -296,7 +296,7 @@ def test_aggregate_in_row_blocks(bits, n, data):
 
 
 def test_aggregate_in_malicious_mode_records_its_products():
-    """There the indicators are formed whole and the products are recorded; the checkpoint passes."""
+    """There the products are recorded (one block: as multiply and matmul would); the checkpoint passes."""
     from ipa.attribution.aggregate import AGGREGATE_STEPS
     from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
     from ipa.mpc.step import Steps
@@ -318,3 +318,42 @@ def test_aggregate_in_malicious_mode_records_its_products():
     expected = np.zeros(256, dtype=np.uint64)
     np.add.at(expected, keys.astype(np.intp), contribution)
     assert opened(result).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("tampered", "index"), [(None, 0), ("weight", -1), ("sums", 0), ("sums", -1)])
+def test_aggregate_in_malicious_mode_records_each_row_block(monkeypatch, tampered, index):
+    """Blocks of 128 rows, each recorded on its own and verified in chunks so small that a block's
+    matrix product is cut again: the sums are exact, and a wrong word in the last block aborts."""
+    from ipa.attribution import aggregate as module
+    from ipa.attribution import pipeline
+    from ipa.attribution.aggregate import AGGREGATE_STEPS
+    from ipa.errors import MaliciousBehaviourError
+    from ipa.mpc.checkpoint import CHECKPOINT_STEPS
+    from ipa.mpc.memory import Tamper
+    from ipa.mpc.step import Family, Steps
+
+    steps = Steps("blocked", aggregate=AGGREGATE_STEPS, check=Family(pipeline.MAX_CHUNKS, CHECKPOINT_STEPS))
+    monkeypatch.setattr(module, "_BLOCK", 128)
+    monkeypatch.setattr(pipeline, "VERIFY_CHUNK_WORDS", 3000)
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 256, 300, dtype=np.uint64)
+    contribution = rng.integers(0, 2**64, 300, dtype=np.uint64)
+
+    def protocol(ctx, c, k):
+        ctx = ctx.enter(steps)
+        phase = pipeline.Verification(ctx, "check")
+        sums = aggregate(ctx.narrow("aggregate"), c, k, 256)
+        phase.close()
+        return sums
+
+    inputs = share_arithmetic(contribution), share_boolean(keys, 8)
+    if tampered:
+        tamper = Tamper(1, f"root/aggregate/{tampered}", index=index)
+        with pytest.raises(MaliciousBehaviourError):
+            run(protocol, *inputs, security="malicious", tamper=tamper)
+        return
+    result = run(protocol, *inputs, security="malicious")
+    expected = np.zeros(256, dtype=np.uint64)
+    np.add.at(expected, keys.astype(np.intp), contribution)
+    assert opened(result).tolist() == expected.tolist()
+    assert len({m.step for m in result.messages if "/check_" in m.step and m.step.endswith("/open")}) > 6

@@ -24,10 +24,11 @@ import numpy as np
 
 from ipa.mpc.context import Context
 from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
-from ipa.mpc.multiply import cross_terms, matmul, multiply, reshare
+from ipa.mpc.multiply import cross_terms, reshare
 from ipa.mpc.one_hot import ONE_HOT_STEPS, Monomials, monomials
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.step import Steps
+from ipa.mpc.verifier import Product, Split
 
 __all__ = ["AGGREGATE_STEPS", "aggregate"]
 
@@ -65,9 +66,13 @@ def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_b
     ``multiply(hi, c)`` and ``matmul(T, lo)``. The high one-hot and the weight
     come before the low one-hot (the same messages and rounds as the other
     order), so the high products are freed before the low ones are made.
-    In malicious mode the record of each product needs its operands whole, so
-    there the indicators are formed for all rows and ``multiply``/``matmul``
-    run as they are (the same messages).
+    In malicious mode too: each block is recorded for the checkpoints as a
+    product of its own (the weight's) or a part of the matrix product (the
+    sums', :class:`~ipa.mpc.verifier.Split`), its indicators formed again, so
+    the verifier, which may verify them as soon as it holds a chunk
+    (:class:`ipa.attribution.pipeline.Verification`), never pins them for all
+    rows either (the same messages; with one block, the same records as
+    ``multiply`` and ``matmul``).
     """
     ctx = ctx.enter(AGGREGATE_STEPS)
     width = breakdown_key.width
@@ -86,32 +91,53 @@ def aggregate(ctx: Context, contribution: AShares, breakdown_key: BShares, num_b
     return flat[:num_breakdowns]
 
 
+def _blocks(n: int) -> list[slice]:
+    """The row blocks (one, empty, if there are no rows)."""
+    return [slice(start, start + _BLOCK) for start in range(0, max(n, 1), _BLOCK)]
+
+
 def _weigh(ctx: Context, hi: Monomials, c: AShares) -> AShares:
-    """``T[u] = c·H[u]`` for the 2^h high indicators H: ``multiply(H, c)``, in row blocks."""
-    if ctx.malicious:
-        h = hi.indicators()
-        return multiply(ctx, h, c.map(lambda a: np.broadcast_to(a, h.shape)))
+    """``T[u] = c·H[u]`` for the 2^h high indicators H: ``multiply(H, c)``, in row blocks.
+
+    In malicious mode each block is recorded as a product of its own (the
+    indicators formed again), so the verifier never needs H for all rows.
+    """
     n = len(c)
     z = ctx.prss.zero(ctx.step, (1 << hi.d, n), _RING)
-    for start in range(0, n, _BLOCK):
-        rows = slice(start, start + _BLOCK)
+
+    def operands(rows: slice) -> tuple[AShares, AShares]:
         f = hi.indicators(rows)
-        c_rows = AShares(np.broadcast_to(c.left[rows], f.shape), np.broadcast_to(c.right[rows], f.shape))
+        return f, AShares(np.broadcast_to(c.left[rows], f.shape), np.broadcast_to(c.right[rows], f.shape))
+
+    for rows in _blocks(n):
+        f, c_rows = operands(rows)
         z[:, rows] = cross_terms(f, c_rows, z[:, rows])
-    return AShares(z, reshare(ctx, z))
+    weighted = AShares(z, reshare(ctx, z))
+    if ctx.verifier is not None:
+        for rows in _blocks(n):
+            ctx.verifier.record(Product("multiply", *operands(rows), weighted[:, rows]))
+    return weighted
 
 
 def _sums(ctx: Context, weighted: AShares, lo: Monomials) -> AShares:
-    """``weighted @ Lᵀ`` for the 2^l low indicators L: ``matmul(weighted, L)``, in row blocks."""
-    if ctx.malicious:
-        return matmul(ctx, weighted, lo.indicators())
+    """``weighted @ Lᵀ`` for the 2^l low indicators L: ``matmul(weighted, L)``, in row blocks.
+
+    In malicious mode each block is recorded as a part of the matrix product
+    (a slice of its terms, :class:`~ipa.mpc.verifier.Split`), the indicators
+    formed again, so the verifier never needs L for all rows.
+    """
     n = len(weighted)
     local = np.zeros((weighted.shape[0], 1 << lo.d), _RING)
-    for start in range(0, n, _BLOCK):
-        rows = slice(start, start + _BLOCK)
+    for rows in _blocks(n):
         f = lo.indicators(rows)
         t = weighted[:, rows]
         local += t.left @ (f.left + f.right).T
         local += t.right @ f.left.T
     z = local + ctx.prss.zero(ctx.step, local.shape, _RING)
-    return AShares(z, reshare(ctx, z))
+    sums = AShares(z, reshare(ctx, z))
+    if ctx.verifier is not None:
+        blocks = _blocks(n)
+        split = Split(sums, len(blocks)) if len(blocks) > 1 else None
+        for rows in blocks:
+            ctx.verifier.record(Product("matmul", weighted[:, rows], lo.indicators(rows), sums, split=split))
+    return sums

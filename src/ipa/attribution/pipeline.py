@@ -310,7 +310,11 @@ def _matmul_parts(product: Product, limit: int) -> list[Product]:
     edges = [*range(0, terms, step), terms]
     if len(edges) <= 2:
         return [product]
-    split = Split(z, len(edges) - 1)
+    split = product.split
+    if split is None:
+        split = Split(z, len(edges) - 1)
+    else:  # already a part (the aggregate's row blocks): its pieces are parts of the same split
+        split.parts += len(edges) - 2
     terms_of = [(slice(None), slice(lo, hi)) for lo, hi in pairwise(edges)]
     return [Product("matmul", x[cols], y[cols], z, split=split) for cols in terms_of]
 
