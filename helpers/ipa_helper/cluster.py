@@ -92,6 +92,7 @@ from ipa.mpc.replicated import AShares, BShares
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
 from ipa_helper.triples import (
+    AggregationPart,
     PartResult,
     TripleServer,
     WorkerIdentity,
@@ -141,28 +142,14 @@ class IpaWorker:
                 self._triple = TripleServer(identity, k)
             return self._triple.address
 
-    def aggregate(
-        self,
-        query_id: str,
-        seeds: tuple[bytes, bytes],
-        peers: dict[int, str],
-        contribution: tuple[np.ndarray, np.ndarray],
-        breakdown_key: tuple[np.ndarray, np.ndarray, int],
-        num_breakdowns: int,
-        security_bits: int | None,
-        timeout: float,
-        fault: str = "",
-    ) -> PartResult | tuple[str, str]:
+    def aggregate(self, part: AggregationPart, fault: str = "") -> PartResult | tuple[str, str]:
         """This worker's part of the aggregation with its triple; (kind, what) if it failed."""
         if fault:
             os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
         if self._triple is None:
             return "error", "the worker does not listen for its triple (restarted?)"
         try:
-            return self._triple.run_aggregate(
-                query_id, seeds, peers, contribution, breakdown_key, num_breakdowns, security_bits,
-                timeout, os.getpid(),
-            )  # fmt: skip
+            return self._triple.run_aggregate(part, os.getpid())
         except MaliciousBehaviourError as exc:
             return "malicious", exc.check
         except IpaError as exc:
@@ -311,26 +298,28 @@ class Cluster:
         for k, rows in enumerate(slices(len(contribution), self.workers)):
             if rows.stop == rows.start:
                 continue  # fewer rows than workers: every helper leaves the same triples out
-            c = tuple(np.ascontiguousarray(a[rows]) for a in (contribution.left, contribution.right))
+            c = (
+                np.ascontiguousarray(contribution.left[rows]),
+                np.ascontiguousarray(contribution.right[rows]),
+            )
             b = (
                 np.ascontiguousarray(breakdown_key.left[rows]),
                 np.ascontiguousarray(breakdown_key.right[rows]),
                 breakdown_key.width,
             )
             sent += c[0].nbytes + c[1].nbytes + b[0].nbytes + b[1].nbytes
-            their = {p.value: peers[p][k] for p in Peer}
-            seeds = ctx.prss.derived_seeds(worker_label(k))
-            fault = self._take_fault(k, "aggregation")
-            ref = self._actors[k].aggregate.remote(
-                query_id, seeds, their, c, b, num_breakdowns, bits, self.timeout_seconds, fault
-            )
+            part = AggregationPart(
+                query_id, ctx.prss.derived_seeds(worker_label(k)), {p.value: peers[p][k] for p in Peer},
+                c, b, num_breakdowns, bits, self.timeout_seconds,
+            )  # fmt: skip
+            ref = self._actors[k].aggregate.remote(part, self._take_fault(k, "aggregation"))
             calls.append((k, rows, ref))
         parts = self._gather(query_id, cancelled, calls)
         left = np.zeros(num_breakdowns, np.uint64)
         right = np.zeros(num_breakdowns, np.uint64)
-        for part in parts:
-            left += part.left  # uint64 wraps: shares of the sum of the slices' sums
-            right += part.right
+        for result in parts:
+            left += result.left  # uint64 wraps: shares of the sum of the slices' sums
+            right += result.right
         with self._lock:
             self._triple_bytes[query_id] = sum(p.bytes_sent for p in parts)
             while len(self._triple_bytes) > 64:  # a query that failed after its aggregation never asks

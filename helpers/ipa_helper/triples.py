@@ -56,6 +56,7 @@ from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
 __all__ = [
     "ADDRESS_BYTES",
+    "AggregationPart",
     "PartResult",
     "TripleServer",
     "WorkerIdentity",
@@ -114,6 +115,24 @@ class WorkerIdentity:
         except OSError as exc:
             raise ConfigError(f"cannot read a TLS file for the workers: {exc}") from None
         return cls(config.party, host, False, key, cert, peers)
+
+
+@dataclass(frozen=True)
+class AggregationPart:
+    """What worker k of one helper needs to run its triple's part of a query's aggregation."""
+
+    query_id: str
+    seeds: tuple[bytes, bytes] = field(repr=False)
+    """The triple's PRSS seeds (prev, next): ``HMAC(seed, "worker/k")`` of the query's."""
+    peers: dict[int, str]
+    """The addresses of the triple's two other workers, by ``Peer.NEXT``/``Peer.PREV`` value."""
+    contribution: tuple[np.ndarray, np.ndarray] = field(repr=False)
+    breakdown_key: tuple[np.ndarray, np.ndarray, int] = field(repr=False)
+    """The slice's (left, right) shares; the key's also its width in bits."""
+    num_breakdowns: int
+    security_bits: int | None
+    """The triple's soundness budget in malicious mode; None in semi-honest mode."""
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -188,38 +207,27 @@ class TripleServer:
         host = identity.host if identity.host not in ("", "0.0.0.0", "::") else _node_address()
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def run_aggregate(
-        self,
-        query_id: str,
-        seeds: tuple[bytes, bytes],
-        peers: dict[int, str],
-        contribution: tuple[np.ndarray, np.ndarray],
-        breakdown_key: tuple[np.ndarray, np.ndarray, int],
-        num_breakdowns: int,
-        security_bits: int | None,
-        timeout: float,
-        pid: int,
-    ) -> PartResult:
-        """Run :func:`~ipa.attribution.pipeline.aggregate_part` with the triple's two other workers.
-
-        ``peers`` maps ``Peer.NEXT``/``Peer.PREV`` (their values) to those
-        workers' addresses; ``security_bits`` is None in semi-honest mode.
-        """
-        channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in peers.items()}
+    def run_aggregate(self, part: AggregationPart, pid: int) -> PartResult:
+        """Run :func:`~ipa.attribution.pipeline.aggregate_part` with the triple's two other workers."""
+        channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in part.peers.items()}
         try:
             links: dict[Peer, PeerLink] = {
-                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), timeout)
+                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), part.timeout)
                 for p, ch in channels.items()
             }
-            channel: Channel = PeerChannel(self.identity.party, query_id, links, self.mailbox, timeout)
-            verifier = None if security_bits is None else Verifier(security_bits=security_bits)
+            channel: Channel = PeerChannel(
+                self.identity.party, part.query_id, links, self.mailbox, part.timeout
+            )
+            verifier = None if part.security_bits is None else Verifier(security_bits=part.security_bits)
             party, root = self.identity.party, f"w{self.k}"
-            ctx = Context(party, channel, PRSS(*seeds), step=root, steps=QUERY_STEPS, verifier=verifier)
-            sums = aggregate_part(ctx, AShares(*contribution), BShares(*breakdown_key), num_breakdowns)
+            ctx = Context(party, channel, PRSS(*part.seeds), step=root, steps=QUERY_STEPS, verifier=verifier)
+            sums = aggregate_part(
+                ctx, AShares(*part.contribution), BShares(*part.breakdown_key), part.num_breakdowns
+            )
             soundness = None if verifier is None else verifier.log2_soundness
             return PartResult(sums.left, sums.right, channel.stats.total_bytes, soundness, pid)
         finally:
-            self.end(query_id, "the worker's part of the query has ended")
+            self.end(part.query_id, "the worker's part of the query has ended")
             for ch in channels.values():
                 ch.close()
 

@@ -25,6 +25,7 @@ from ipa.mpc.testing import opened, run
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.transport import encode_message
 from ipa_helper.triples import (
+    AggregationPart,
     PartResult,
     TripleServer,
     WorkerIdentity,
@@ -103,10 +104,11 @@ def _run_triple(servers, query_id, contribution, keys, width, breakdowns, securi
     def party(i: int) -> None:
         peers = {p.value: servers[p.of(i)].address for p in Peer}
         try:
-            results[i] = servers[i].run_aggregate(
+            part = AggregationPart(
                 query_id, _prss(seeds, i).derived_seeds(worker_label(1)), peers, (c[i].left, c[i].right),
-                (b[i].left, b[i].right, width), breakdowns, security_bits, 30.0, 0,
+                (b[i].left, b[i].right, width), breakdowns, security_bits, 30.0,
             )  # fmt: skip
+            results[i] = servers[i].run_aggregate(part, 0)
         except BaseException as exc:
             results[i] = exc
 
