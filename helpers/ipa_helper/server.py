@@ -29,13 +29,11 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from ipa.certs import common_name
 from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
@@ -50,7 +48,7 @@ from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.peers import MessageHook, PeerLink
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
-from ipa_helper.transport import GrpcPeer
+from ipa_helper.transport import GrpcPeer, caller_index, peer_channel
 from ipa_helper.triples import WorkerIdentity
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
@@ -99,36 +97,20 @@ def _read(path: Path | None, what: str) -> bytes:
 def _peer_channels(config: HelperConfig, insecure: bool) -> dict[int, grpc.Channel]:
     channels = {}
     for peer in config.peers:
-        if insecure:
-            channels[peer.index] = grpc.insecure_channel(peer.address, options=_OPTIONS)
-            continue
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=_read(peer.cert, f"H{peer.index}'s certificate"),
-            private_key=_read(config.tls_key, "TLS key"),
-            certificate_chain=_read(config.tls_cert, "TLS certificate"),
-        )
-        options = [*_OPTIONS, ("grpc.ssl_target_name_override", common_name(peer.index))]
-        channels[peer.index] = grpc.secure_channel(peer.address, credentials, options=options)
+        tls = None
+        if not insecure:
+            key, cert = _read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate")
+            tls = (key, cert, _read(peer.cert, f"H{peer.index}'s certificate"))
+        channels[peer.index] = peer_channel(peer.address, peer.index, _OPTIONS, tls)
     return channels
 
 
 def _identifier(config: HelperConfig, insecure: bool) -> Callable[[grpc.ServicerContext], int | None]:
     """Map a peer call to the caller's party index by the certificate it presented."""
     pinned = (
-        {} if insecure else {_read(p.cert, "peer certificate").strip(): p.index - 1 for p in config.peers}
+        None if insecure else {_read(p.cert, "peer certificate").strip(): p.index - 1 for p in config.peers}
     )
-
-    def identify(context: grpc.ServicerContext) -> int | None:
-        if insecure:
-            return None
-        # grpc gives a list of values per property (typeshed's stub says bytes)
-        certs = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))
-        presented = certs[0].strip()
-        if presented not in pinned:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
-        return pinned[presented]
-
-    return identify
+    return lambda context: caller_index(context, pinned)
 
 
 def _bind(server: grpc.Server, address: str, what: str, credentials: grpc.ServerCredentials | None) -> None:

@@ -13,11 +13,13 @@ TransportError, so a stalled or dead peer fails the query instead of hanging it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 import numpy as np
 
+from ipa.certs import common_name
 from ipa.errors import TransportError
 from ipa.query import QuerySpec
 from ipa_helper.limits import LimitError
@@ -27,7 +29,46 @@ from ipa_rpc import CHUNK_BYTES
 from ipa_rpc.reach import unreachable_reason
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
-__all__ = ["CHUNK_BYTES", "GrpcPeer", "decode_message", "encode_message"]
+__all__ = ["CHUNK_BYTES", "GrpcPeer", "caller_index", "decode_message", "encode_message", "peer_channel"]
+
+
+def peer_channel(
+    address: str,
+    peer: int,
+    options: Sequence[tuple[str, Any]],
+    tls: tuple[bytes, bytes, bytes] | None,
+) -> grpc.Channel:
+    """A channel to the ``Peer`` service of helper ``peer`` (1-based) or of one of its workers.
+
+    ``tls`` is (this helper's key, its certificate, the peer's certificate):
+    mutual TLS with the peer's certificate the only root; None (``--insecure``)
+    is plaintext.
+    """
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    key, cert, peer_cert = tls
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=peer_cert, private_key=key, certificate_chain=cert
+    )
+    return grpc.secure_channel(
+        address, credentials, options=[*options, ("grpc.ssl_target_name_override", common_name(peer))]
+    )
+
+
+def caller_index(context: grpc.ServicerContext, pinned: Mapping[bytes, int] | None) -> int | None:
+    """The calling peer's 0-based party index, by the certificate it presented (None without TLS).
+
+    ``pinned`` maps each peer's certificate (stripped PEM) to its index; a call
+    with any other certificate is aborted (UNAUTHENTICATED).
+    """
+    if pinned is None:
+        return None
+    # grpc gives a list of values per property (typeshed's stub says bytes)
+    certs = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))
+    presented = certs[0].strip()
+    if presented not in pinned:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
+    return pinned[presented]
 
 
 def encode_message(

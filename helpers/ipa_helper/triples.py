@@ -34,13 +34,11 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import grpc
 import numpy as np
 
 from ipa.attribution.pipeline import QUERY_STEPS, aggregate_part
-from ipa.certs import common_name
 from ipa.errors import ConfigError, TransportError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
@@ -50,7 +48,7 @@ from ipa.mpc.verifier import Verifier
 from ipa_helper.config import HelperConfig
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.peers import PeerChannel, PeerLink
-from ipa_helper.transport import GrpcPeer, decode_message
+from ipa_helper.transport import GrpcPeer, caller_index, decode_message, peer_channel
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -150,23 +148,14 @@ class _TripleServicer(peer_pb2_grpc.PeerServicer):
     """The ``Peer`` service of worker ``k``: its triple's MPC messages (a query ends through Ray)."""
 
     def __init__(self, identity: WorkerIdentity, k: int, mailbox: Mailbox) -> None:
-        self._pinned = {cert.strip(): party for party, cert in identity.peer_certs.items()}
-        self._insecure = identity.insecure
+        pinned = {cert.strip(): party for party, cert in identity.peer_certs.items()}
+        self._pinned = None if identity.insecure else pinned
         self._prefix = f"w{k}/"
         self._mailbox = mailbox
         self._neighbours = (Peer.NEXT.of(identity.party), Peer.PREV.of(identity.party))
 
-    def _caller(self, context: grpc.ServicerContext) -> int | None:
-        if self._insecure:
-            return None
-        certs = cast(list[bytes], context.auth_context().get("x509_pem_cert", [b""]))
-        caller = self._pinned.get(certs[0].strip())
-        if caller is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a configured peer's certificate")
-        return caller
-
     def Send(self, request_iterator, context):  # noqa: N802
-        caller = self._caller(context)
+        caller = caller_index(context, self._pinned)
         try:
             query_id, step, sender, arrays = decode_message(request_iterator)
         except (TransportError, ValueError, TypeError) as exc:
@@ -240,16 +229,9 @@ class TripleServer:
                 self.mailbox.forget([self._ended.popleft()])
 
     def _grpc_channel(self, peer: Peer, address: str) -> grpc.Channel:
-        if self.identity.insecure:
-            return grpc.insecure_channel(address, options=MESSAGE_LIMITS)
-        index = peer.of(self.identity.party)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=self.identity.peer_certs[index],
-            private_key=self.identity.key,
-            certificate_chain=self.identity.cert,
-        )
-        options = [*MESSAGE_LIMITS, ("grpc.ssl_target_name_override", common_name(index + 1))]
-        return grpc.secure_channel(address, credentials, options=options)
+        me, index = self.identity, peer.of(self.identity.party)
+        tls = None if me.insecure else (me.key, me.cert, me.peer_certs[index])
+        return peer_channel(address, index + 1, MESSAGE_LIMITS, tls)
 
     def stop(self) -> None:
         self._server.stop(None)
