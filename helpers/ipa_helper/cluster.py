@@ -294,8 +294,8 @@ class Cluster:
         peers = exchange_addresses(ctx.channel, "setup/workers", addresses)
         self._calls["aggregation"] += 1
         bits = None if ctx.verifier is None else ctx.verifier.security_bits
-        calls, sent = [], 0
-        for k, rows in enumerate(slices(len(contribution), self.workers)):
+        calls, sent, cut = [], 0, slices(len(contribution), self.workers)
+        for k, rows in enumerate(cut):
             if rows.stop == rows.start:
                 continue  # fewer rows than workers: every helper leaves the same triples out
             c = (
@@ -328,7 +328,7 @@ class Cluster:
         logs.event(
             self.index,
             "workers_aggregated",
-            rows=",".join(str(r.stop - r.start) for r in slices(len(contribution), self.workers)),
+            rows=",".join(str(r.stop - r.start) for r in cut),
             bytes_out=sent,
             bytes_in=sum(p.left.nbytes + p.right.nbytes for p in parts),
             peer_bytes=",".join(str(p.bytes_sent) for p in parts),
