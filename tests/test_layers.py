@@ -22,7 +22,7 @@ LAYERS = [
     ("errors and argument checks",    "ipa ipa.errors ipa._checks"),
     ("words and shares",              "ipa.mpc ipa.mpc.ring ipa.mpc.replicated ipa.mpc.sharing"),
     # buckets (the bound's arithmetic, nothing of ipa) sits here: the verifier plans each batch with it
-    ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.buckets "
+    ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.collective ipa.mpc.buckets "
                                       "ipa.mpc.verifier ipa.mpc.context ipa.mpc.memory"),
     ("basic protocols",               "ipa.mpc.verify ipa.mpc.multiply ipa.mpc.reveal "
                                       "ipa.mpc.input ipa.mpc.checkpoint"),

@@ -74,7 +74,8 @@ class PRSS:
 
         Each derived seed is a pseudo-random function of one shared seed, so
         the same two neighbours hold it and no message is needed; a worker
-        triple (``docs/scaling.md``) gets those of ``worker/<k>``. ``label``
+        triple (``docs/scaling.md``) gets those of ``worker/<k>``, the W workers of a
+        helper together (:mod:`ipa.mpc.collective`) those of ``workers``. ``label``
         must never be a step path drawn from this PRSS (steps start with
         ``root`` or ``setup``), or a derived seed would equal that step's key.
         """
