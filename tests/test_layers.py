@@ -22,8 +22,8 @@ LAYERS = [
     ("errors and argument checks",    "ipa ipa.errors ipa._checks"),
     ("words and shares",              "ipa.mpc ipa.mpc.ring ipa.mpc.replicated ipa.mpc.sharing"),
     # buckets (the bound's arithmetic, nothing of ipa) sits here: the verifier plans each batch with it
-    ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.collective ipa.mpc.buckets "
-                                      "ipa.mpc.verifier ipa.mpc.context ipa.mpc.memory"),
+    ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.buckets "
+                                      "ipa.mpc.collective ipa.mpc.verifier ipa.mpc.context ipa.mpc.memory"),
     ("basic protocols",               "ipa.mpc.verify ipa.mpc.multiply ipa.mpc.reveal "
                                       "ipa.mpc.input ipa.mpc.checkpoint"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),

@@ -87,6 +87,7 @@ from ipa.crypto.hpke import PrivateKey
 from ipa.crypto.opener import open_many, row_hash
 from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
 from ipa.mpc.channel import Peer
+from ipa.mpc.collective import slices
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares
 from ipa_helper import logs
@@ -97,7 +98,6 @@ from ipa_helper.triples import (
     TripleServer,
     WorkerIdentity,
     exchange_addresses,
-    slices,
     worker_label,
 )
 

@@ -2,7 +2,7 @@
 
 A helper with ``[cluster] workers = W`` (``ipa_helper.cluster``) runs the
 aggregation on its W workers: the coordinator cuts the rows into W contiguous
-slices (:func:`slices`, the same cut at every helper: it depends only on n and
+slices (:func:`ipa.mpc.collective.slices`, the same cut at every helper: it depends only on n and
 W), sends worker k its helper's shares of slice k, and worker k of the three
 helpers (a *triple*) run :func:`ipa.attribution.pipeline.aggregate_part` on it,
 talking only to each other. The coordinator adds the W result shares.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import socket
 import threading
 from concurrent import futures
@@ -59,7 +58,6 @@ __all__ = [
     "TripleServer",
     "WorkerIdentity",
     "exchange_addresses",
-    "slices",
     "worker_label",
 ]
 
@@ -67,17 +65,6 @@ ADDRESS_BYTES = 128
 """Bytes per worker address in the coordinators' exchange (``host:port``, zero-padded)."""
 
 _REMEMBERED = 256  # ended queries whose late messages a worker still drops
-
-
-def slices(n: int, workers: int) -> list[slice]:
-    """The W contiguous row slices of n rows: sizes differ by at most one, larger ones first.
-
-    A function of n and W alone, so the three helpers cut alike.
-    """
-    if workers < 1 or n < 0:
-        raise ValueError(f"workers must be at least 1 and n at least 0, got {workers} and {n}")
-    bounds = np.cumsum([0] + [n // workers + (k < n % workers) for k in range(workers)])
-    return [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def worker_label(k: int) -> str:

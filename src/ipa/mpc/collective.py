@@ -24,6 +24,7 @@ what only triple k needs (masks of its rows) from the triple's own PRSS.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from abc import ABC, abstractmethod
 from collections import defaultdict
@@ -35,7 +36,18 @@ import numpy as np
 from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.prss import PRSS
 
-__all__ = ["Collective", "CollectiveStats", "MemoryCollectives"]
+__all__ = ["Collective", "CollectiveStats", "MemoryCollectives", "slices"]
+
+
+def slices(n: int, workers: int) -> list[slice]:
+    """The W contiguous row slices of n rows: sizes differ by at most one, larger ones first.
+
+    A function of n and W alone, so the three helpers cut alike.
+    """
+    if workers < 1 or n < 0:
+        raise ValueError(f"workers must be at least 1 and n at least 0, got {workers} and {n}")
+    bounds = np.cumsum([0] + [n // workers + (k < n % workers) for k in range(workers)])
+    return [slice(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 @dataclass
