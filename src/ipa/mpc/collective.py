@@ -20,6 +20,13 @@ transport subclass :class:`Collective` and supply only ``_deliver`` and
 shares with the same neighbouring helper's workers: what all W workers must
 draw alike (a permutation of all n rows of a shuffle) comes from there, and
 what only triple k needs (masks of its rows) from the triple's own PRSS.
+
+**Rows over workers.** :class:`Blocks` says which contiguous block of the n
+rows each worker holds; :func:`permute_blocks` applies a permutation of all n
+rows that every worker knows, and :func:`route` sends each row to a global
+position only its holder knows (public positions, such as opened
+destinations). Both move only the rows that change worker, in one
+all-to-all, and no Python loop runs over rows.
 """
 
 from __future__ import annotations
@@ -36,7 +43,15 @@ import numpy as np
 from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.prss import PRSS
 
-__all__ = ["Collective", "CollectiveStats", "MemoryCollectives", "slices"]
+__all__ = [
+    "Blocks",
+    "Collective",
+    "CollectiveStats",
+    "MemoryCollectives",
+    "permute_blocks",
+    "route",
+    "slices",
+]
 
 
 def slices(n: int, workers: int) -> list[slice]:
@@ -164,3 +179,122 @@ class _MemoryCollective(Collective):
 
     def _collect(self, step: str, frm: int) -> list[np.ndarray]:
         return self._group.take((frm, self.index, step))
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Where n rows lie over W workers: worker k holds rows ``bounds[k]:bounds[k + 1]`` (contiguous,
+    in worker order, possibly empty)."""
+
+    bounds: np.ndarray
+    """W + 1 non-decreasing row numbers, from 0 to n (int64)."""
+
+    @classmethod
+    def of_sizes(cls, sizes: Sequence[int]) -> Blocks:
+        """The blocks of these sizes, worker by worker."""
+        if not sizes or min(sizes) < 0:
+            raise ValueError(f"block sizes must be one non-negative size per worker, got {list(sizes)}")
+        return cls(np.concatenate([[0], np.cumsum(np.asarray(sizes, np.int64))]).astype(np.int64))
+
+    @classmethod
+    def even(cls, n: int, workers: int) -> Blocks:
+        """The blocks of :func:`slices`: sizes ⌈n/W⌉ first, then ⌊n/W⌋."""
+        return cls.of_sizes([s.stop - s.start for s in slices(n, workers)])
+
+    @classmethod
+    def gather(cls, collective: Collective, step: str, rows: int) -> Blocks:
+        """The blocks of every worker's ``rows``, from one all-gather (8 bytes to every other worker)."""
+        sizes = collective.all_gather(step, [np.array([rows], np.int64)])
+        return cls.of_sizes([int(s[0][0]) for s in sizes])
+
+    @property
+    def n(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def workers(self) -> int:
+        return len(self.bounds) - 1
+
+    def rows(self, k: int) -> slice:
+        """Worker k's rows."""
+        return slice(int(self.bounds[k]), int(self.bounds[k + 1]))
+
+    def size(self, k: int) -> int:
+        return int(self.bounds[k + 1] - self.bounds[k])
+
+    def owner(self, positions: np.ndarray) -> np.ndarray:
+        """The worker holding each global row number (empty blocks own nothing)."""
+        return np.searchsorted(self.bounds, positions, side="right") - 1
+
+
+def _split(arrays: Sequence[np.ndarray], order: np.ndarray, counts: np.ndarray) -> list[list[np.ndarray]]:
+    """Rows ``order`` of every array, cut into one part per worker of ``counts`` rows each."""
+    cuts = np.cumsum(counts)[:-1]
+    pieces = [np.split(a[..., order], cuts, axis=-1) for a in arrays]
+    return [[p[j] for p in pieces] for j in range(len(counts))]
+
+
+def _place(received: list[list[np.ndarray]], like: Sequence[np.ndarray], at: np.ndarray) -> list[np.ndarray]:
+    """Array i of the result has, at ``at``, array i of every worker's part, in worker order."""
+    out = []
+    for i, a in enumerate(like):
+        joined = np.concatenate([part[i] for part in received], axis=-1)
+        placed = np.empty((*a.shape[:-1], len(at)), a.dtype)
+        placed[..., at] = joined
+        out.append(placed)
+    return out
+
+
+def permute_blocks(
+    collective: Collective,
+    step: str,
+    arrays: Sequence[np.ndarray],
+    perm: np.ndarray,
+    rows: Blocks,
+    to: Blocks,
+) -> list[np.ndarray]:
+    """This worker's block (in ``to``) of ``out[..., j] = in[..., perm[j]]`` over all n rows.
+
+    ``arrays`` are this worker's rows in ``rows`` (the last axis); ``perm``
+    is a permutation of all n rows that every worker holds alike (e.g. drawn
+    from the group PRSS), so no positions travel: each worker sends every
+    other one the rows it will hold, in their output order, and each
+    receiver knows from ``perm`` where they go. One all-to-all at ``step``;
+    only rows that change worker are sent. O(n) work per worker (``perm``
+    and its inverse are whole), which is acceptable while n fits one worker.
+    """
+    k, n = collective.index, len(perm)
+    inverse = np.empty(n, np.int64)
+    inverse[perm] = np.arange(n)
+    goes_to = inverse[rows.rows(k)]  # output position of each of my rows
+    order = np.argsort(goes_to, kind="stable")
+    counts = np.bincount(to.owner(goes_to[order]), minlength=to.workers)
+    received = collective.all_to_all(step, _split(arrays, order, counts))
+    senders = rows.owner(perm[to.rows(k)])  # who sends each of my output rows
+    at = np.argsort(senders, kind="stable")  # senders' parts arrive in output order, sender by sender
+    return _place(received, arrays, at)
+
+
+def route(
+    collective: Collective, step: str, arrays: Sequence[np.ndarray], positions: np.ndarray, to: Blocks
+) -> list[np.ndarray]:
+    """This worker's block (in ``to``) when each of its rows goes to global row ``positions[i]``.
+
+    ``positions`` (this worker's rows only; over all workers a permutation of
+    range(n)) are public to this helper: each row travels with its offset in
+    the receiver's block (4 bytes), in one all-to-all at ``step``; only rows
+    that change worker are sent. Raises ProtocolError if the rows that arrive
+    do not fill this worker's block exactly once.
+    """
+    owners = to.owner(positions)
+    order = np.argsort(owners, kind="stable")
+    counts = np.bincount(owners, minlength=to.workers)
+    offsets = (positions - to.bounds[owners]).astype(np.uint32)
+    received = collective.all_to_all(step, _split([offsets, *arrays], order, counts))
+    at = np.concatenate([part[0] for part in received]).astype(np.int64)
+    size = to.size(collective.index)
+    if len(at) != size or (size and np.bincount(at, minlength=size).max() != 1):
+        raise ProtocolError(
+            f"rows routed at collective step {step!r} do not fill worker {collective.index}'s block"
+        )
+    return _place([part[1:] for part in received], arrays, at)

@@ -15,6 +15,17 @@ there, and may send or draw, but narrowing needs a declared tree.
 it is the party's :class:`~ipa.mpc.verifier.Verifier`, shared by every context
 derived from the root: products are recorded there and verified at
 checkpoints (``docs/malicious.md``). ``ctx.malicious`` says which mode runs.
+
+**Workers.** ``collective`` is None (or of size 1) when this helper runs the
+protocol in one process. Otherwise it is this worker's
+:class:`~ipa.mpc.collective.Collective`: the context is worker k's, the
+channel and PRSS are its triple's, and a *distributed* protocol
+(``ctx.distributed``) holds only this worker's block of rows.
+Exchanges among a helper's workers (:meth:`Context.all_to_all`) and draws all
+of them must agree on (:meth:`Context.group_permutation`) are keyed by the
+*group step*: the step path without its root segment, because each triple's
+root differs (``w<k>`` in a helper, ``root`` in the test world) while the
+rest of its steps are the same in every triple.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import numpy as np
 
 from ipa.errors import ProtocolError
 from ipa.mpc.channel import Channel, Peer
+from ipa.mpc.collective import Collective
 from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares
 from ipa.mpc.step import Steps
@@ -51,11 +63,46 @@ class Context:
     step: str = "root"
     steps: Steps | None = OPEN
     verifier: Verifier | None = None
+    collective: Collective | None = None
 
     @property
     def malicious(self) -> bool:
         """True in malicious mode (products recorded and verified at checkpoints)."""
         return self.verifier is not None
+
+    @property
+    def workers(self) -> int:
+        """W, the workers this helper spreads the rows over (1: one process)."""
+        return 1 if self.collective is None else self.collective.size
+
+    @property
+    def distributed(self) -> bool:
+        """True if this context holds one worker's block of rows of W > 1 (``collective``)."""
+        return self.workers > 1
+
+    @property
+    def group_step(self) -> str:
+        """This step path without its root segment: the same at every worker of every triple."""
+        return self.step.partition("/")[2]
+
+    def group(self) -> Collective:
+        """This worker's collective; a ProtocolError if the context has none."""
+        if self.collective is None:
+            raise ProtocolError(f"step {self.step!r} needs the helper's workers, and this context has none")
+        return self.collective
+
+    def all_to_all(self, name: str, parts: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        """Exchange ``parts[j]`` with worker j of this helper at ``<group step>:name``."""
+        return self.group().all_to_all(f"{self.group_step}:{name}", parts)
+
+    def all_gather(self, name: str, arrays: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """Every worker's ``arrays`` of this helper, by worker, at ``<group step>:name``."""
+        return self.group().all_gather(f"{self.group_step}:{name}", arrays)
+
+    def group_permutation(self, peer: Peer, n: int) -> np.ndarray:
+        """A permutation of all n rows drawn alike by every worker of this helper and of ``peer``
+        (the group PRSS), keyed by the group step."""
+        return self.group().prss.permutation(self.group_step, peer, n)
 
     def enter(self, steps: Steps) -> Context:
         """This context with ``steps`` as its declared tree (a protocol's first line).

@@ -15,6 +15,13 @@ receiver), so a test can run once honestly and then tamper with each of them.
 A tamper that matches no message (or only an empty one) is a ValueError after
 the run, so a sweep can never pass vacuously.
 
+**Workers** (``docs/scaling.md``): ``run_workers(protocol, inputs, workers=W)``
+runs each helper as W workers, 3·W threads: each helper's workers form one
+:class:`~ipa.mpc.collective.MemoryCollectives` group (seeds derived
+``workers`` from the helper's PRSS), and worker k of the three helpers form
+triple k, with its own in-memory channels and PRSS derived ``worker/k``, and
+root step ``w<k>`` as in a helper. A failure anywhere wakes every thread.
+
 A deadlock is detected at once: when every party still running waits for a
 message that nobody has sent (e.g. sender and receiver disagree on a step),
 the waiting parties fail with a ProtocolError naming each party's pending
@@ -34,11 +41,21 @@ import numpy as np
 
 from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.channel import Channel, CommStats, Peer
+from ipa.mpc.collective import CollectiveStats, MemoryCollectives
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
 from ipa.mpc.verifier import Verifier
 
-__all__ = ["SECURITY_MODES", "RunResult", "Sent", "Tamper", "run_parties", "run_three"]
+__all__ = [
+    "SECURITY_MODES",
+    "RunResult",
+    "Sent",
+    "Tamper",
+    "WorkersResult",
+    "run_parties",
+    "run_three",
+    "run_workers",
+]
 
 SECURITY_MODES = ("semi-honest", "malicious")
 
@@ -297,3 +314,97 @@ def run_three(
     if tamper is not None and not exchange.tampered:
         raise ValueError(f"tamper {tamper} matched no non-empty message of the run")
     return RunResult(outputs, [c.stats for c in channels], sorted(exchange.sent))
+
+
+@dataclass(frozen=True)
+class WorkersResult(Generic[T]):
+    """Each worker's output and statistics, indexed by helper, then worker."""
+
+    outputs: list[list[T]]
+    stats: list[list[CommStats]]
+    """What worker k of each helper sent within triple k (its channel)."""
+    collective: list[list[CollectiveStats]]
+    """What each worker sent to the other workers of its helper."""
+
+    @property
+    def workers(self) -> int:
+        return len(self.outputs[0])
+
+    def triple(self, k: int) -> RunResult[T]:
+        """Triple k's outputs and channel statistics, as a three-party run."""
+        return RunResult([self.outputs[i][k] for i in range(3)], [self.stats[i][k] for i in range(3)])
+
+    @property
+    def rounds(self) -> int:
+        """Communication rounds of the slowest triple."""
+        return max(self.triple(k).rounds for k in range(self.workers))
+
+    def bytes_sent(self) -> list[int]:
+        """Bytes each helper sent to the other helpers, summed over its workers."""
+        return [sum(s.total_bytes for s in by_worker) for by_worker in self.stats]
+
+    def collective_bytes(self) -> list[int]:
+        """Bytes each helper's workers sent to each other, summed over its workers."""
+        return [sum(s.total_bytes for s in by_worker) for by_worker in self.collective]
+
+
+def run_workers(
+    protocol: Callable[[Context, Any], T],
+    inputs: Sequence[Sequence[Any]],
+    *,
+    workers: int,
+    timeout: float = 600.0,
+    security: str = "semi-honest",
+) -> WorkersResult[T]:
+    """Run ``protocol(ctx, inputs[i][k])`` as worker k of helper i, for 3·W workers in threads.
+
+    ``inputs[i]`` holds one entry per worker of helper i. Each context has
+    its triple's channel and PRSS (derived ``worker/k`` from the helper's),
+    root step ``w<k>``, and its helper's collective of W workers; in malicious
+    mode a fresh Verifier per worker. The first failure is re-raised once
+    every thread has ended (a failure wakes all of them).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if len(inputs) != 3 or any(len(by_worker) != workers for by_worker in inputs):
+        raise ValueError(f"inputs must have one entry per helper, each with one per worker ({workers})")
+    if security not in SECURITY_MODES:
+        raise ValueError(f"security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+    seeds = [os.urandom(SEED_BYTES) for _ in range(3)]
+    helpers = [PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]) for i in range(3)]
+    groups = [MemoryCollectives(workers, prss, timeout) for prss in helpers]
+    exchanges = [_Exchange(timeout) for _ in range(workers)]
+    members = [[group.member(k) for k in range(workers)] for group in groups]
+    channels = [[_MemoryChannel(i, exchanges[k]) for k in range(workers)] for i in range(3)]
+    contexts = [
+        [
+            Context(
+                i,
+                channels[i][k],
+                helpers[i].derive(f"worker/{k}"),
+                f"w{k}",
+                verifier=Verifier() if security == "malicious" else None,
+                collective=members[i][k],
+            )
+            for k in range(workers)
+        ]
+        for i in range(3)
+    ]
+
+    def body(i: int, k: int) -> T:
+        output = protocol(contexts[i][k], inputs[i][k])
+        exchanges[k].finished(i)
+        return output
+
+    def abort() -> None:
+        for ex in exchanges:
+            ex.abort()
+        for group in groups:
+            group.abort()
+
+    flat = run_parties([partial(body, i, k) for i in range(3) for k in range(workers)], on_failure=abort)
+    return WorkersResult(
+        [flat[i * workers : (i + 1) * workers] for i in range(3)],
+        [[c.stats for c in by_worker] for by_worker in channels],
+        [[m.stats for m in by_worker] for by_worker in members],
+    )

@@ -28,6 +28,7 @@ import numpy as np
 
 from ipa.errors import ProtocolError
 from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
+from ipa.mpc.collective import Blocks, route
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, K, _Pair
 from ipa.mpc.reveal import reveal
@@ -40,7 +41,9 @@ MOVE_ROWS_STEPS = Steps("move_rows", "open", shuffle=SHUFFLE_STEPS, check=CHECKP
 """``check`` (malicious mode only): the checkpoint between the shuffle and the opening."""
 
 
-def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
+def move_rows(
+    ctx: Context, dest: AShares, columns: Sequence[K], *, rows: Blocks | None = None, to: Blocks | None = None
+) -> list[K]:
     """Row i of each column goes to position ``dest[i]`` (a shared permutation of range(n)).
 
     For ``c`` columns and ``dest`` of one word each:
@@ -54,8 +57,28 @@ def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
     Malicious cost: ``6`` rounds, ``(2*W + 8*t + 4 + (L + 96) / n, W + 5*t + 4 + (2*L + 96) / n,
     W + 5*t + 4 + 128 / n)`` bytes per row.
     Raises MaliciousBehaviourError if a check fails.
+
+    **Distributed** (``ctx.distributed``): ``dest`` and the columns are this
+    worker's block of ``rows`` (gathered if not given), ``dest`` holds global
+    positions, and the result is this worker's block of ``to`` (default
+    :meth:`~ipa.mpc.collective.Blocks.even`). The distributed shuffle leaves
+    the rows in even blocks, each triple opens its block of the shuffled
+    destinations as above (a uniformly random permutation: the three helpers
+    see the same values), and every worker sends each row to the worker whose
+    block holds its destination, with its offset there
+    (:func:`~ipa.mpc.collective.route`, the same routing at every helper).
+    Cross-helper words summed over the triples are those of one process.
+    With ``W`` workers, ``s`` the bytes of one row of dest and the columns and
+    ``b`` of the columns alone, per helper (summed over its workers):
+    Collective cost: at most ``2*s + 2*b + 4 + 8*W*(W-1)/n`` bytes per row
+    (the shuffle's, then both share components of every column and a 4-byte
+    offset; the last term is the sizes' gather, only if ``rows`` is not
+    given). Only rows that change worker are sent: 1 − 1/W of them on
+    average for even blocks. Semi-honest only for now (a ValueError in malicious mode).
     """
     ctx = ctx.enter(MOVE_ROWS_STEPS)
+    if ctx.distributed:
+        return _move_distributed(ctx, dest, columns, rows, to)
     n = len(dest)
     if ctx.malicious and dest.dtype != np.uint64:
         raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
@@ -75,3 +98,28 @@ def move_rows(ctx: Context, dest: AShares, columns: Sequence[K]) -> list[K]:
     source = np.empty(n, np.int64)
     source[opened] = np.arange(n)  # gather index: position j takes the shuffled row source[j]
     return [cast(K, col.map(lambda a: a[..., source])) for col in shuffled[1:]]
+
+
+def _move_distributed(
+    ctx: Context, dest: AShares, columns: Sequence[K], rows: Blocks | None, to: Blocks | None
+) -> list[K]:
+    """:func:`move_rows` on this worker's block: distributed shuffle, open, route."""
+    if ctx.malicious:
+        raise ValueError("the distributed move_rows is semi-honest only for now")
+    if any(len(c) != len(dest) for c in columns):
+        raise ValueError("columns must have as many rows as dest")
+    group = ctx.group()
+    rows = rows if rows is not None else Blocks.gather(group, f"{ctx.group_step}:sizes", len(dest))
+    to = to if to is not None else Blocks.even(rows.n, rows.workers)
+    if rows.size(group.index) != len(dest) or to.n != rows.n or rows.workers != group.size:
+        raise ValueError(f"worker {group.index}'s rows do not match the blocks {rows.bounds} and {to.bounds}")
+    if rows.n == 0:
+        return list(columns)
+    mixed: list[_Pair] = [dest, *columns]
+    shuffled = shuffle(ctx.narrow("shuffle"), mixed, rows=rows)
+    opened = reveal(ctx.narrow("open"), cast(AShares, shuffled[0])).astype(np.int64)
+    if len(opened) and (opened.min() < 0 or opened.max() >= rows.n):
+        raise ProtocolError("opened destinations are not a permutation: inconsistent shares")
+    arrays = [a for col in shuffled[1:] for a in (col.left, col.right)]
+    placed = route(group, f"{ctx.group_step}:route", arrays, opened, to)
+    return [cast(K, col.like(placed[2 * i], placed[2 * i + 1])) for i, col in enumerate(shuffled[1:])]

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ipa.mpc.channel import Peer
+from ipa.mpc.collective import Blocks, permute_blocks
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K
 from ipa.mpc.ring import mask
@@ -71,28 +72,61 @@ def _minus(col: K, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _permute_and_mask(
-    ctx: Context, peer: Peer, cols: Sequence[K], parts: list[np.ndarray], add_mask: bool
+    ctx: Context,
+    peer: Peer,
+    cols: Sequence[K],
+    parts: list[np.ndarray],
+    add_mask: bool,
+    moves: tuple[Blocks, Blocks] | None = None,
 ) -> list[np.ndarray]:
     """Apply the permutation shared with ``peer`` to two-party ``parts`` and re-mask them.
 
     The party that adds the PRSS mask and the one that subtracts it hold the
-    two halves, so the sum (or XOR) is unchanged.
+    two halves, so the sum (or XOR) is unchanged. With ``moves`` (rows, to),
+    the parts are this worker's block of ``rows`` and the permutation one of
+    all n rows from the group PRSS, applied by :func:`permute_blocks`; the
+    masks of this worker's output rows come from the triple's PRSS.
     """
-    n = len(cols[0])
-    perm = ctx.narrow("perm").permutation(peer, n)
+    step = ctx.narrow("perm")
+    if moves is None:
+        perm = step.permutation(peer, len(cols[0]))
+        moved = [part[..., perm] for part in parts]
+    else:
+        rows, to = moves
+        perm = step.group_permutation(peer, rows.n)
+        moved = permute_blocks(step.group(), f"{step.group_step}:rows", parts, perm, rows, to)
     out = []
-    for k, (col, part) in enumerate(zip(cols, parts, strict=True)):
+    for k, (col, part) in enumerate(zip(cols, moved, strict=True)):
         r = _draw(ctx.narrow("mask", k), peer, col, part)
-        moved = part[..., perm]
-        out.append(_plus(col, moved, r) if add_mask else _minus(col, moved, r))
+        out.append(_plus(col, part, r) if add_mask else _minus(col, part, r))
     return out
 
 
-def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
+def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -> list[K]:
     """Permute equally long share columns by one random permutation no helper knows.
 
     For ``c`` columns of one word each (3 steps, of which two run at once):
     Cost: ``2`` rounds, ``(2*c, c, c)`` words per row.
+
+    **Distributed** (``ctx.distributed``, ``W`` workers): the columns are this
+    worker's block of the n rows (``rows``, gathered from the workers' sizes
+    if not given) and the result is its block of
+    :meth:`~ipa.mpc.collective.Blocks.even`. Each permutation is one of all
+    n rows, drawn from the group PRSS by the W workers of both helpers that
+    know it, and applied by each of them to its own half by an all-to-all
+    among its workers (:func:`~ipa.mpc.collective.permute_blocks`, O(n) work
+    per worker for the permutation); masks and messages stay within each
+    triple, per row, as above, so the cross-helper words summed over the
+    triples are those of one process. Each helper takes part in two of the
+    three permutations; ``s`` bytes of one row (a word of every column):
+    Collective cost: at most ``2*s + 8*W*(W-1)/n`` bytes per row
+    (per helper, summed over its workers; the last term is the sizes' gather,
+    only if ``rows`` is not given). Only rows that change worker are sent: a
+    fraction 1 − Σ_k in_k·out_k / n² of them on average (1 − 1/W for even
+    blocks). What crosses between a helper's workers is that helper's own
+    half of the rows: its share components (H1 and H2, first permutation) or
+    the masked words it received in the triple. Semi-honest only for now (a
+    ValueError in malicious mode).
 
     **Malicious mode** (``ctx.malicious``): the rows carry blind-key tags
     (:mod:`ipa.mpc.tags`) through the same three permutations, then the keys
@@ -109,6 +143,17 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
     """
     ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)
+    if ctx.distributed and cols:
+        if ctx.malicious:
+            raise ValueError("the distributed shuffle is semi-honest only for now")
+        if any(len(c) != len(cols[0]) for c in cols):
+            raise ValueError("shuffle columns must have as many rows each")
+        rows = (
+            rows if rows is not None else Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(cols[0]))
+        )
+        if len(cols) > MAX_COLUMNS:
+            raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
+        return cols if rows.n == 0 else _shuffle(ctx, cols, rows)[0]
     if not cols or len(cols[0]) == 0:
         return cols
     if not ctx.malicious:
@@ -127,14 +172,27 @@ def shuffle(ctx: Context, columns: Sequence[K]) -> list[K]:
     return out[: len(cols)]  # type: ignore[return-value]
 
 
-def _shuffle(ctx: Context, cols: list[K]) -> tuple[list[K], list[np.ndarray] | None]:
-    """The three permutations; also this party's half after the first one (H2 and H3 only)."""
+def _shuffle(
+    ctx: Context, cols: list[K], rows: Blocks | None = None
+) -> tuple[list[K], list[np.ndarray] | None]:
+    """The three permutations; also this party's half after the first one (H2 and H3 only).
+
+    With ``rows`` (distributed), the columns are this worker's block of
+    ``rows`` and the output its block of :meth:`Blocks.even`.
+    """
     s01, s12, s20 = ctx.narrow("perm_01"), ctx.narrow("perm_12"), ctx.narrow("perm_20")
+    first: tuple[Blocks, Blocks] | None = None
+    then: tuple[Blocks, Blocks] | None = None
+    size = len(cols[0])
+    if rows is not None:
+        to = Blocks.even(rows.n, rows.workers)
+        first, then, size = (rows, to), (to, to), to.size(ctx.group().index)
     if ctx.party == 0:
-        a = _permute_and_mask(s01, Peer.NEXT, cols, [_plus(c, c.left, c.right) for c in cols], True)
+        parts = [_plus(c, c.left, c.right) for c in cols]
+        a = _permute_and_mask(s01, Peer.NEXT, cols, parts, True, first)
         s01.send(Peer.PREV, *a)
         c_part = s12.receive(Peer.NEXT, *a)
-        f = _permute_and_mask(s20, Peer.PREV, cols, c_part, False)
+        f = _permute_and_mask(s20, Peer.PREV, cols, c_part, False, then)
         z = [
             _draw(s20.narrow("output", k), Peer.PREV, c, p)
             for k, (c, p) in enumerate(zip(cols, f, strict=True))
@@ -143,16 +201,16 @@ def _shuffle(ctx: Context, cols: list[K]) -> tuple[list[K], list[np.ndarray] | N
         s20.send(Peer.NEXT, *y1)
         return [col.like(zk, yk) for col, zk, yk in zip(cols, z, y1, strict=True)], None
     if ctx.party == 1:
-        b = _permute_and_mask(s01, Peer.PREV, cols, [c.right for c in cols], False)
-        c_part = _permute_and_mask(s12, Peer.NEXT, cols, b, True)
+        b = _permute_and_mask(s01, Peer.PREV, cols, [c.right for c in cols], False, first)
+        c_part = _permute_and_mask(s12, Peer.NEXT, cols, b, True, then)
         s12.send(Peer.PREV, *c_part)
         y1 = s20.receive(Peer.PREV, *c_part)
         y2 = s20.receive(Peer.NEXT, *c_part)
         return [col.like(a, b) for col, a, b in zip(cols, y1, y2, strict=True)], b
-    like = [c.left for c in cols]
+    like = [c.left if len(c) == size else np.empty((*c.shape[:-1], size), c.dtype) for c in cols]
     a = s01.receive(Peer.NEXT, *like)
-    d = _permute_and_mask(s12, Peer.PREV, cols, a, False)
-    e = _permute_and_mask(s20, Peer.NEXT, cols, d, True)
+    d = _permute_and_mask(s12, Peer.PREV, cols, a, False, then)
+    e = _permute_and_mask(s20, Peer.NEXT, cols, d, True, then)
     z = [
         _draw(s20.narrow("output", k), Peer.NEXT, c, p) for k, (c, p) in enumerate(zip(cols, e, strict=True))
     ]

@@ -30,6 +30,24 @@ checkpoint and a confirmed opening (:mod:`ipa.mpc.permute`). The payload
 must be boolean columns, which the shuffle verifies in every bit (an
 arithmetic column would be verified only modulo 2^32). The semi-honest sort
 keeps ``uint32`` and its figures.
+
+**Distributed** (a context with a collective of W > 1 workers,
+``docs/scaling.md``): worker k of each helper holds the k-th contiguous block
+of the rows, and triple k runs the steps above on it with the same messages
+per row (so the cross-helper words, summed over the triples, and the
+rounds are those of one process). Inside each helper, never between
+helpers: the block sizes are all-gathered once; in step 3 the 2^d digit
+totals of every worker (both share components: shares are linear) are
+all-gathered, and each row's rank is offset by the rows of smaller digits
+everywhere and of its digit in earlier workers, which makes ``dest``
+global; in step 4 each shuffle permutation is one of all n rows, drawn from
+the group PRSS and applied by an all-to-all among the workers of each helper
+that knows it, and after the opening each row goes to the worker owning its
+destination (:func:`ipa.mpc.permute.move_rows`). The sorted rows end in the
+even blocks of :func:`ipa.mpc.collective.slices`. A helper's workers see
+only that helper's share components, words masked for it, and the opened
+destinations (uniformly random, as above); the bytes they send each other
+are in :func:`sort`'s ``Collective cost``. Semi-honest only for now.
 """
 
 from __future__ import annotations
@@ -39,6 +57,7 @@ from typing import cast
 
 import numpy as np
 
+from ipa.mpc.collective import Blocks
 from ipa.mpc.context import Context
 from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
 from ipa.mpc.multiply import inner_product
@@ -59,14 +78,30 @@ _MALICIOUS_INDEX = np.dtype(np.uint64)
 
 
 def _destinations(ctx: Context, digit: BShares, dtype: np.dtype) -> AShares:
-    """Stable sorted position (0-based) of each row by a d-bit digit (d stacked bits)."""
+    """Stable sorted position (0-based) of each row by a d-bit digit (d stacked bits).
+
+    Distributed, the positions are global: the 2^d digit totals of each
+    worker (both share components) are all-gathered among the helper's
+    workers, and each row's rank is offset by the rows of a smaller digit in
+    all workers plus those of its digit in the workers before this one.
+    """
     bits = bit_to_arith(ctx.narrow("to_arith"), digit, dtype)
     f = one_hot(ctx.narrow("one_hot"), bits)
     del bits
     rank = f.cumsum(axis=1)
-    for part in (rank.left, rank.right):  # in place: rank_v += rows whose digit is smaller than v
-        totals = part[:, -1].copy()
-        part += (np.cumsum(totals, dtype=part.dtype) - totals)[:, None]
+    parts = (rank.left, rank.right)
+    totals = [p[:, -1].copy() if p.shape[1] else np.zeros(p.shape[0], p.dtype) for p in parts]
+    if ctx.distributed:
+        gathered = ctx.all_gather("totals", totals)  # shares are linear: each component alone
+        k = ctx.group().index
+        for c, part in enumerate(parts):
+            by_worker = np.stack([g[c] for g in gathered])
+            everywhere = by_worker.sum(axis=0, dtype=part.dtype)
+            before = by_worker[:k].sum(axis=0, dtype=part.dtype)
+            part += (np.cumsum(everywhere, dtype=part.dtype) - everywhere + before)[:, None]
+    else:
+        for part, t in zip(parts, totals, strict=True):  # in place: rank_v += rows of a smaller digit
+            part += (np.cumsum(t, dtype=part.dtype) - t)[:, None]
     return inner_product(ctx.narrow("rank"), f, rank, axis=0).add_public(ctx.party, -1)
 
 
@@ -85,22 +120,45 @@ def sort(
     In malicious mode a pass adds a checkpoint (4 rounds) and the shuffle's
     tags, key opening and checks (3 rounds) to its move:
     Malicious cost: at most ``sum(13 + log2(min(d, w - i*d)) for i in range(-(-w // d))) + 12`` rounds.
+
+    **Distributed** (``ctx.distributed``, W workers): ``key`` and the payload
+    are this worker's rows, the k-th contiguous block of the input order (any
+    sizes, possibly empty); the result is this worker's block
+    ``slices(n, W)[k]`` of the sorted rows, n the rows of all workers. Every
+    triple runs the steps above on its block, with the same messages per row,
+    so the cross-helper words summed over the triples are those of one
+    process, and each triple's rounds are within the bound above. Among the
+    workers of each helper: the block sizes (8 bytes), per pass the digit
+    totals (8·2^d bytes) to every other worker, and the moves of
+    :func:`~ipa.mpc.permute.move_rows`; with ``p`` the bytes of one payload
+    row and ``W`` workers, per helper (summed over its workers):
+    Collective cost: at most ``sum(28 + 4*(nbytes(w - (i+1)*d) if w > (i+1)*d else 0)
+    + 8*W*(W-1)*2**min(d, w - i*d) / n for i in range(-(-w // d))) + 40 + 4*p + 8*W*(W-1) / n``
+    bytes per row. Semi-honest only for now: in malicious mode with W > 1 a
+    ValueError.
     """
     ctx = ctx.enter(SORT_STEPS)
-    n = len(key)
     if not 1 <= digit_bits <= 8:
         raise ValueError(f"digit_bits must be between 1 and 8, got {digit_bits}")
+    if any(len(c) != len(key) for c in payload):
+        raise ValueError("payload columns must have as many rows as the key")
+    if ctx.distributed and ctx.malicious:
+        raise ValueError("distributed sort is semi-honest only for now")
+    rows = Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(key)) if ctx.distributed else None
+    n = len(key) if rows is None else rows.n
     if n >= 1 << 32:
         raise ValueError(f"sort handles fewer than 2^32 rows, got {n}")
-    if any(len(c) != n for c in payload):
-        raise ValueError("payload columns must have as many rows as the key")
     if ctx.malicious and not all(isinstance(c, BShares) for c in payload):
         raise ValueError("in malicious mode the sort's payload must be boolean columns")
     if n == 0:
         return list(payload)
     dtype = _MALICIOUS_INDEX if ctx.malicious else _INDEX
+    k = 0 if ctx.collective is None else ctx.collective.index
+    even = None if rows is None else Blocks.even(n, rows.workers)
+    layout = rows
+    here = slice(0, n) if rows is None else rows.rows(k)
     rest: BShares | None = key
-    index = public(ctx.party, np.arange(n), dtype)
+    index = public(ctx.party, np.arange(here.start, here.stop), dtype)
     done, number = 0, 0
     while rest is not None:
         d = min(digit_bits, key.width - done)
@@ -109,7 +167,12 @@ def sort(
         done, number = done + d, number + 1
         rest = rest.shift_right(d) if done < key.width else None
         columns: list[_Pair] = [index] if rest is None else [index, rest]
-        moved = move_rows(step.narrow("move"), dest, columns)  # keeps each column's kind
+        moved = move_rows(
+            step.narrow("move"), dest, columns, rows=layout, to=even
+        )  # keeps each column's kind
         index, rest = cast(AShares, moved[0]), (cast(BShares, moved[1]) if rest is not None else None)
-    inverse = move_rows(ctx.narrow("invert"), index, [public(ctx.party, np.arange(n), dtype)])[0]
-    return move_rows(ctx.narrow("apply"), inverse, payload)
+        layout = even
+    there = slice(0, n) if even is None else even.rows(k)
+    positions = public(ctx.party, np.arange(there.start, there.stop), dtype)
+    inverse = move_rows(ctx.narrow("invert"), index, [positions], rows=even, to=rows)[0]
+    return move_rows(ctx.narrow("apply"), inverse, payload, rows=rows, to=even)

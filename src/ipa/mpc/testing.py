@@ -25,6 +25,14 @@ bytes of a packed ``w``-bit boolean word (1, 2, 4 or 8), and ``min``,
 with what the channel measured. A protocol whose malicious mode sends more
 states that in a second sentence, ``Malicious cost: ...`` in the same form,
 which ``check_cost(..., security="malicious")`` reads instead.
+
+**Workers.** :func:`run_distributed` runs a distributed protocol with W
+workers per helper (:func:`ipa.mpc.memory.run_workers`), each holding its
+block of every shared input; :func:`opened_blocks` joins the workers' output
+blocks in worker order and reconstructs them. A distributed protocol states
+what its helper's workers send each other in a ``Collective cost: at most
+``B`` bytes per row`` sentence (per helper, summed over its workers), which
+:func:`check_collective_cost` compares with the collectives' counts.
 """
 
 from __future__ import annotations
@@ -37,11 +45,25 @@ from typing import Any
 
 import numpy as np
 
-from ipa.mpc.memory import RunResult, Tamper, run_three
+from ipa.mpc.collective import Blocks
+from ipa.mpc.memory import RunResult, Tamper, WorkersResult, run_three, run_workers
+from ipa.mpc.replicated import Shares, _Pair
 from ipa.mpc.ring import bool_dtype
 from ipa.mpc.sharing import reconstruct
 
-__all__ = ["Cost", "check_cost", "documented_cost", "measured_cost", "opened", "per_party", "run"]
+__all__ = [
+    "Cost",
+    "check_collective_cost",
+    "check_cost",
+    "documented_collective_cost",
+    "documented_cost",
+    "measured_cost",
+    "opened",
+    "opened_blocks",
+    "per_party",
+    "run",
+    "run_distributed",
+]
 
 
 def per_party(*shared: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -172,5 +194,77 @@ def check_cost(
     if not rounds_ok or not same_words:
         raise AssertionError(
             f"{protocol.__qualname__}: docstring says {documented}, measured {measured} ({params})"
+        )
+    return measured
+
+
+def run_distributed(
+    protocol: Callable[..., Any],
+    *shared: Sequence[_Pair],
+    workers: int,
+    sizes: Sequence[int] | None = None,
+    timeout: float = 600.0,
+    security: str = "semi-honest",
+) -> WorkersResult:
+    """Run ``protocol(ctx, *blocks)`` on W workers per helper, each given its block of every input.
+
+    ``shared`` are three-party shares of equally long columns; worker k gets
+    rows ``sizes``-block k of each (default: the even blocks of ``slices``).
+    """
+    n = len(shared[0][0]) if shared else 0
+    blocks = Blocks.of_sizes(sizes) if sizes is not None else Blocks.even(n, workers)
+    if blocks.workers != workers or blocks.n != n:
+        raise ValueError(f"sizes must be {workers} block sizes adding up to {n}, got {sizes}")
+    inputs = [
+        [tuple(column[i][..., blocks.rows(k)] for column in shared) for k in range(workers)] for i in range(3)
+    ]
+    return run_workers(
+        lambda ctx, args: protocol(ctx, *args), inputs, workers=workers, timeout=timeout, security=security
+    )
+
+
+def opened_blocks(result: WorkersResult) -> np.ndarray | list[np.ndarray]:
+    """Reconstruct the workers' outputs joined in worker order: one column, or a list of them."""
+    first = result.outputs[0][0]
+    if isinstance(first, list | tuple):
+        return [
+            reconstruct([_joined([o[c] for o in by_worker]) for by_worker in result.outputs])
+            for c in range(len(first))
+        ]
+    return reconstruct([_joined(list(by_worker)) for by_worker in result.outputs])
+
+
+def _joined(blocks: list[Shares]) -> Shares:
+    return blocks[0].like(
+        np.concatenate([b.left for b in blocks], axis=-1), np.concatenate([b.right for b in blocks], axis=-1)
+    )
+
+
+_COLLECTIVE_COST = re.compile(r"Collective cost: at most ``(?P<bytes>[^`]+)`` bytes per row")
+
+
+def documented_collective_cost(protocol: Callable[..., Any], **params: int) -> float:
+    """The bound on bytes per row each helper's workers send each other, from the docstring."""
+    text = " ".join((protocol.__doc__ or "").split())
+    found = _COLLECTIVE_COST.search(text)
+    if found is None:
+        raise ValueError(
+            f"{protocol.__qualname__}'s docstring states no 'Collective cost: at most ``B`` bytes per row'"
+        )
+    scope = {"__builtins__": _BUILTINS, "log2": _log2, "nbytes": _nbytes, **params}
+    return float(eval(found["bytes"], scope))  # our own docstrings, in tests only
+
+
+def check_collective_cost(
+    protocol: Callable[..., Any], result: WorkersResult, rows: int, **params: int
+) -> list[float]:
+    """Assert that no helper's workers sent each other more than the docstring's bound; return
+    each helper's measured bytes per row."""
+    bound = documented_collective_cost(protocol, **params)
+    measured = [b / max(rows, 1) for b in result.collective_bytes()]
+    if max(measured) > bound + 1e-9:
+        raise AssertionError(
+            f"{protocol.__qualname__}: docstring bounds the collectives at {bound:g} bytes per row, "
+            f"measured {measured} ({params})"
         )
     return measured
