@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,58 @@ def _worker_peaks_mb(local: LocalNetwork) -> list[list[float]]:
     return peaks
 
 
+def _rss_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` now (0 if it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+class RssSampler:
+    """Samples the resident memory (``VmRSS``) of some processes every ``interval`` s, in a thread."""
+
+    def __init__(self, pids: list[int], interval: float = 0.02) -> None:
+        self.pids, self.interval = pids, interval
+        self.samples: list[list[tuple[float, int]]] = [[] for _ in pids]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid, samples in zip(self.pids, self.samples, strict=True):
+                samples.append((time.time(), _rss_bytes(pid)))
+
+    def peak_mb(self, index: int, start: float, end: float) -> float | None:
+        """The highest sample of process ``index`` between ``start`` and ``end`` (None: none taken)."""
+        inside = [rss for t, rss in self.samples[index] if start <= t <= end]
+        return max(inside) / (1 << 20) if inside else None
+
+
+def _phase_peaks_mb(local: LocalNetwork, query_id: str, sampler: RssSampler) -> dict[str, list[float | None]]:
+    """Per phase, each helper coordinator's sampled peak RSS while it ran (from its ``phase_done`` events).
+
+    None where a phase was shorter than the sampling interval."""
+    peaks: dict[str, list[float | None]] = {}
+    for index, helper in enumerate(local.helpers):
+        lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
+        for event in map(json.loads, lines):
+            if event.get("event") == "phase_done" and event.get("query_id") == query_id:
+                end = event["ts"]
+                peak = sampler.peak_mb(index, end - event["seconds"], end)
+                peaks.setdefault(event["phase"], [None] * len(local.helpers))[index] = peak
+    return peaks
+
+
 def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
     """Per helper, [to its workers, back from them] per row: the array bytes of its last decryption
     and its last aggregation (``workers_opened``, ``workers_aggregated``) together."""
@@ -121,12 +174,15 @@ def measure(
         with QueryClient(endpoints(local.network_file), local.identity, timeout=600) as client:
             params = query_params(BINDING, CONFIG, epsilon=epsilon, delta=DELTA, security=security)
             query_id = client.create(params)
-            start = time.perf_counter()
-            client.upload(query_id, batches)
-            uploaded = time.perf_counter()
-            statuses = client.wait(query_id, poll=0.1, deadline=3600)
-            sums = client.results(query_id)
-            total = time.perf_counter() - start
+            with RssSampler([h.pid or 0 for h in local.helpers]) as sampler:
+                at_rest = [_rss_bytes(h.pid or 0) / (1 << 20) for h in local.helpers]
+                start = time.perf_counter()
+                client.upload(query_id, batches)
+                uploaded = time.perf_counter()
+                statuses = client.wait(query_id, poll=0.1, deadline=3600)
+                sums = client.results(query_id)
+                total = time.perf_counter() - start
+            phase_peaks = _phase_peaks_mb(local, query_id, sampler)
         worker_peaks = _worker_peaks_mb(local)
         intra = _intra_helper_bytes_per_row(local, events) if workers > 1 else []
     exact = attribute_query(data, CONFIG)
@@ -145,6 +201,8 @@ def measure(
         "seconds": seconds,
         "bytes_per_row": [s.bytes_sent / events for s in statuses],
         "peak_rss_mb": [s.peak_rss_mb for s in statuses],
+        "rss_at_rest_mb": at_rest,
+        "phase_peak_rss_mb": phase_peaks,
         "workers": workers,
         "worker_peak_rss_mb": worker_peaks,
         "intra_helper_bytes_per_row": intra,
@@ -175,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rows/s {figures['rows_per_s']:,.0f}")
     print("MPC bytes sent per row, H1 H2 H3:", ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"]))
     print("peak RSS MiB, H1 H2 H3:", ", ".join(f"{m:,.0f}" for m in figures["peak_rss_mb"]))
+    print("RSS MiB before the upload, H1 H2 H3:", ", ".join(f"{m:,.0f}" for m in figures["rss_at_rest_mb"]))
+    print("sampled peak RSS MiB per phase, H1 H2 H3:")
+    for phase, peaks in figures["phase_peak_rss_mb"].items():
+        print(f"  {phase:<10} " + ", ".join("—" if m is None else f"{m:,.0f}" for m in peaks))
     if args.workers > 1:
         peaks = figures["worker_peak_rss_mb"]
         each = "; ".join(" ".join(f"{m:,.0f}" for m in p) for p in peaks)

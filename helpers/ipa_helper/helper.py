@@ -563,6 +563,8 @@ class Helper:
     def _phase_done(self, record: QueryRecord, phase: str) -> None:
         now = time.perf_counter()
         done = _STEPS.index(phase) + 1
+        seconds = round(now - record.phase_started, 3)
+        logs.event(self.config.index, "phase_done", query_id=record.query_id, phase=phase, seconds=seconds)
         self.queries.update(
             record,
             phase=_STEPS[done] if done < len(_STEPS) else "done",

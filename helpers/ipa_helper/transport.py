@@ -13,6 +13,8 @@ TransportError, so a stalled or dead peer fails the query instead of hanging it.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
@@ -90,23 +92,45 @@ def encode_message(
         yield peer_pb2.ShareChunk(data=bytes(piece))
 
 
+MAX_DECLARED_BYTES = 1 << 40
+"""Largest message a header may declare (its buffer is reserved before the bytes arrive)."""
+
+
 def decode_message(chunks: Iterator[peer_pb2.ShareChunk]) -> tuple[str, str, int, list[np.ndarray]]:
-    """Reassemble one message: (query id, step, sender, read-only arrays)."""
+    """Reassemble one message: (query id, step, sender, read-only arrays).
+
+    The header declares every array, so the message's buffer is reserved
+    once and each chunk is copied in as it arrives and then dropped: the
+    receiver holds the message once (plus a chunk), not its chunks and a
+    joined copy. Reserving touches no page, so a header that declares more
+    than its sender sends costs address space only, and is refused.
+    """
     first = next(chunks, None)
     if first is None:
         raise TransportError("empty peer message")
-    data = b"".join([first.data, *(c.data for c in chunks)])
-    arrays, offset = [], 0
+    malformed = TransportError(f"malformed peer message at step {first.step!r}")
+    layouts = []
     for header in first.arrays:
-        dtype = np.dtype(header.dtype)
-        count = int(np.prod(header.shape, dtype=np.int64))
-        size = count * dtype.itemsize
-        if dtype.kind != "u" or offset + size > len(data):
-            raise TransportError(f"malformed peer message at step {first.step!r}")
-        arrays.append(np.frombuffer(data, dtype, count, offset).reshape(tuple(header.shape)))
+        dtype, shape = np.dtype(header.dtype), tuple(header.shape)
+        if dtype.kind != "u":
+            raise malformed
+        layouts.append((dtype, shape, math.prod(shape) * dtype.itemsize))
+    total = sum(size for _, _, size in layouts)
+    if total > MAX_DECLARED_BYTES:
+        raise malformed
+    data, offset = np.empty(total, np.uint8), 0
+    for piece in itertools.chain([first.data], (c.data for c in chunks)):
+        if offset + len(piece) > total:
+            raise malformed
+        data[offset : offset + len(piece)] = np.frombuffer(piece, np.uint8)
+        offset += len(piece)
+    if offset != total:
+        raise malformed
+    data.flags.writeable = False
+    arrays, offset = [], 0
+    for dtype, shape, size in layouts:
+        arrays.append(data[offset : offset + size].view(dtype).reshape(shape))
         offset += size
-    if offset != len(data):
-        raise TransportError(f"malformed peer message at step {first.step!r}")
     return first.query_id, first.step, first.sender, arrays
 
 

@@ -11,6 +11,7 @@ from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.sort import sort
 from ipa.mpc.step import Steps
 from ipa_helper.transport import CHUNK_BYTES, decode_message, encode_message
+from ipa_rpc.v1 import peer_pb2
 
 
 @pytest.fixture(scope="module")
@@ -72,5 +73,36 @@ def test_truncated_message_is_refused():
 
 def test_a_non_unsigned_dtype_is_refused():
     chunks = list(encode_message("q", "s", 1, [np.arange(3, dtype=np.float64)]))
+    with pytest.raises(TransportError, match="malformed"):
+        decode_message(iter(chunks))
+
+
+def test_mixed_layouts_over_many_chunks_round_trip_read_only():
+    arrays = [
+        np.arange(3, dtype=np.uint8),
+        np.arange(CHUNK_BYTES // 4, dtype=np.uint64),
+        np.zeros(0, np.uint16),
+    ]
+    chunks = list(encode_message("q", "s", 0, arrays))
+    assert len(chunks) > 2  # the uint64 array spans chunks, at an odd offset
+    back = decode_message(iter(chunks))[3]
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(arrays, back, strict=True))
+    assert not any(b.flags.writeable for b in back)
+
+
+def test_a_message_longer_or_shorter_than_its_header_declares_is_refused():
+    chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
+    chunks.append(peer_pb2.ShareChunk(data=b"\0"))
+    with pytest.raises(TransportError, match="malformed"):
+        decode_message(iter(chunks))
+    chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
+    chunks[0].arrays[0].shape[0] = 11
+    with pytest.raises(TransportError, match="malformed"):
+        decode_message(iter(chunks))
+
+
+def test_a_header_declaring_an_absurd_size_is_refused_before_anything_is_reserved():
+    chunks = list(encode_message("q", "s", 1, [np.arange(1, dtype=np.uint64)]))
+    chunks[0].arrays[0].shape[0] = 1 << 60
     with pytest.raises(TransportError, match="malformed"):
         decode_message(iter(chunks))
