@@ -92,6 +92,7 @@ from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
+from ipa_helper.siblings import Group, RayCollective, group_mailbox, worker_failure
 from ipa_helper.triples import (
     AggregationPart,
     PartResult,
@@ -101,7 +102,7 @@ from ipa_helper.triples import (
     worker_label,
 )
 
-__all__ = ["WORKER_NAME", "Cluster", "IpaWorker", "WorkerError", "start_cluster"]
+__all__ = ["WORKER_NAME", "Cluster", "IpaWorker", "WorkerError", "remote_worker", "start_cluster"]
 
 WORKER_NAME = "IpaWorker"
 """The actor class's name: its processes show in ``ps`` as ``ray::IpaWorker``."""
@@ -128,11 +129,13 @@ class WorkerError(IpaError):
 class IpaWorker:
     """One worker actor of a helper. It keeps nothing of a query after its call.
 
-    Threaded (``max_concurrency``): :meth:`abort` runs while :meth:`aggregate` waits.
+    Threaded (``max_concurrency``): :meth:`abort` runs while :meth:`aggregate` waits, and
+    :meth:`deliver` (a sibling's message) while this worker's part waits for it.
     """
 
     def __init__(self) -> None:
         self._triple: TripleServer | None = None
+        self._group_box = group_mailbox()
         self._lock = threading.Lock()
 
     def listen(self, identity: WorkerIdentity, k: int) -> str:
@@ -157,8 +160,17 @@ class IpaWorker:
 
     def abort(self, query_id: str, reason: str) -> None:
         """End this worker's part of ``query_id`` now (it failed elsewhere)."""
+        self._group_box.abort(query_id, reason)
         if self._triple is not None:
             self._triple.end(query_id, reason)
+
+    def deliver(self, query_id: str, sender: int, step: str, arrays: list[np.ndarray]) -> None:
+        """A message from sibling worker ``sender`` of this helper (:mod:`ipa_helper.siblings`)."""
+        self._group_box.put(query_id, sender, step, arrays)
+
+    def _collective(self, query_id: str, group: Group, timeout: float) -> RayCollective:
+        """This worker's exchanges with its siblings in ``query_id``."""
+        return RayCollective(query_id, group, self._group_box, timeout)
 
     def pid(self) -> int:
         return os.getpid()
@@ -181,6 +193,14 @@ class IpaWorker:
             os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
         plain, ok, distinct = open_many(keys, infos, key_ids, sealed, plaintext_length, workers=1)
         return plain, ok, distinct, os.getpid()
+
+
+def remote_worker(ray: ModuleType, workers: int, cls: type = IpaWorker) -> Any:
+    """The worker actor class as Ray runs it: one CPU each, restarted by Ray when it dies (the
+    failed call is not retried), and threaded: beside its part, a worker serves its coordinator's
+    ``abort`` and each of its W - 1 siblings' ``deliver`` and ``pid`` (their checks that it runs)."""
+    concurrency = 2 * workers + 4
+    return ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0, max_concurrency=concurrency)(cls)
 
 
 def _peak_rss_bytes() -> int:
@@ -391,7 +411,7 @@ class Cluster:
                 )
                 raise WorkerError(
                     f"H{self.index}'s cluster worker w{k} (ray::{WORKER_NAME}, pid {self.pids[k]}) "
-                    f"failed during {during}: {_reason(exc)}"
+                    f"failed during {during}: {worker_failure(exc)}"
                 ) from None
         self._unresponsive(k, limit, during)
 
@@ -433,13 +453,6 @@ class Cluster:
             if self._temp_dir is not None:
                 shutil.rmtree(self._temp_dir, ignore_errors=True)
         logs.event(self.index, "cluster_stopped", workers=self.workers)
-
-
-def _reason(exc: Exception) -> str:
-    name = type(exc).__name__
-    if "Died" in name or "ActorError" in name or "Unavailable" in name:
-        return "the worker process died"
-    return name
 
 
 _FAULT_PHASES = {"worker": "decryption", "worker_aggregate": "aggregation"}
@@ -565,8 +578,7 @@ def start_cluster(config: HelperConfig) -> Cluster | None:
         where = wanted.address or "a local cluster"
         raise ConfigError(f"[cluster] cannot start Ray ({where}): {type(exc).__name__}: {exc}") from None
     try:
-        # Threaded, so that abort() runs while aggregate() waits for its triple.
-        worker = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=0, max_concurrency=4)(IpaWorker)
+        worker = remote_worker(ray, wanted.workers)
         actors = [worker.remote() for _ in range(wanted.workers)]
         pids = [int(p) for p in ray.get([a.pid.remote() for a in actors], timeout=_START_SECONDS)]
     except Exception as exc:

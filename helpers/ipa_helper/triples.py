@@ -26,10 +26,8 @@ the coordinators'.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import socket
-import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,9 +161,7 @@ class TripleServer:
 
     def __init__(self, identity: WorkerIdentity, k: int) -> None:
         self.identity, self.k = identity, k
-        self.mailbox = Mailbox()
-        self._ended: collections.deque[str] = collections.deque()
-        self._lock = threading.Lock()
+        self.mailbox = Mailbox(lambda s: f"H{s + 1}'s worker w{k}", remember=_REMEMBERED)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=MESSAGE_LIMITS)
         peer_pb2_grpc.add_PeerServicer_to_server(_TripleServicer(identity, k, self.mailbox), self._server)
         bind = f"[{identity.host}]:0" if ":" in identity.host else f"{identity.host}:0"
@@ -210,10 +206,6 @@ class TripleServer:
     def end(self, query_id: str, reason: str) -> None:
         """Wake this query's receivers and drop its messages, now and later (remembered for a while)."""
         self.mailbox.abort(query_id, reason)
-        with self._lock:
-            self._ended.append(query_id)
-            if len(self._ended) > _REMEMBERED:
-                self.mailbox.forget([self._ended.popleft()])
 
     def _grpc_channel(self, peer: Peer, address: str) -> grpc.Channel:
         me, index = self.identity, peer.of(self.identity.party)
