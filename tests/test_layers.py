@@ -25,7 +25,7 @@ LAYERS = [
     ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.buckets "
                                       "ipa.mpc.collective ipa.mpc.verifier ipa.mpc.context ipa.mpc.memory"),
     ("basic protocols",               "ipa.mpc.verify ipa.mpc.multiply ipa.mpc.reveal "
-                                      "ipa.mpc.input ipa.mpc.checkpoint"),
+                                      "ipa.mpc.input ipa.mpc.checkpoint ipa.mpc.halo"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
     ("shuffle and sort",              "ipa.mpc.tags ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
     ("the three-party test world",    "ipa.mpc.testing"),

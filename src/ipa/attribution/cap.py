@@ -16,6 +16,14 @@ less-than (7 rounds), bit→arith (2 rounds) and one multiply, after the
 flags' bit→arith (2) and the value multiply (1): ⌈log2 n⌉ + 21 steps in a
 row, of which the first two overlap (only H1 waits for the second round of
 a bit→arith conversion), so ⌈log2 n⌉ + 20 rounds. Parties learn nothing.
+
+**Distributed** (W workers per helper, :func:`running_sum`): each triple
+sums its block, carrying the product of the ``same_user`` flags since the
+block's start; one all-gather inside each helper gives every worker each
+block's last (sum, flag), from which triple k computes the sum carried into
+its block (the same running sum over the k blocks before it) and adds it
+to the rows that continue the user of the row before the block (one
+multiplication). The comparisons with the cap are per row, unchanged.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from ipa.mpc.compare import LESS_THAN_STEPS, less_than
 from ipa.mpc.context import Context
 from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
 from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, BShares, public_bits, repeat, stack
+from ipa.mpc.replicated import AShares, BShares, public, public_bits, repeat, stack
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
 
-RUNNING_SUM_STEPS = Steps("running_sum", level=Family(32))
-"""⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit)."""
+_CARRY_STEPS = Steps("running_sum.carry", level=Family(32))
+RUNNING_SUM_STEPS = Steps("running_sum", "fix_up", level=Family(32), carry=_CARRY_STEPS)
+"""⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit); ``carry`` and ``fix_up``
+only when the rows are spread over a helper's workers."""
 _MIN_STEPS = Steps(
     "cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, less=LESS_THAN_STEPS, to_arith=BIT_TO_ARITH_STEPS
 )
@@ -46,19 +56,73 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 
     ``same_user`` is arithmetic 0/1. Each level but the last multiplies two columns.
     Cost: ``log2(n)`` rounds, ``max(2*log2(n) - 1, 0)`` words per row.
+
+    **Distributed** (``ctx.distributed``): ``values`` and ``same_user`` are this
+    worker's block (``same_user`` of its first row compares it with the row
+    before the block); each level multiplies both columns (the flags'
+    product since the block's start is needed whole), then the carry over
+    the blocks before this one (⌈log2 k⌉ levels on k words) and one
+    multiplication per row add what the user had before the block. Per
+    helper, each worker sends every other its block's last sum and flag:
+    Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
     """
     ctx = ctx.enter(RUNNING_SUM_STEPS)
+    if not ctx.distributed:
+        return _doubling(ctx, values, same_user, whole=False)[0]
+    cum, span = _doubling(ctx, values, same_user, whole=True)
+    carry = _carry_into_block(ctx, cum, span)
+    if carry is None or len(cum) == 0:
+        return cum
+    here = carry.map(lambda a: np.broadcast_to(a, cum.shape))
+    return cum + multiply(ctx.narrow("fix_up"), span, here)
+
+
+def _doubling(ctx: Context, values: AShares, span: AShares, *, whole: bool) -> tuple[AShares, AShares]:
+    """The segmented running sums by doubling, and (if ``whole``) the flags' product since row 0.
+
+    With ``whole`` the rows before row 0 count as the same user (their flags
+    are public ones, their values zero), so ``span_i`` ends as the product of
+    the flags of rows 0 … i; otherwise the last level skips it.
+    """
     n, shift, level = len(values), 1, 0
-    cum, span = values, same_user
+    cum = values
     while shift < n:
         step = ctx.narrow("level", level)
-        if 2 * shift >= n:
+        if 2 * shift >= n and not whole:
             cum = cum + multiply(step, span, cum.lag(shift))
         else:
-            both = multiply(step, repeat(span, 2), stack([cum.lag(shift), span.lag(shift)]))
+            earlier = span.lag(shift)
+            if whole:
+                earlier = earlier.add_public(ctx.party, (np.arange(n) < shift).astype(span.dtype))
+            both = multiply(step, repeat(span, 2), stack([cum.lag(shift), earlier]))
             cum, span = cum + both[0], both[1]
         shift, level = 2 * shift, level + 1
-    return cum
+    return cum, span
+
+
+def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | None:
+    """The running sum at the row before this worker's block (None for the first worker).
+
+    Every worker shares its block's last (sum, flag) with the others (an
+    empty block passes the carry through: sum 0, flag 1); then block j's end
+    holds ``G_j = c_j + p_j · G_(j−1)``, the running sum itself over the
+    blocks, of which this triple needs the k-th.
+    """
+    ends = [public(ctx.party, np.zeros(1), _RING), public(ctx.party, np.ones(1), _RING)]
+    if len(cum):
+        ends = [cum.map(lambda a: a[..., -1:]), span.map(lambda a: a[..., -1:])]
+    gathered = ctx.all_gather("ends", [part for end in ends for part in (end.left, end.right)])
+    k = ctx.group().index
+    if k == 0:
+        return None
+    sums, flags = (
+        AShares(
+            np.concatenate([g[i] for g in gathered[:k]]), np.concatenate([g[i + 1] for g in gathered[:k]])
+        )
+        for i in (0, 2)
+    )
+    carried, _ = _doubling(ctx.narrow("carry"), sums, flags, whole=False)
+    return carried.map(lambda a: a[..., -1:])
 
 
 def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
@@ -92,6 +156,8 @@ def cap_contributions(
     Cost: ``20 + log2(n)`` rounds,
     ``(61 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0))``
     words per row.
+    Distributed over ``W`` workers (:func:`running_sum`), per helper:
+    Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
     """
     ctx = ctx.enter(CAP_STEPS)
     totals = _running_totals(ctx, attributed, value, same_user)  # its temporaries die on return

@@ -19,6 +19,11 @@ in the last) and one packed word; one AND with ``is_trigger``; with a window,
 a carry-save step and a (b+2)-bit adder (1 + 1 + ⌈log2(b+2)⌉ rounds), then
 one AND with the result. :func:`last_touch` gives the exact figures.
 Parties learn nothing.
+
+**Distributed** (W workers per helper): a row's result depends only on
+itself and the K − 1 rows before it, so each worker prepends the K − 1 rows
+before its block (:func:`ipa.mpc.halo.with_halo`) and drops their results;
+the triples' messages are those of at most n + (W − 1)(K − 1) rows.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.context import Context
+from ipa.mpc.halo import with_halo, without_halo
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import BShares, public_bits, repeat, stack
 from ipa.mpc.step import Family, Steps
@@ -100,8 +106,13 @@ def last_touch(
     Cost: ``2*log2(K) + 1 + W*(3 + log2(tb + 2))`` rounds,
     ``max(2*log2(K), 1) + log2(K)*nbytes(1 + bb + tb) + W*(nbytes(tb + 2)*(1 + 2*log2(tb + 2)) + 1)``
     bytes per row.
+    Distributed over ``W`` workers, their K − 1 rows of halo each (per helper):
+    Collective cost: at most ``W*(W - 1)*(K - 1)*2*(2 + nbytes(bb) + nbytes(tb))/n`` bytes per row.
     """
     ctx = ctx.enter(LAST_TOUCH_STEPS)
+    halo = max_events_per_user - 1
+    columns, prepended = with_halo(ctx, "halo", [same_group, is_trigger, breakdown_key, timestamp], halo)
+    same_group, is_trigger, breakdown_key, timestamp = columns
     tb, bb = timestamp.width, breakdown_key.width
     width = 1 + bb + tb
     word = (
@@ -116,4 +127,5 @@ def last_touch(
     if window is not None:
         within = _within_window(ctx.narrow("window"), timestamp, found.resize(tb), window)
         attributed = and_(ctx.narrow("in_window"), attributed, within)
+    attributed, source_key = without_halo([attributed, source_key], prepended)
     return Attribution(attributed, source_key)
