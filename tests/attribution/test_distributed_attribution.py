@@ -7,11 +7,18 @@ from hypothesis import strategies as st
 
 from ipa.attribution.boundaries import adjacent_equal
 from ipa.attribution.cap import cap_contributions, running_sum
+from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import last_touch
+from ipa.attribution.pipeline import run_query
+from ipa.attribution.rows import SharedRows, share_events
 from ipa.mpc.collective import slices
 from ipa.mpc.halo import with_halo
+from ipa.mpc.memory import run_workers
+from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.testing import check_collective_cost, opened, opened_blocks, run, run_distributed
+from ipa.reference import attribute_query
+from ipa.synthetic import generate
 
 
 def _sizes(data, n: int, workers: int) -> list[int]:
@@ -135,3 +142,37 @@ def test_the_carry_bytes_are_within_the_documented_bound(workers, sizes):
     assert opened_blocks(result).tolist() == np.cumsum(np.arange(n)).tolist()  # one user throughout
     measured = check_collective_cost(running_sum, result, n, W=workers, n=n)
     assert min(measured) > 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 120), st.integers(1, 4), st.sampled_from([None, "shop.example"]), st.data())
+def test_the_whole_query_on_workers_equals_the_reference(n, workers, site, data):
+    """Sort, boundaries, last touch, cap and aggregation, each triple on its block: the W results add up."""
+    config = QueryConfig(num_breakdowns=8, cap=40, window=3_000, max_events_per_user=4, timestamp_bits=14)
+    seed = data.draw(st.integers(0, 2**16))
+    named = {"publishers": ("news.example",), "advertisers": ("shop.example",)} if site else {}
+    events = generate(n, seed=seed, num_breakdowns=8, timestamp_bits=14, max_user_events=8, **named)
+    sizes = _sizes(data, n, workers)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    shares = share_events(events, config, site)
+    blocks = [
+        [
+            SharedRows(
+                *(c.map(lambda a, k=k: a[..., bounds[k] : bounds[k + 1]]) for c in rows.columns()),
+                off_site=rows.off_site[bounds[k] : bounds[k + 1]],
+            )
+            for k in range(workers)
+        ]
+        for rows in shares
+    ]
+    result = run_workers(
+        lambda ctx, rows: run_query(ctx, rows, config).sums, blocks, workers=workers, timeout=60
+    )
+    sums = reconstruct([_added(by_worker) for by_worker in result.outputs])
+    expected = attribute_query(events, config, site)
+    assert sums.tolist() == expected.tolist()
+
+
+def _added(shares: list[AShares]) -> AShares:
+    """One helper's shares of the sum of its workers' results (shares add)."""
+    return AShares(sum(s.left for s in shares), sum(s.right for s in shares))

@@ -341,11 +341,18 @@ def run_query(
     a different copy than the component's other holder got.
 
     ``aggregator`` sums the contributions per breakdown key (:data:`Aggregator`).
+
+    **Distributed** (``ctx.distributed``: worker k of each helper, ``rows`` its
+    block of the query's rows, any size): every phase runs in its distributed
+    form (``docs/scaling.md``), each triple verifies its own products, and the
+    result is triple k's share of the sums of the rows that end in its block
+    after the sort, with the noise added by triple 0 only: the W results add
+    up to the helper's noised sums, which the coordinator releases.
     """
     ctx = ctx.enter(QUERY_STEPS)
     check_consistent(ctx.narrow("inputs"), *rows.columns())
     clock = _Clock(on_phase)
-    if len(rows) == 0:
+    if len(rows) == 0 and not ctx.distributed:  # workers take part in the collectives with any block
         sums = public(ctx.party, np.zeros(config.num_breakdowns), np.uint64)
         return QueryResult(noise(ctx.narrow("noise"), sums), {p: 0.0 for p in PHASES}, _soundness(ctx))
     # Each column is dropped (del) as soon as no later phase reads it, so the peak is the
@@ -385,7 +392,7 @@ def run_query(
     sums = aggregator(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
     del contribution, source_key
     clock.lap("aggregate")
-    noised = noise(ctx.narrow("noise"), sums)
+    noised = noise(ctx.narrow("noise"), sums) if not ctx.distributed or ctx.group().index == 0 else sums
     phase.close()  # the last check: nothing pending leaves this helper
     clock.lap("noise")
     return QueryResult(noised, clock.seconds, _soundness(ctx))
