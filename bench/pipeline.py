@@ -1,6 +1,6 @@
 """Time and communication of the whole attribution query, per phase, in memory.
 
-    python bench/pipeline.py --events N [--security MODE] [--json F] [--seed S] [--memory]
+    python bench/pipeline.py --events N [--security MODE] [--json F] [--seed S] [--memory] [--workers W]
 
 Synthetic events (``ipa.synthetic``) are shared as the report collector would
 (not timed), then :func:`ipa.attribution.pipeline.run_query` runs in the
@@ -17,6 +17,13 @@ RSS (all three helpers are threads of this process). ``--json F`` writes
 "bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M,
 "log2_soundness": S}`` (S: the malicious query's soundness bound, log2, ≤ −40; null in
 semi-honest mode).
+
+``--workers W`` (W > 1) runs the query distributed (``docs/scaling.md``):
+each helper's rows are cut into W even blocks and :func:`run_query` runs as
+3·W threads (:func:`ipa.mpc.memory.run_workers`), worker k of each helper in
+triple k, the W results added; bytes per row are then summed over each
+helper's triples, and the bytes each helper's workers sent each other are
+printed per phase too (``"collective_bytes_per_row"`` in ``--json``).
 
 ``--memory`` also traces allocations (:mod:`memory`, tracemalloc) and prints,
 for the bench's own stages (generating and sharing the events, the
@@ -40,10 +47,11 @@ from mpc import machine, peak_rss_mib
 
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, run_query
-from ipa.attribution.rows import share_events
+from ipa.attribution.rows import SharedRows, share_events
 from ipa.events import Events
-from ipa.mpc.channel import CommStats
-from ipa.mpc.memory import SECURITY_MODES, run_three
+from ipa.mpc.collective import slices
+from ipa.mpc.memory import SECURITY_MODES, run_three, run_workers
+from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
@@ -65,13 +73,60 @@ def _events(events: int, seed: int) -> Events:
     return generate(events, seed=seed, num_breakdowns=CONFIG.num_breakdowns)
 
 
-def _bytes_under(stats: CommStats, prefixes: list[str]) -> int:
-    """Bytes sent at or below any of ``prefixes``, a checkpoint family's members included."""
-    chunk = re.compile("|".join(re.escape(p) + r"(_\d+)?(/|$)" for p in prefixes))
-    return sum(n for step, n in stats.bytes_sent.items() if chunk.match(step))
+def _bytes_under(bytes_sent: dict[str, int], prefixes: list[str], root: str = "root") -> int:
+    """Bytes sent at or below any of ``prefixes`` (below ``root``), a checkpoint family's members included."""
+    roots = [root + p.removeprefix("root") for p in prefixes]
+    chunk = re.compile("|".join(re.escape(p) + r"(_\d+)?(/|$|:)" for p in roots))
+    return sum(n for step, n in bytes_sent.items() if chunk.match(step))
 
 
-def measure(events: int, seed: int, memory: PhaseMemory | None = None, security: str = "semi-honest") -> dict:
+def _blocks(rows: SharedRows, workers: int) -> list[SharedRows]:
+    """One helper's rows cut into the W even blocks of :func:`ipa.mpc.collective.slices`."""
+    return [
+        SharedRows(*(c.map(lambda a, s=s: a[..., s]) for c in rows.columns()), off_site=rows.off_site[s])
+        for s in slices(len(rows), workers)
+    ]
+
+
+def _run_distributed(shares: list[SharedRows], workers: int, hook, security: str) -> dict:
+    """run_query on W workers per helper: the released shares, seconds, bytes per row, rounds."""
+    result = run_workers(
+        lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook),
+        [_blocks(rows, workers) for rows in shares],
+        workers=workers,
+        security=security,
+    )
+    outputs = [o for by_worker in result.outputs for o in by_worker]
+    sums = [AShares(sum(o.sums.left for o in w), sum(o.sums.right for o in w)) for w in result.outputs]
+    mpc = [[s.bytes_sent for s in by_worker] for by_worker in result.stats]
+    group = [[s.bytes_sent for s in by_worker] for by_worker in result.collective]
+    return {
+        "sums": sums,
+        "seconds": {p: max(o.seconds[p] for o in outputs) for p in PHASES},
+        "traffic": [[(f"w{k}", sent) for k, sent in enumerate(by_worker)] for by_worker in mpc],
+        "group": [[(k, sent) for k, sent in enumerate(by_worker)] for by_worker in group],
+        "rounds": result.rounds,
+        "soundness": outputs[0].log2_soundness,
+    }
+
+
+def _run_one_process(shares: list[SharedRows], hook, security: str) -> dict:
+    result = run_three(
+        lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares, security=security
+    )
+    return {
+        "sums": [o.sums for o in result.outputs],
+        "seconds": {p: max(o.seconds[p] for o in result.outputs) for p in PHASES},
+        "traffic": [[("root", s.bytes_sent)] for s in result.stats],
+        "group": [[] for _ in result.stats],
+        "rounds": result.rounds,
+        "soundness": result.outputs[0].log2_soundness,
+    }
+
+
+def measure(
+    events: int, seed: int, memory: PhaseMemory | None = None, security: str = "semi-honest", workers: int = 1
+) -> dict:
     """Run the query once on ``events`` synthetic events in ``security`` mode; return the figures.
 
     With ``memory``, allocations are traced and marked per stage and phase.
@@ -79,17 +134,20 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None, security:
     mark = memory.mark if memory else lambda label: None
     hook = memory.hook() if memory else None
     if memory:
+        memory.parties = 3 * workers
         memory.start()
     # The events are made again for the reference (the same seed gives the same events)
     # rather than held through the query: the bench's own data counts toward the peak too.
     shares = share_events(_events(events, seed), CONFIG)
     mark("generate and share")
     start = time.perf_counter()
-    result = run_three(
-        lambda ctx, rows: run_query(ctx, rows, CONFIG, on_phase=hook), shares, security=security
-    )
+    if workers > 1:
+        run = _run_distributed(shares, workers, hook, security)
+    else:
+        run = _run_one_process(shares, hook, security)
+    del shares
     total = time.perf_counter() - start
-    released = reconstruct([o.sums for o in result.outputs])
+    released = reconstruct(run["sums"])
     expected = attribute_query(_events(events, seed), CONFIG)
     mark("reference")
     if memory:
@@ -97,21 +155,28 @@ def measure(events: int, seed: int, memory: PhaseMemory | None = None, security:
     if not np.array_equal(released, expected):
         raise SystemExit("bench/pipeline.py: MPC result differs from the reference")
     rows = max(events, 1)
-    per_row = {
-        phase: [_bytes_under(stats, prefixes) / rows for stats in result.stats]
-        for phase, prefixes in TRAFFIC.items()
-    }
-    per_row["total"] = [b / rows for b in result.bytes_sent()]
-    seconds = {p: max(o.seconds[p] for o in result.outputs) for p in PHASES} | {"total": total}
+
+    def per_phase(parts: list[list[tuple]]) -> dict[str, list[float]]:
+        out = {
+            phase: [sum(_bytes_under(sent, prefixes, root) for root, sent in by) / rows for by in parts]
+            for phase, prefixes in TRAFFIC.items()
+        }
+        out["total"] = [sum(sum(sent.values()) for _, sent in by) / rows for by in parts]
+        return out
+
+    group = [[("", {"root/" + step: n for step, n in sent.items()}) for _, sent in by] for by in run["group"]]
     figures = {
         "events": events,
         "security": security,
-        "seconds": seconds,
-        "bytes_per_row": per_row,
-        "rounds": result.rounds,
+        "workers": workers,
+        "seconds": run["seconds"] | {"total": total},
+        "bytes_per_row": per_phase(run["traffic"]),
+        "rounds": run["rounds"],
         "peak_rss_mb": peak_rss_mib(),
-        "log2_soundness": result.outputs[0].log2_soundness,
+        "log2_soundness": run["soundness"],
     }
+    if workers > 1:
+        figures["collective_bytes_per_row"] = per_phase([[("root", sent) for _, sent in by] for by in group])
     if memory:
         figures["memory"] = memory.per_row(events)
     return figures
@@ -131,13 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--security", choices=SECURITY_MODES, default="semi-honest")
     parser.add_argument("--json", metavar="F")
     parser.add_argument("--memory", action="store_true", help="trace memory per phase (slower)")
+    parser.add_argument("--workers", type=int, default=1, help="workers per helper (default 1)")
     args = parser.parse_args(argv)
-    figures = measure(args.events, args.seed, PhaseMemory() if args.memory else None, args.security)
-    print(machine() + f"; {args.security}")
-    print(f"{'phase':<10} {'seconds':>8}  bytes/row H1, H2, H3")
+    memory = PhaseMemory() if args.memory else None
+    figures = measure(args.events, args.seed, memory, args.security, args.workers)
+    workers = f"; {args.workers} workers per helper" if args.workers > 1 else ""
+    print(machine() + f"; {args.security}{workers}")
+    group = figures.get("collective_bytes_per_row")
+    print(f"{'phase':<10} {'seconds':>8}  bytes/row H1, H2, H3" + ("   inside each helper" if group else ""))
     for phase, seconds in figures["seconds"].items():
         traffic = ", ".join(f"{b:,.0f}" for b in figures["bytes_per_row"][phase])
-        print(f"{phase:<10} {seconds:>8.2f}  {traffic}")
+        inside = "   " + ", ".join(f"{b:,.1f}" for b in group[phase]) if group else ""
+        print(f"{phase:<10} {seconds:>8.2f}  {traffic}{inside}")
     rate = args.events / figures["seconds"]["total"]
     print(f"# {args.events:,} events, {rate:,.0f} events/s, {figures['rounds']} rounds,", end=" ")
     print(f"peak RSS {figures['peak_rss_mb']:,.0f} MiB (three helpers in one process)")

@@ -36,7 +36,11 @@ def test_primitive(benchmark, name, rows):
     benchmark.extra_info.update(rows=rows, **communication(result, rows))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("events", [10**4, pytest.param(10**5, marks=pytest.mark.slow)])
-def test_pipeline(benchmark, events):
-    figures = benchmark.pedantic(measure_pipeline, args=(events, 1), rounds=1, iterations=1)
+def test_pipeline(benchmark, events, workers):
+    """The whole query, in one process per helper or distributed over two workers per helper."""
+    figures = benchmark.pedantic(
+        measure_pipeline, args=(events, 1), kwargs={"workers": workers}, rounds=1, iterations=1
+    )
     benchmark.extra_info.update(rounds=figures["rounds"], bytes_per_row=figures["bytes_per_row"]["total"])
