@@ -95,9 +95,18 @@ def test_a_phase_spills_as_soon_as_the_limit_is_passed(monkeypatch, shares):
     assert max(most for _, most in result.outputs) <= 2 * WORDS
     steps = {m.step.split("/")[1] for m in result.messages if "/check_" in m.step}
     checks = sorted(int(step[len("check_") :]) for step in steps)
-    assert checks == list(range(8))  # spills after products 3, 6, 9 and 12 (2 + 1), none at close
+    # spills after products 3, 5, 7, 9 and 11 verify two each and keep the last pending; close the rest
+    assert checks == list(range(6))
     semi_honest = run(_twelve_products, xs, ys)
     assert not [m for m in semi_honest.messages if "/check" in m.step]
+
+
+@pytest.mark.parametrize("product", [2, 4, 11])
+def test_a_product_a_spill_kept_pending_is_verified_later(monkeypatch, shares, product):
+    monkeypatch.setattr(pipeline, "VERIFY_CHUNK_WORDS", 2 * WORDS)
+    _, _, xs, ys = shares
+    with pytest.raises(MaliciousBehaviourError):
+        run(_twelve_products, xs, ys, security="malicious", tamper=Tamper(1, f"root/products_{product}"))
 
 
 def test_every_checkpoint_verifies_at_most_the_limit_however_many_there_are(monkeypatch, shares):

@@ -205,7 +205,7 @@ class Verification:
 
     def _spill(self) -> None:
         if self.index < MAX_CHUNKS - 1:  # the last checkpoint is close()'s
-            self._verify(MAX_CHUNKS - 2)
+            self._verify(MAX_CHUNKS - 2, keep_last=True)
 
     def close(self) -> None:
         """Verify every pending product (nothing is sent if none is pending) and stop spilling."""
@@ -216,12 +216,18 @@ class Verification:
         if verifier.pending:
             self._verify(MAX_CHUNKS - 1)
 
-    def _verify(self, last: int) -> None:
-        """Verify every pending product in chunks, at indices up to ``last`` (which takes the rest)."""
+    def _verify(self, last: int, keep_last: bool = False) -> None:
+        """Verify every pending product in chunks, at indices up to ``last`` (which takes the rest).
+
+        A spill (``keep_last``) leaves the last chunk pending, for the products
+        that follow to fill: it is rarely full (the limit was just passed), and a
+        checkpoint of its own would cost its 4 rounds for little.
+        """
         verifier = self.ctx.verifier
         assert verifier is not None
         spill, verifier.spill = verifier.spill, None  # recording a chunk again must not spill
         chunks = _chunks(verifier.take(), self.limit)
+        rest = chunks.pop() if keep_last and len(chunks) > 1 else []
         room = last - self.index + 1
         if len(chunks) > room:
             chunks[room - 1 :] = [[p for chunk in chunks[room - 1 :] for p in chunk]]
@@ -229,8 +235,10 @@ class Verification:
             for product in chunks[k]:
                 verifier.record(product)
             chunks[k] = []  # a verified chunk's products are not kept here
-            checkpoint(self.ctx.narrow(self.name, self.index))
+            checkpoint(self.ctx.narrow(self.name, self.index))  # verifies exactly chunk k
             self.index += 1
+        for product in rest:  # pending again, after the checkpoints
+            verifier.record(product)
         verifier.spill, verifier.spill_above = spill, self.limit
 
 
