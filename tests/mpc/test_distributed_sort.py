@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipa.errors import ProtocolError, TransportError
+from ipa.errors import MaliciousBehaviourError, ProtocolError, TransportError
 from ipa.mpc.collective import slices
-from ipa.mpc.memory import WorkersResult, run_workers
+from ipa.mpc.memory import Tamper, WorkersResult, run_workers
 from ipa.mpc.permute import move_rows
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.shuffle import shuffle
@@ -162,14 +162,58 @@ def test_destinations_that_are_not_a_permutation_are_refused():
         run_distributed(lambda ctx, t: move_rows(ctx, t, [t]), dest, workers=2, timeout=30)
 
 
-def test_malicious_mode_with_workers_is_refused_clearly():
-    shared = [share_boolean(np.arange(6), 3), share_boolean(np.arange(6), 3)]
-    with pytest.raises(ValueError, match="distributed sort is semi-honest only for now"):
-        run_distributed(_sort(3), *shared, workers=2, security="malicious", timeout=30)
-
-
 def test_bad_worker_inputs():
     with pytest.raises(ValueError, match="one per worker"):
         run_workers(lambda ctx, a: a, per_party([1, 2, 3]), workers=2)
     with pytest.raises(ValueError, match="block sizes adding up"):
         run_distributed(_sort(3), share_boolean(np.arange(4), 3), workers=2, sizes=[1, 2])
+
+
+def _single_per_step(stats) -> Counter:
+    return Counter({step.partition("/")[2]: b for step, b in stats.bytes_sent.items()})
+
+
+@pytest.mark.parametrize(("workers", "sizes"), [(2, None), (3, [0, 25, 5])])
+def test_malicious_distributed_sort_is_exact_and_each_triple_sends_what_one_process_would(workers, sizes):
+    """Exact with uneven blocks and an empty worker; with even ones, triple k's messages are, step by
+    step, those of one process sorting its rows."""
+    n, w, d = 30, 7, 3
+    rng = np.random.default_rng(10)
+    keys = rng.integers(0, 2**w, n, dtype=np.uint64)
+    keys[:10] = keys[-1]  # ties
+    tags = np.arange(n, dtype=np.uint64) & 0x7F
+    shared = [share_boolean(keys, w), share_boolean(tags, 7)]
+    result = run_distributed(_sort(d), *shared, workers=workers, sizes=sizes, security="malicious")
+    (out,) = opened_blocks(result)
+    assert out.tolist() == tags[np.argsort(keys, kind="stable")].tolist()
+    for k, size in enumerate([] if sizes else [s.stop - s.start for s in slices(n, workers)]):
+        alone = run(
+            _sort(d), share_boolean(keys[:size], w), share_boolean(tags[:size], 7), security="malicious"
+        )
+        assert [_single_per_step(result.stats[i][k]) for i in range(3)] == [
+            _single_per_step(s) for s in alone.stats
+        ]
+    check_collective_cost(sort, result, n, security="malicious", w=w, d=d, p=1, W=workers, n=n)
+
+
+@pytest.mark.parametrize(
+    ("party", "step"),
+    [
+        (1, "w1/pass_1/move/shuffle/perm_12"),  # a shuffle message: the tags catch it
+        (0, "w0/pass_1/move/shuffle/perm_01"),  # H1's first stage: H2's and H3's digests catch it
+        (0, "w1/pass_0/one_hot/level_0"),  # a product behind dest: the checkpoint catches it
+    ],
+)
+def test_a_tampered_triple_message_aborts_the_malicious_distributed_sort(party, step):
+    n, w = 24, 6
+    rng = np.random.default_rng(11)
+    shared = [
+        share_boolean(rng.integers(0, 2**w, n, dtype=np.uint64), w),
+        share_boolean(np.arange(n) % 64, 6),
+    ]
+    honest = run_distributed(_sort(3), *shared, workers=2, security="malicious")
+    assert any(m.party == party and m.step == step for m in honest.messages)
+    with pytest.raises(MaliciousBehaviourError):
+        run_distributed(
+            _sort(3), *shared, workers=2, security="malicious", tamper=Tamper(party, step), timeout=60
+        )

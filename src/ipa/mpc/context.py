@@ -99,6 +99,11 @@ class Context:
         """Every worker's ``arrays`` of this helper, by worker, at ``<group step>:name``."""
         return self.group().all_gather(f"{self.group_step}:{name}", arrays)
 
+    def group_draw(self, peer: Peer, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """PRSS words drawn alike by every worker of this helper and of ``peer`` (the group
+        PRSS), keyed by the group step."""
+        return self.group().prss.draw(self.group_step, peer, shape, dtype)
+
     def group_permutation(self, peer: Peer, n: int) -> np.ndarray:
         """A permutation of all n rows drawn alike by every worker of this helper and of ``peer``
         (the group PRSS), keyed by the group step."""

@@ -325,6 +325,8 @@ class WorkersResult(Generic[T]):
     """What worker k of each helper sent within triple k (its channel)."""
     collective: list[list[CollectiveStats]]
     """What each worker sent to the other workers of its helper."""
+    messages: list[Sent] = field(default_factory=list)
+    """Every triple message sent (steps start with the triple's root ``w<k>``)."""
 
     @property
     def workers(self) -> int:
@@ -354,6 +356,7 @@ def run_workers(
     *,
     workers: int,
     timeout: float = 600.0,
+    tamper: Tamper | None = None,
     security: str = "semi-honest",
 ) -> WorkersResult[T]:
     """Run ``protocol(ctx, inputs[i][k])`` as worker k of helper i, for 3·W workers in threads.
@@ -361,8 +364,9 @@ def run_workers(
     ``inputs[i]`` holds one entry per worker of helper i. Each context has
     its triple's channel and PRSS (derived ``worker/k`` from the helper's),
     root step ``w<k>``, and its helper's collective of W workers; in malicious
-    mode a fresh Verifier per worker. The first failure is re-raised once
-    every thread has ended (a failure wakes all of them).
+    mode a fresh Verifier per worker. ``tamper`` alters one triple message
+    (its step names the triple: ``w<k>/…``). The first failure is re-raised
+    once every thread has ended (a failure wakes all of them).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -373,7 +377,7 @@ def run_workers(
     seeds = [os.urandom(SEED_BYTES) for _ in range(3)]
     helpers = [PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]) for i in range(3)]
     groups = [MemoryCollectives(workers, prss, timeout) for prss in helpers]
-    exchanges = [_Exchange(timeout) for _ in range(workers)]
+    exchanges = [_Exchange(timeout, tamper) for _ in range(workers)]
     members = [[group.member(k) for k in range(workers)] for group in groups]
     channels = [[_MemoryChannel(i, exchanges[k]) for k in range(workers)] for i in range(3)]
     contexts = [
@@ -403,8 +407,11 @@ def run_workers(
             group.abort()
 
     flat = run_parties([partial(body, i, k) for i in range(3) for k in range(workers)], on_failure=abort)
+    if tamper is not None and not any(ex.tampered for ex in exchanges):
+        raise ValueError(f"tamper {tamper} matched no non-empty message of the run")
     return WorkersResult(
         [flat[i * workers : (i + 1) * workers] for i in range(3)],
         [[c.stats for c in by_worker] for by_worker in channels],
         [[m.stats for m in by_worker] for by_worker in members],
+        sorted(sent for ex in exchanges for sent in ex.sent),
     )

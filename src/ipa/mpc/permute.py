@@ -74,7 +74,14 @@ def move_rows(
     (the shuffle's, then both share components of every column and a 4-byte
     offset; the last term is the sizes' gather, only if ``rows`` is not
     given). Only rows that change worker are sent: 1 − 1/W of them on
-    average for even blocks. Semi-honest only for now (a ValueError in malicious mode).
+    average for even blocks. In malicious mode each triple checkpoints its
+    own products and opens its block confirmed only once every worker of
+    the helper passed its checkpoint (an empty all-gather: a row's
+    destination depends on the digit totals of every worker), and the shuffle moves the
+    tags too (``t`` tag bytes per helper and row, as in the shuffle):
+    Malicious collective cost: at most ``2*(s + 3*t) + 2*b + 4 + 8*W*(W-1)/n`` bytes per row.
+    That the opened destinations are a permutation is checked by the routing
+    (every worker's block filled exactly once).
     """
     ctx = ctx.enter(MOVE_ROWS_STEPS)
     if ctx.distributed:
@@ -104,8 +111,8 @@ def _move_distributed(
     ctx: Context, dest: AShares, columns: Sequence[K], rows: Blocks | None, to: Blocks | None
 ) -> list[K]:
     """:func:`move_rows` on this worker's block: distributed shuffle, open, route."""
-    if ctx.malicious:
-        raise ValueError("the distributed move_rows is semi-honest only for now")
+    if ctx.malicious and dest.dtype != np.uint64:
+        raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
     if any(len(c) != len(dest) for c in columns):
         raise ValueError("columns must have as many rows as dest")
     group = ctx.group()
@@ -117,7 +124,12 @@ def _move_distributed(
         return list(columns)
     mixed: list[_Pair] = [dest, *columns]
     shuffled = shuffle(ctx.narrow("shuffle"), mixed, rows=rows)
-    opened = reveal(ctx.narrow("open"), cast(AShares, shuffled[0])).astype(np.int64)
+    moved = cast(AShares, shuffled[0])
+    if ctx.malicious:
+        checkpoint(ctx.narrow("check"))  # this triple's products
+        ctx.all_gather("checked", [])  # and every other triple's: dest depends on all their totals
+        moved = moved.map(lambda a: a.astype(np.uint32))  # the verified low 32 bits
+    opened = reveal(ctx.narrow("open"), moved).astype(np.int64)
     if len(opened) and (opened.min() < 0 or opened.max() >= rows.n):
         raise ProtocolError("opened destinations are not a permutation: inconsistent shares")
     arrays = [a for col in shuffled[1:] for a in (col.left, col.right)]

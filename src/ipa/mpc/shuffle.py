@@ -125,8 +125,14 @@ def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -
     fraction 1 − Σ_k in_k·out_k / n² of them on average (1 − 1/W for even
     blocks). What crosses between a helper's workers is that helper's own
     half of the rows: its share components (H1 and H2, first permutation) or
-    the masked words it received in the triple. Semi-honest only for now (a
-    ValueError in malicious mode).
+    the masked words it received in the triple. In malicious mode the tag
+    columns move with the data (``t`` as below, three helpers' tags):
+    Malicious collective cost: at most ``2*(s + 3*t) + 8*W*(W-1)/n`` bytes per row;
+    the tag keys come from the group PRSS (:mod:`ipa.mpc.tags`), and each
+    triple opens them and checks its own block, once every worker of the
+    helper has received its triple's shuffle messages (an empty all-gather:
+    a helper that learnt a key early in one triple could otherwise forge
+    the tags of another).
 
     **Malicious mode** (``ctx.malicious``): the rows carry blind-key tags
     (:mod:`ipa.mpc.tags`) through the same three permutations, then the keys
@@ -143,23 +149,24 @@ def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -
     """
     ctx = ctx.enter(SHUFFLE_STEPS)
     cols = list(columns)
-    if ctx.distributed and cols:
-        if ctx.malicious:
-            raise ValueError("the distributed shuffle is semi-honest only for now")
+    if not cols:
+        return cols
+    if ctx.distributed:
         if any(len(c) != len(cols[0]) for c in cols):
             raise ValueError("shuffle columns must have as many rows each")
         rows = (
             rows if rows is not None else Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(cols[0]))
         )
-        if len(cols) > MAX_COLUMNS:
-            raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
-        return cols if rows.n == 0 else _shuffle(ctx, cols, rows)[0]
-    if not cols or len(cols[0]) == 0:
+        if rows.n == 0:
+            return cols
+    elif len(cols[0]) == 0:
         return cols
+    else:
+        rows = None
     if not ctx.malicious:
         if len(cols) > MAX_COLUMNS:
             raise ValueError(f"shuffle moves at most {MAX_COLUMNS} columns, got {len(cols)}")
-        return _shuffle(ctx, cols)[0]
+        return _shuffle(ctx, cols, rows)[0]
     tagged = make_tags(ctx.narrow("tags"), cols)  # type: ignore[arg-type]
     every = [*cols, *tagged.columns]
     if len(every) > MAX_COLUMNS:
@@ -167,7 +174,9 @@ def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -
             f"a malicious shuffle moves at most {MAX_COLUMNS - 3 * tagged.layout.tag_columns} columns "
             f"(besides its tags), got {len(cols)}"
         )
-    out, stage_1 = _shuffle(ctx, every)
+    out, stage_1 = _shuffle(ctx, every, rows)
+    if ctx.distributed:  # no key opens before every triple's shuffle messages have arrived
+        ctx.all_gather("shuffled", [])
     check_tags(ctx.narrow("check"), tagged, cols, out[: len(cols)], out[len(cols) :], stage_1)  # type: ignore[arg-type]
     return out[: len(cols)]  # type: ignore[return-value]
 

@@ -47,7 +47,9 @@ destination (:func:`ipa.mpc.permute.move_rows`). The sorted rows end in the
 even blocks of :func:`ipa.mpc.collective.slices`. A helper's workers see
 only that helper's share components, words masked for it, and the opened
 destinations (uniformly random, as above); the bytes they send each other
-are in :func:`sort`'s ``Collective cost``. Semi-honest only for now.
+are in :func:`sort`'s ``Collective cost``. In malicious mode the shuffle tags'
+keys come from the group PRSS and each triple verifies its own products,
+tags and openings (:mod:`ipa.mpc.tags`, :mod:`ipa.mpc.permute`).
 """
 
 from __future__ import annotations
@@ -134,16 +136,22 @@ def sort(
     row and ``W`` workers, per helper (summed over its workers):
     Collective cost: at most ``sum(28 + 4*(nbytes(w - (i+1)*d) if w > (i+1)*d else 0)
     + 8*W*(W-1)*2**min(d, w - i*d) / n for i in range(-(-w // d))) + 40 + 4*p + 8*W*(W-1) / n``
-    bytes per row. Semi-honest only for now: in malicious mode with W > 1 a
-    ValueError.
+    bytes per row. In malicious mode every word is a uint64, the shuffles
+    move their tags, and each triple has its own verifier (W verifiers: the
+    caller gives each its share of the soundness budget):
+    Malicious collective cost: at most ``sum((196 + 4*nbytes(w - (i+1)*d) if w > (i+1)*d else 148)
+    + 16*W*(W-1)*2**min(d, w - i*d) / n for i in range(-(-w // d))) + 312 + 4*p + 8*W*(W-1) / n``
+    bytes per row. Cross-helper, the words per row summed over the triples
+    are those of one process, but the fixed costs (checkpoints, key
+    openings, digests) are paid by every triple, W times in all: with even
+    input blocks, triple k sends exactly what one process sorting its n_k
+    rows sends, step by step.
     """
     ctx = ctx.enter(SORT_STEPS)
     if not 1 <= digit_bits <= 8:
         raise ValueError(f"digit_bits must be between 1 and 8, got {digit_bits}")
     if any(len(c) != len(key) for c in payload):
         raise ValueError("payload columns must have as many rows as the key")
-    if ctx.distributed and ctx.malicious:
-        raise ValueError("distributed sort is semi-honest only for now")
     rows = Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(key)) if ctx.distributed else None
     n = len(key) if rows is None else rows.n
     if n >= 1 << 32:

@@ -35,7 +35,15 @@ are linear in the shares:
 3. the output: K_j(x′) − t′_j = 0 for every j (``check_zero``).
 
 Why it is sound, and what is learnt: ``docs/malicious.md`` (the shuffle
-section). A failed check raises MaliciousBehaviourError ("shuffle key" or
+section). **Distributed** (W workers per helper): the keys come from the
+group PRSS, the same at every worker of the two helpers that hold a key,
+because a row's tag is made on the worker that holds the row before the
+shuffle and checked on the one that holds it after; each triple opens the
+keys (the same ones) and checks its own block of rows. The masks a and b
+are per row, from the triple's PRSS. No triple opens a key before every
+worker of the opening helper has received its triple's shuffle messages
+(:func:`ipa.mpc.shuffle.shuffle`). A failed check raises
+MaliciousBehaviourError ("shuffle key" or
 "shuffle tags"), never a value.
 """
 
@@ -104,7 +112,7 @@ class Layout:
                     f"a malicious shuffle tags arithmetic columns in uint64 only (their low 32 bits "
                     f"are verified), got {columns[k].dtype} for column {k}"
                 )
-        per_row = [columns[k].left.size // max(len(columns[k]), 1) for k in range(len(columns))]
+        per_row = [int(np.prod(columns[k].shape[:-1])) for k in range(len(columns))]
         return cls(
             boolean,
             arithmetic,
@@ -146,6 +154,8 @@ class TagKey:
     def boolean(self, parts: Sequence[np.ndarray], n: int) -> np.ndarray:
         """The boolean map of one component of the boolean columns: (n,) uint64."""
         out = np.zeros(n, _WORD)
+        if n == 0:  # an empty block (a worker's, distributed)
+            return out
         position = 0
         for part in parts:
             rows = np.ascontiguousarray(part.reshape(-1, n).T).view(np.uint8).reshape(n, -1)
@@ -156,7 +166,7 @@ class TagKey:
 
     def arithmetic(self, parts: Sequence[np.ndarray], n: int) -> np.ndarray:
         """The arithmetic maps of one component of the arithmetic columns: (2, n) uint64."""
-        flat = [p.reshape(-1, n) for p in parts]
+        flat = [p.reshape(-1, n) if n else np.zeros((int(np.prod(p.shape[:-1])), 0), _WORD) for p in parts]
         stacked = np.concatenate(flat) if flat else np.zeros((0, n), _WORD)
         out = np.zeros((ARITHMETIC_KEYS, n), _WORD)
         for c in range(stacked.shape[0]):  # columns, never the rows
@@ -234,9 +244,11 @@ def make_tags(ctx: Context, columns: Sequence[Shares]) -> Tagged:
     layout = Layout.of(columns)
     n, me = len(columns[0]), ctx.party
     key_ctx, mask_ctx, create = ctx.narrow("key"), ctx.narrow("mask"), ctx.narrow("create")
-    # K_{me-1} is drawn from the seed shared with NEXT, K_{me+1} from the one shared with PREV.
-    as_first = TagKey.from_material(key_ctx.draw(Peer.NEXT, (layout.key_words,), _WORD), layout)
-    as_second = TagKey.from_material(key_ctx.draw(Peer.PREV, (layout.key_words,), _WORD), layout)
+    # K_{me-1} is drawn from the seed shared with NEXT, K_{me+1} from the one shared with PREV;
+    # distributed, from the group PRSS: a row's tag is checked on the worker the row goes to.
+    draw = key_ctx.group_draw if ctx.distributed else key_ctx.draw
+    as_first = TagKey.from_material(draw(Peer.NEXT, (layout.key_words,), _WORD), layout)
+    as_second = TagKey.from_material(draw(Peer.PREV, (layout.key_words,), _WORD), layout)
     # As j+1 for j = me−1: u over my left and right; components j+1 (left) and j+2 (right, = a).
     bl, al = _parts(columns, layout, "left")
     br, ar = _parts(columns, layout, "right")

@@ -204,12 +204,14 @@ def run_distributed(
     workers: int,
     sizes: Sequence[int] | None = None,
     timeout: float = 600.0,
+    tamper: Tamper | None = None,
     security: str = "semi-honest",
 ) -> WorkersResult:
     """Run ``protocol(ctx, *blocks)`` on W workers per helper, each given its block of every input.
 
     ``shared`` are three-party shares of equally long columns; worker k gets
-    rows ``sizes``-block k of each (default: the even blocks of ``slices``).
+    rows ``sizes``-block k of each (default: the even blocks of ``slices``);
+    ``tamper`` and ``security`` as in :func:`ipa.mpc.memory.run_workers`.
     """
     n = len(shared[0][0]) if shared else 0
     blocks = Blocks.of_sizes(sizes) if sizes is not None else Blocks.even(n, workers)
@@ -219,7 +221,12 @@ def run_distributed(
         [tuple(column[i][..., blocks.rows(k)] for column in shared) for k in range(workers)] for i in range(3)
     ]
     return run_workers(
-        lambda ctx, args: protocol(ctx, *args), inputs, workers=workers, timeout=timeout, security=security
+        lambda ctx, args: protocol(ctx, *args),
+        inputs,
+        workers=workers,
+        timeout=timeout,
+        tamper=tamper,
+        security=security,
     )
 
 
@@ -241,12 +248,19 @@ def _joined(blocks: list[Shares]) -> Shares:
 
 
 _COLLECTIVE_COST = re.compile(r"Collective cost: at most ``(?P<bytes>[^`]+)`` bytes per row")
+_MALICIOUS_COLLECTIVE_COST = re.compile(
+    r"Malicious collective cost: at most ``(?P<bytes>[^`]+)`` bytes per row"
+)
 
 
-def documented_collective_cost(protocol: Callable[..., Any], **params: int) -> float:
-    """The bound on bytes per row each helper's workers send each other, from the docstring."""
+def documented_collective_cost(
+    protocol: Callable[..., Any], security: str = "semi-honest", **params: float
+) -> float:
+    """The bound on bytes per row each helper's workers send each other, from the docstring
+    (its ``Malicious collective cost:`` sentence with ``security="malicious"``, if it has one)."""
     text = " ".join((protocol.__doc__ or "").split())
-    found = _COLLECTIVE_COST.search(text)
+    malicious = _MALICIOUS_COLLECTIVE_COST.search(text) if security == "malicious" else None
+    found = malicious or _COLLECTIVE_COST.search(text)
     if found is None:
         raise ValueError(
             f"{protocol.__qualname__}'s docstring states no 'Collective cost: at most ``B`` bytes per row'"
@@ -256,11 +270,15 @@ def documented_collective_cost(protocol: Callable[..., Any], **params: int) -> f
 
 
 def check_collective_cost(
-    protocol: Callable[..., Any], result: WorkersResult, rows: int, **params: int
+    protocol: Callable[..., Any],
+    result: WorkersResult,
+    rows: int,
+    security: str = "semi-honest",
+    **params: float,
 ) -> list[float]:
     """Assert that no helper's workers sent each other more than the docstring's bound; return
     each helper's measured bytes per row."""
-    bound = documented_collective_cost(protocol, **params)
+    bound = documented_collective_cost(protocol, security, **params)
     measured = [b / max(rows, 1) for b in result.collective_bytes()]
     if max(measured) > bound + 1e-9:
         raise AssertionError(
