@@ -14,9 +14,10 @@ helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
 actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
 peak RSS of each helper's coordinator and of each of its workers, and the
 bytes per row each coordinator sent its workers and got back (the arrays of
-decryption and of the aggregation, from its ``workers_opened`` and
-``workers_aggregated`` log events) are reported; the MPC bytes include what
-its workers sent within their triples. The
+decryption, of the sort and of the aggregation, from its ``workers_opened``,
+``workers_sorted`` and ``workers_aggregated`` log events) and the bytes per
+row its workers sent each other (the sort's rows, ``workers_sorted``) are
+reported; the MPC bytes include what its workers sent within their triples. The
 released sums are checked against ``ipa.reference`` to within ten noise
 standard deviations (exit 1 otherwise).
 ``--security`` (``semi-honest`` by default, or ``malicious``) is the
@@ -139,18 +140,21 @@ def _phase_peaks_mb(local: LocalNetwork, query_id: str, sampler: RssSampler) -> 
 
 
 def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
-    """Per helper, [to its workers, back from them] per row: the array bytes of its last decryption
-    and its last aggregation (``workers_opened``, ``workers_aggregated``) together."""
+    """Per helper, [to its workers, back from them, between its workers] per row: the array bytes
+    of its last decryption, sort and aggregation (``workers_opened``, ``workers_sorted``,
+    ``workers_aggregated``) together, and what its workers sent each other in the sort."""
     moved = []
     for helper in local.helpers:
         lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
         logged = list(map(json.loads, lines))
-        out = back = 0
-        for name in ("workers_opened", "workers_aggregated"):
+        out = back = between = 0
+        for name in ("workers_opened", "workers_sorted", "workers_aggregated"):
             found = [e for e in logged if e.get("event") == name]
             out += found[-1].get("bytes_out", 0) if found else 0
             back += found[-1].get("bytes_in", 0) if found else 0
-        moved.append([out / events, back / events])
+            if found and name == "workers_sorted":
+                between = sum(int(b) for b in found[-1]["sibling_bytes"].split(","))
+        moved.append([out / events, back / events, between / events])
     return moved
 
 
@@ -242,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         each = "; ".join(" ".join(f"{m:,.0f}" for m in p) for p in peaks)
         print("peak RSS MiB of the workers, H1 H2 H3:", each)
         intra = figures["intra_helper_bytes_per_row"]
-        moved = "; ".join(f"{out:,.0f} out, {back:,.0f} back" for out, back in intra)
-        print("bytes per row between coordinator and workers (decryption, aggregation), H1 H2 H3:", moved)
+        moved = "; ".join(f"{out:,.0f} out, {back:,.0f} back" for out, back, _ in intra)
+        print("bytes per row, coordinator and workers (decryption, sort, aggregation), H1 H2 H3:", moved)
+        between = ", ".join(f"{b:,.0f}" for _, _, b in intra)
+        print("bytes per row between the workers of a helper (the sort's rows), H1 H2 H3:", between)
     print(
         f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
     )

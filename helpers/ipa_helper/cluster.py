@@ -42,8 +42,17 @@ k as a *worker triple* that talks only within itself over mutual TLS
 (:mod:`ipa_helper.triples`), with PRSS seeds ``HMAC(seed, "worker/k")``; in
 malicious mode the triple verifies its products before its sums leave the
 worker. The coordinator adds the W sums (addition of shares commutes: the
-same sums as W = 1). The other MPC phases still run in the coordinator
-(docs/scaling.md says what remains).
+same sums as W = 1).
+
+The sort (:meth:`Cluster.sorter`, the ``sorter`` of ``run_query``): the
+coordinator cuts the rows into the same W blocks, and worker k runs
+:func:`ipa.attribution.pipeline.sort_part` on block k with its triple and
+with its helper's other workers, to and from which it moves rows actor to
+actor (:mod:`ipa_helper.siblings`; its helper's group PRSS is
+``HMAC(seed, "workers")``); the coordinator puts the W sorted blocks
+together. Semi-honest only for now: a malicious query sorts in the
+coordinator (:data:`MALICIOUS_SORT_ON_WORKERS`). Last touch and the cap
+still run in the coordinator (docs/scaling.md says what remains).
 
 Faults
 ------
@@ -55,18 +64,22 @@ so the helper serves the next query. A worker that does not answer (frozen,
 or starved) within ``timeout_seconds`` plus one second per
 ``MIN_OPENS_PER_SECOND`` messages of its part fails the query likewise, and
 is killed so that Ray starts a fresh one: a stuck worker never blocks the
-queries after it. The aggregation's deadline is ``timeout_seconds`` plus
-one second per ``MIN_AGGREGATE_ROWS_PER_SECOND`` rows of a slice; a query
-that fails elsewhere meanwhile (a peer aborted it) ends its workers' parts
-at once. ``IPA_FAILPOINT=worker:stop`` (or ``worker:kill``; tests only)
-makes worker w0 stop (or kill) itself at the start of the first query's
-decryption (``worker:stop@N``: of the N-th); ``worker_aggregate:stop@N`` at
-the start of its part of the N-th aggregation.
+queries after it. The sort's and the aggregation's deadlines are
+``timeout_seconds`` plus one second per ``MIN_SORT_ROWS_PER_SECOND`` rows
+of a block (``MIN_AGGREGATE_ROWS_PER_SECOND`` of a slice); the coordinator
+waits on the W parts at once, so whichever fails first fails the call; a
+query that fails elsewhere meanwhile (a peer aborted it) ends its workers'
+parts at once. ``IPA_FAILPOINT=worker:stop`` (or ``worker:kill``; tests
+only) makes worker w0 stop (or kill) itself at the start of the first
+query's decryption (``worker:stop@N``: of the N-th); ``worker_sort:kill@N``
+and ``worker_aggregate:stop@N`` at the start of its part of the N-th sort
+or aggregation; several, separated by commas.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -75,34 +88,46 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ipa.attribution.pipeline import Aggregator
+from ipa.attribution.pipeline import Aggregator, Sorter
 from ipa.crypto.hpke import PrivateKey
 from ipa.crypto.opener import open_many, row_hash
 from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.collective import slices
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.replicated import AShares, BShares, K, concat
+from ipa.mpc.sort import sort
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
 from ipa_helper.siblings import Group, RayCollective, group_mailbox, worker_failure
 from ipa_helper.triples import (
     AggregationPart,
     PartResult,
+    SortPart,
+    TripleRun,
     TripleServer,
     WorkerIdentity,
     exchange_addresses,
     worker_label,
 )
 
-__all__ = ["WORKER_NAME", "Cluster", "IpaWorker", "WorkerError", "remote_worker", "start_cluster"]
+__all__ = [
+    "GROUP_LABEL",
+    "MALICIOUS_SORT_ON_WORKERS",
+    "WORKER_NAME",
+    "Cluster",
+    "IpaWorker",
+    "WorkerError",
+    "remote_worker",
+    "start_cluster",
+]
 
 WORKER_NAME = "IpaWorker"
 """The actor class's name: its processes show in ``ps`` as ``ray::IpaWorker``."""
@@ -113,6 +138,17 @@ _START_ATTEMPTS = 3
 
 MIN_OPENS_PER_SECOND = 500
 """The slowest opening rate a worker is allowed before it counts as stuck (a core opens ~10k X25519/s)."""
+
+MIN_SORT_ROWS_PER_SECOND = 200
+"""The slowest sort rate a worker is allowed (a core sorts ~3·10^4 rows/s semi-honest, loaded)."""
+
+MALICIOUS_SORT_ON_WORKERS = False
+"""``ipa.mpc.sort`` is distributed in semi-honest mode only: a malicious query sorts in the
+coordinator (logged as ``sort_in_coordinator``), and its verifiers on the workers are the
+aggregation's, one per triple."""
+
+GROUP_LABEL = "workers"
+"""The PRSS derivation label of a helper's group of workers (``HMAC(seed, "workers")``)."""
 
 MIN_AGGREGATE_ROWS_PER_SECOND = 1000
 """The slowest aggregation rate a worker is allowed (a core aggregates ~10^5 rows/s semi-honest,
@@ -138,25 +174,47 @@ class IpaWorker:
         self._group_box = group_mailbox()
         self._lock = threading.Lock()
 
-    def listen(self, identity: WorkerIdentity, k: int) -> str:
-        """Serve worker triple ``k``'s Peer service (started once per process); its address."""
+    def listen(self, identity: WorkerIdentity, k: int) -> tuple[str, int]:
+        """Serve worker triple ``k``'s Peer service (started once per process); (its address, pid)."""
         with self._lock:
             if self._triple is None:
                 self._triple = TripleServer(identity, k)
-            return self._triple.address
+            return self._triple.address, os.getpid()
 
     def aggregate(self, part: AggregationPart, fault: str = "") -> PartResult | tuple[str, str]:
         """This worker's part of the aggregation with its triple; (kind, what) if it failed."""
+        return self._part(part.run.query_id, fault, lambda triple: triple.run_aggregate(part, os.getpid()))
+
+    def sort(self, part: SortPart, fault: str = "") -> PartResult | tuple[str, str]:
+        """This worker's part of the sort with its triple and its siblings; (kind, what) if it failed."""
+        collective = self._collective(part.run.query_id, part.group, part.run.timeout)
+
+        def run(triple: TripleServer) -> PartResult:
+            result = triple.run_sort(part.run, part.key, part.payload, os.getpid(), collective)
+            return dataclasses.replace(result, sibling_bytes_in=collective.received_bytes)
+
+        return self._part(part.run.query_id, fault, run)
+
+    def _part(
+        self, query_id: str, fault: str, run: Callable[[TripleServer], PartResult]
+    ) -> PartResult | tuple[str, str]:
+        """Run one part of a query with this worker's triple; a failure ends the query here."""
         if fault:
             os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
         if self._triple is None:
             return "error", "the worker does not listen for its triple (restarted?)"
+        failed: tuple[str, str]
         try:
-            return self._triple.run_aggregate(part, os.getpid())
+            return run(self._triple)
         except MaliciousBehaviourError as exc:
-            return "malicious", exc.check
+            failed = "malicious", exc.check
         except IpaError as exc:
-            return "error", str(exc)
+            failed = "error", str(exc)
+        except BaseException:
+            self.abort(query_id, "the worker's part of the query failed")
+            raise
+        self.abort(query_id, "the worker's part of the query failed")
+        return failed
 
     def abort(self, query_id: str, reason: str) -> None:
         """End this worker's part of ``query_id`` now (it failed elsewhere)."""
@@ -234,11 +292,12 @@ class Cluster:
         self._lock = threading.Lock()
         self._closed = False
         self._closing = threading.Event()
-        self._fault, self._fault_at, self._fault_phase = _worker_fault()
-        self._calls = {"decryption": 0, "aggregation": 0}
+        self._faults = _worker_faults()
+        self._calls = {"decryption": 0, "sort": 0, "aggregation": 0}
         self.identity: WorkerIdentity | None = None
         """What the workers serve their triples with (set by the server before it serves)."""
         self._triple_bytes: dict[str, int] = {}
+        self._layouts: dict[str, _Layout] = {}
 
     @property
     def workers(self) -> int:
@@ -298,92 +357,182 @@ class Cluster:
 
         return run
 
+    def sorter(self, query_id: str, cancelled: Cancelled) -> Sorter:
+        """The sort of query ``query_id`` on the worker triples and their helpers' groups (module
+        docstring); in malicious mode, the coordinator's own sort (:data:`MALICIOUS_SORT_ON_WORKERS`)."""
+
+        def run(ctx: Context, key: BShares, payload: Sequence[K]) -> list[K]:
+            if ctx.malicious and not MALICIOUS_SORT_ON_WORKERS:
+                logs.event(
+                    self.index, "sort_in_coordinator", reason="the distributed sort is semi-honest only"
+                )
+                return sort(ctx, key, payload)
+            return self._sort(query_id, cancelled, ctx, key, list(payload))
+
+        return run
+
+    @property
+    def verifiers(self) -> int:
+        """How many verifiers of a malicious query run on the workers: one per triple and phase there."""
+        return self.workers * (2 if MALICIOUS_SORT_ON_WORKERS else 1)
+
     def _aggregate(
         self, query_id: str, cancelled: Cancelled, ctx: Context, contribution: AShares,
         breakdown_key: BShares, num_breakdowns: int,
     ) -> AShares:  # fmt: skip
-        if self.identity is None:
-            raise ConfigError("the cluster's workers have no TLS identity to serve their triples with")
-        started = time.monotonic()
-        listening = [actor.listen.remote(self.identity, k) for k, actor in enumerate(self._actors)]
-        limit = self.timeout_seconds
-        addresses = [
-            self._get(k, ref, started + limit, limit, "aggregation", cancelled)
-            for k, ref in enumerate(listening)
-        ]
-        peers = exchange_addresses(ctx.channel, "setup/workers", addresses)
+        layout = self._layout(query_id, ctx, cancelled, "aggregation")
         self._calls["aggregation"] += 1
-        bits = None if ctx.verifier is None else ctx.verifier.security_bits
-        calls, sent, cut = [], 0, slices(len(contribution), self.workers)
+        calls, cut, blocks = [], slices(len(contribution), self.workers), _Blocks()
         for k, rows in enumerate(cut):
             if rows.stop == rows.start:
                 continue  # fewer rows than workers: every helper leaves the same triples out
-            c = (
-                np.ascontiguousarray(contribution.left[rows]),
-                np.ascontiguousarray(contribution.right[rows]),
+            c, b = blocks.cut(contribution, rows), blocks.cut(breakdown_key, rows)
+            part = AggregationPart(self._triple_run(query_id, ctx, layout, k), c, b, num_breakdowns)
+            calls.append(
+                (k, rows, self._actors[k].aggregate.remote(part, self._take_fault(k, "aggregation")))
             )
-            b = (
-                np.ascontiguousarray(breakdown_key.left[rows]),
-                np.ascontiguousarray(breakdown_key.right[rows]),
-                breakdown_key.width,
-            )
-            sent += c[0].nbytes + c[1].nbytes + b[0].nbytes + b[1].nbytes
-            part = AggregationPart(
-                query_id, ctx.prss.derived_seeds(worker_label(k)), {p.value: peers[p][k] for p in Peer},
-                c, b, num_breakdowns, bits, self.timeout_seconds,
-            )  # fmt: skip
-            ref = self._actors[k].aggregate.remote(part, self._take_fault(k, "aggregation"))
-            calls.append((k, rows, ref))
-        parts = self._gather(query_id, cancelled, calls)
+        parts = self._gather(query_id, cancelled, "aggregation", calls, MIN_AGGREGATE_ROWS_PER_SECOND)
         left = np.zeros(num_breakdowns, np.uint64)
         right = np.zeros(num_breakdowns, np.uint64)
         for result in parts:
-            left += result.left  # uint64 wraps: shares of the sum of the slices' sums
-            right += result.right
+            left += result.output.left  # uint64 wraps: shares of the sum of the slices' sums
+            right += result.output.right
+        back = sum(p.output.left.nbytes + p.output.right.nbytes for p in parts)
+        self._parts_done(query_id, "workers_aggregated", cut, blocks.bytes, back, parts)
+        return AShares(left, right)
+
+    def _sort(
+        self, query_id: str, cancelled: Cancelled, ctx: Context, key: BShares, payload: list[K]
+    ) -> list[K]:
+        """Worker k sorts block k with its triple and its helper's other workers; the W sorted
+        blocks, in order, are the sorted rows. Every worker takes part, even with no rows: the
+        rows it will hold come from the others."""
+        layout = self._layout(query_id, ctx, cancelled, "sort")
+        self._calls["sort"] += 1
+        calls, cut, blocks = [], slices(len(key), self.workers), _Blocks()
+        seeds = ctx.prss.derived_seeds(GROUP_LABEL)
+        for k, rows in enumerate(cut):
+            group = Group(ctx.party, k, tuple(self._actors), layout.pids, seeds)
+            part = SortPart(
+                self._triple_run(query_id, ctx, layout, k), group, blocks.cut(key, rows),
+                [cast(AShares | BShares, blocks.cut(column, rows)) for column in payload],
+            )  # fmt: skip
+            calls.append((k, rows, self._actors[k].sort.remote(part, self._take_fault(k, "sort"))))
+        parts = self._gather(query_id, cancelled, "sort", calls, MIN_SORT_ROWS_PER_SECOND)
+        out = [concat([p.output[i] for p in parts]) for i in range(len(payload))]
+        back = sum(c.left.nbytes + c.right.nbytes for p in parts for c in p.output)
+        self._parts_done(query_id, "workers_sorted", cut, blocks.bytes, back, parts)
+        return cast(list[K], out)
+
+    def _layout(self, query_id: str, ctx: Context, cancelled: Cancelled, phase: str) -> _Layout:
+        """Where query ``query_id``'s worker triples meet, found by its first phase on the workers:
+        each worker serves its triple (its address and pid), and the coordinators exchange the
+        addresses on their own channel (``setup/workers``, once per query)."""
         with self._lock:
-            self._triple_bytes[query_id] = sum(p.bytes_sent for p in parts)
-            while len(self._triple_bytes) > 64:  # a query that failed after its aggregation never asks
-                del self._triple_bytes[next(iter(self._triple_bytes))]
+            known = self._layouts.get(query_id)
+        if known is not None:
+            return known
+        if self.identity is None:
+            raise ConfigError("the cluster's workers have no TLS identity to serve their triples with")
+        started, limit = time.monotonic(), self.timeout_seconds
+        listening = [actor.listen.remote(self.identity, k) for k, actor in enumerate(self._actors)]
+        answers = [
+            self._get(k, ref, started + limit, limit, phase, cancelled) for k, ref in enumerate(listening)
+        ]
+        self.pids[:] = [int(pid) for _, pid in answers]
+        layout = _Layout(
+            exchange_addresses(ctx.channel, "setup/workers", [a for a, _ in answers]), tuple(self.pids)
+        )
+        with self._lock:
+            _remember(self._layouts, query_id, layout)
+        return layout
+
+    def _triple_run(self, query_id: str, ctx: Context, layout: _Layout, k: int) -> TripleRun:
+        bits = None if ctx.verifier is None else ctx.verifier.security_bits
+        peers = {p.value: layout.peers[p][k] for p in Peer}
+        return TripleRun(query_id, ctx.prss.derived_seeds(worker_label(k)), peers, bits, self.timeout_seconds)
+
+    def _parts_done(
+        self, query_id: str, event: str, cut: list[slice], sent: int, back: int, parts: list[PartResult]
+    ) -> None:
+        """Count the triples' MPC bytes for the query, and log what crossed inside this helper."""
+        with self._lock:
+            _remember(self._triple_bytes, query_id, self._triple_bytes.get(query_id, 0))
+            self._triple_bytes[query_id] += sum(p.bytes_sent for p in parts)
         soundness = [p.log2_soundness for p in parts if p.log2_soundness is not None]
         logs.event(
             self.index,
-            "workers_aggregated",
+            event,
             rows=",".join(str(r.stop - r.start) for r in cut),
             bytes_out=sent,
-            bytes_in=sum(p.left.nbytes + p.right.nbytes for p in parts),
+            bytes_in=back,
             peer_bytes=",".join(str(p.bytes_sent) for p in parts),
+            **(_siblings(parts) if event == "workers_sorted" else {}),
             **({"log2_soundness": ",".join(f"{s:.1f}" for s in soundness)} if soundness else {}),
         )
-        return AShares(left, right)
 
     def triple_bytes(self, query_id: str) -> int:
         """The MPC bytes this helper's workers sent their triples' peers in ``query_id`` (once; 0 if none)."""
         with self._lock:
+            self._layouts.pop(query_id, None)
             return self._triple_bytes.pop(query_id, 0)
 
     def _gather(
-        self, query_id: str, cancelled: Cancelled, calls: list[tuple[int, slice, Any]]
+        self,
+        query_id: str,
+        cancelled: Cancelled,
+        phase: str,
+        calls: list[tuple[int, slice, Any]],
+        rate: float,
     ) -> list[PartResult]:
-        """Each worker's part; on any failure every part still running is ended, and the call fails."""
-        started, parts = time.monotonic(), []
+        """Each worker's part, in worker order, waiting on all at once: the first that fails (dies,
+        reports an error, or is late by ``timeout_seconds`` plus a second per ``rate`` rows) ends
+        every part still running, and the call fails naming it."""
+        started = time.monotonic()
+        pending = {ref: (k, self.timeout_seconds + (rows.stop - rows.start) / rate) for k, rows, ref in calls}
+        done: dict[int, PartResult] = {}
         try:
-            for k, rows, ref in calls:
-                limit = self.timeout_seconds + (rows.stop - rows.start) / MIN_AGGREGATE_ROWS_PER_SECOND
-                part = self._get(k, ref, started + limit, limit, "aggregation", cancelled)
+            while pending:
+                ready = self._ray.wait(list(pending), num_returns=1, timeout=1.0)[0]
+                if not ready:
+                    self._still_waiting(pending, started, phase, cancelled)
+                    continue
+                k, limit = pending.pop(ready[0])
+                part = self._get(k, ready[0], started + limit, limit, phase)
                 if isinstance(part, tuple):
+                    self._died(pending, phase)  # a worker that died explains a sibling's failure
                     kind, what = part
                     if kind == "malicious":
                         raise MaliciousBehaviourError(what, f"in H{self.index}'s worker triple w{k}")
-                    where = f"H{self.index}'s cluster worker w{k}"
-                    raise WorkerError(f"{where} failed in the aggregation: {what}")
+                    raise WorkerError(f"H{self.index}'s cluster worker w{k} failed in the {phase}: {what}")
                 self.pids[k] = part.pid
-                parts.append(part)
+                done[k] = part
         except BaseException:
             for k, _, _ in calls:
                 with contextlib.suppress(Exception):
                     self._actors[k].abort.remote(query_id, "the query failed")
             raise
-        return parts
+        return [done[k] for k, _, _ in calls]
+
+    def _still_waiting(
+        self, pending: dict[Any, tuple[int, float]], started: float, phase: str, cancelled: Cancelled
+    ) -> None:
+        """Fail the wait if the helper stops, the query ended elsewhere, or a worker is late."""
+        if self._closing.is_set():
+            raise WorkerError(f"H{self.index} is shutting down its cluster")
+        reason = cancelled()
+        if reason is not None:
+            raise TransportError(f"query aborted: {reason}")
+        for k, limit in pending.values():
+            if time.monotonic() >= started + limit:
+                self._unresponsive(k, limit, phase)
+
+    def _died(self, pending: dict[Any, tuple[int, float]], phase: str) -> None:
+        """WorkerError naming a worker whose part failed because it died (waiting a second for Ray to say)."""
+        if pending:
+            for ref in self._ray.wait(list(pending), num_returns=len(pending), timeout=1.0)[0]:
+                k, _ = pending[ref]
+                self._get(k, ref, time.monotonic() + 1.0, 1.0, phase)  # raises if it died
 
     def peak_rss_bytes(self) -> list[int]:
         """Each worker's peak resident memory so far (bytes)."""
@@ -427,11 +576,12 @@ class Cluster:
 
     def _take_fault(self, k: int, phase: str) -> str:
         """The failpoint for worker ``k`` at this call (tests); logged with the worker's current pid."""
-        if k != 0 or not self._fault or phase != self._fault_phase or self._calls[phase] != self._fault_at:
+        action, nth = self._faults.get(phase, ("", 0))
+        if k != 0 or not action or self._calls[phase] != nth:
             return ""
         pid = int(self._ray.get(self._actors[k].pid.remote(), timeout=_START_SECONDS))
-        logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=self._fault)
-        return self._fault
+        logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=action, phase=phase)
+        return action
 
     def interrupt(self) -> None:
         """Make every call waiting for a worker fail within a second (the helper is stopping)."""
@@ -455,17 +605,61 @@ class Cluster:
         logs.event(self.index, "cluster_stopped", workers=self.workers)
 
 
-_FAULT_PHASES = {"worker": "decryption", "worker_aggregate": "aggregation"}
+_FAULT_PHASES = {"worker": "decryption", "worker_sort": "sort", "worker_aggregate": "aggregation"}
 
 
-def _worker_fault() -> tuple[str, int, str]:
+def _worker_faults() -> dict[str, tuple[str, int]]:
     """``IPA_FAILPOINT=worker:stop|kill[@N]`` (tests): what worker w0 does at the N-th decryption (1);
-    ``worker_aggregate:…`` at the N-th aggregation. (action, N, phase)."""
-    point, _, action = os.environ.get("IPA_FAILPOINT", "").partition(":")
-    action, _, nth = action.partition("@")
-    if point not in _FAULT_PHASES or action not in ("stop", "kill"):
-        return "", 0, ""
-    return action, int(nth) if nth.isdigit() else 1, _FAULT_PHASES[point]
+    ``worker_sort:…`` at the N-th sort, ``worker_aggregate:…`` at the N-th aggregation; several
+    points separated by commas. {phase: (action, N)}."""
+    faults = {}
+    for spec in os.environ.get("IPA_FAILPOINT", "").split(","):
+        point, _, action = spec.partition(":")
+        action, _, nth = action.partition("@")
+        if point in _FAULT_PHASES and action in ("stop", "kill"):
+            faults[_FAULT_PHASES[point]] = (action, int(nth) if nth.isdigit() else 1)
+    return faults
+
+
+def _siblings(parts: list[PartResult]) -> dict[str, str]:
+    """What each worker sent its siblings and received from them (bytes), for a log event."""
+    return {
+        "sibling_bytes": ",".join(str(p.sibling_bytes) for p in parts),
+        "sibling_bytes_in": ",".join(str(p.sibling_bytes_in) for p in parts),
+    }
+
+
+def _remember(table: dict[str, Any], query_id: str, value: Any) -> None:
+    """``table[query_id] = value``, keeping the 64 latest queries (one that failed never asks again)."""
+    table[query_id] = value
+    while len(table) > 64:
+        del table[next(iter(table))]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Where a query's worker triples meet: the peer helpers' worker addresses, this helper's pids."""
+
+    peers: dict[Peer, list[str]]
+    pids: tuple[int, ...]
+
+
+class _Blocks:
+    """Cuts columns into workers' blocks (contiguous copies), each column once, counting the bytes."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._cut: dict[tuple[int, int], Any] = {}
+
+    def cut(self, column: K, rows: slice) -> K:
+        """Rows ``rows`` of ``column`` (a column given twice, such as the sort key that is also in its
+        payload, is cut and counted once: Ray sends an object referenced twice once)."""
+        key = (id(column), rows.start)
+        if key not in self._cut:
+            block = column.map(lambda a: np.ascontiguousarray(a[rows]))
+            self.bytes += block.left.nbytes + block.right.nbytes
+            self._cut[key] = (column, block)  # the column too: its id stays its own meanwhile
+        return cast(K, self._cut[key][1])
 
 
 def _import_ray() -> ModuleType:

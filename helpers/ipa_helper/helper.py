@@ -52,7 +52,7 @@ from typing import Protocol
 import numpy as np
 
 from ipa.attribution.aggregate import aggregate
-from ipa.attribution.pipeline import PHASES, Aggregator, NoiseHook, no_noise, run_query
+from ipa.attribution.pipeline import PHASES, Aggregator, NoiseHook, Sorter, no_noise, run_query
 from ipa.attribution.rows import SharedRows
 from ipa.dp.accounting import query_charge_units
 from ipa.dp.release import calibrated_noise
@@ -62,6 +62,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
+from ipa.mpc.sort import sort
 from ipa.mpc.verifier import Verifier
 from ipa.query import QuerySpec, params_digest
 from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
@@ -98,6 +99,11 @@ class Distributed(Protocol):
 
     @property
     def workers(self) -> int: ...
+
+    @property
+    def verifiers(self) -> int: ...
+
+    def sorter(self, query_id: str, cancelled: Callable[[], str | None]) -> Sorter: ...
 
     def aggregator(self, query_id: str, cancelled: Callable[[], str | None]) -> Aggregator: ...
 
@@ -140,11 +146,12 @@ class Helper:
         self._fault = fault or _no_fault
         self._forward = forward or _forward_as_is  # tests only: a corrupt leader
         self._alter = alter  # tests only: a helper that alters one MPC message it sends
-        self._distributed = distributed  # W > 1 workers: the aggregation runs on worker triples
-        # With W triples, a malicious query has W + 1 verifiers (the coordinator's and one per
-        # triple): each gets 2^-(40 + log2(W + 1)), so that together they stay within 2^-40.
-        workers = distributed.workers if distributed is not None else 1
-        self._security_bits = SECURITY_BITS + (math.ceil(math.log2(workers + 1)) if workers > 1 else 0)
+        self._distributed = distributed  # W > 1 workers: the sort and aggregation run on worker triples
+        # With V verifiers on the workers (one per triple and phase run there), a malicious query
+        # has V + 1 (and the coordinator's): each gets 2^-(40 + log2(V + 1)), so that together
+        # they stay within 2^-40.
+        verifiers = distributed.verifiers if distributed is not None else 0
+        self._security_bits = SECURITY_BITS + (math.ceil(math.log2(verifiers + 1)) if verifiers else 0)
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -490,7 +497,7 @@ class Helper:
         ctx = Context(self.party, channel, agree_seeds(channel), verifier=verifier)
         result = run_query(
             ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p),
-            aggregator=self._aggregator(query_id),
+            aggregator=self._aggregator(query_id), sorter=self._sorter(query_id),
         )  # fmt: skip
         self._fault("computed")
         self.store.put(query_id, result.sums)
@@ -502,6 +509,12 @@ class Helper:
         self.queries.update(record, result=result.sums, bytes_sent=sent, rows=len(rows))
         self._fault("voted")
         return channel
+
+    def _sorter(self, query_id: str) -> Sorter:
+        """In this process, or on the workers (ending their parts if the query ends elsewhere)."""
+        if self._distributed is None:
+            return sort
+        return self._distributed.sorter(query_id, lambda: self.mailbox.aborted(query_id))
 
     def _aggregator(self, query_id: str) -> Aggregator:
         """In this process, or on the worker triples (ending them if the query ends elsewhere)."""

@@ -155,24 +155,28 @@ def _failpoint(config: HelperConfig) -> Callable[[str], None] | None:
     """Fault injection for tests: ``IPA_FAILPOINT=<point>:<kill|stop>`` kills or stops this process there.
 
     Points (in order): uploaded, computed, stored, voted, told_one, told_both,
-    committed (see ``ipa_helper.helper``); ``worker`` is a Ray worker's
-    (``ipa_helper.cluster``). Unset in production.
+    committed (see ``ipa_helper.helper``); ``worker``, ``worker_sort`` and
+    ``worker_aggregate`` are a Ray worker's (``ipa_helper.cluster``). Several
+    points may be given, separated by commas. Unset in production.
     """
     spec = os.environ.get("IPA_FAILPOINT", "")
     if not spec:
         return None
-    point, _, action = spec.partition(":")
-    action = action.partition("@")[0]  # worker:stop@N, see ipa_helper.cluster
     signals = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
-    if action not in signals:
-        raise ConfigError(f"IPA_FAILPOINT must be <point>:kill or <point>:stop, got {spec!r}")
+    points: dict[str, str] = {}
+    for item in spec.split(","):
+        point, _, action = item.partition(":")
+        action = action.partition("@")[0]  # worker:stop@N, see ipa_helper.cluster
+        if action not in signals:
+            raise ConfigError(f"IPA_FAILPOINT must be <point>:kill or <point>:stop, got {spec!r}")
+        points[point] = action
     fired = threading.Event()
 
     def fault(at: str) -> None:
-        if at == point and not fired.is_set():
+        if at in points and not fired.is_set():
             fired.set()
-            logs.event(config.index, "failpoint", point=at, action=action)
-            os.kill(os.getpid(), signals[action])
+            logs.event(config.index, "failpoint", point=at, action=points[at])
+            os.kill(os.getpid(), signals[points[at]])
 
     return fault
 

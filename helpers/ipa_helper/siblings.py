@@ -77,6 +77,8 @@ class RayCollective(Collective):
         self._ray = ray
         self.query_id, self.group, self.timeout = query_id, group, timeout
         self._mailbox = mailbox
+        self.received_bytes = 0
+        """Bytes of the messages this worker took from its siblings (``stats`` counts those it sent)."""
         self._sent: list[tuple[int, str, Any]] = []  # (to, step, ref) of deliveries not yet seen done
         self._probes: dict[int, Any] = {}
         self._pending = threading.Lock()
@@ -91,7 +93,9 @@ class RayCollective(Collective):
         while True:
             wait = min(PROBE_SECONDS, max(deadline - time.monotonic(), 0.0))
             try:
-                return self._mailbox.take(self.query_id, frm, step, wait)
+                arrays = self._mailbox.take(self.query_id, frm, step, wait)
+                self.received_bytes += sum(a.nbytes for a in arrays)
+                return arrays
             except TransportError:
                 if self._mailbox.aborted(self.query_id) is not None:
                     raise

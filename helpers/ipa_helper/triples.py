@@ -1,11 +1,15 @@
 """Worker triples: worker k of H1, H2 and H3 run an MPC phase on one slice of rows among themselves.
 
 A helper with ``[cluster] workers = W`` (``ipa_helper.cluster``) runs the
-aggregation on its W workers: the coordinator cuts the rows into W contiguous
-slices (:func:`ipa.mpc.collective.slices`, the same cut at every helper: it depends only on n and
-W), sends worker k its helper's shares of slice k, and worker k of the three
-helpers (a *triple*) run :func:`ipa.attribution.pipeline.aggregate_part` on it,
-talking only to each other. The coordinator adds the W result shares.
+sort and the aggregation on its W workers: the coordinator cuts the rows into W
+contiguous slices (:func:`ipa.mpc.collective.slices`, the same cut at every
+helper: it depends only on n and W), sends worker k its helper's shares of
+slice k, and worker k of the three helpers (a *triple*) run their part on it:
+:func:`ipa.attribution.pipeline.aggregate_part` talking only to each other (the
+coordinator adds the W result shares), or
+:func:`ipa.attribution.pipeline.sort_part`, which also moves rows between the
+W workers of each helper (:mod:`ipa_helper.siblings`; the coordinator puts the
+W sorted blocks together).
 
 The triple's transport is the helpers' own: each worker serves the ``Peer``
 service (:class:`TripleServer`, only ``Send``) on a port it picks,
@@ -28,16 +32,19 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 import numpy as np
 
-from ipa.attribution.pipeline import QUERY_STEPS, aggregate_part
+from ipa.attribution.pipeline import QUERY_STEPS, aggregate_part, sort_part
 from ipa.errors import ConfigError, TransportError
 from ipa.mpc.channel import Channel, Peer
+from ipa.mpc.collective import Collective
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares, BShares
@@ -45,6 +52,7 @@ from ipa.mpc.verifier import Verifier
 from ipa_helper.config import HelperConfig
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.peers import PeerChannel, PeerLink
+from ipa_helper.siblings import Group
 from ipa_helper.transport import GrpcPeer, caller_index, decode_message, peer_channel
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
@@ -53,6 +61,8 @@ __all__ = [
     "ADDRESS_BYTES",
     "AggregationPart",
     "PartResult",
+    "SortPart",
+    "TripleRun",
     "TripleServer",
     "WorkerIdentity",
     "exchange_addresses",
@@ -61,6 +71,8 @@ __all__ = [
 
 ADDRESS_BYTES = 128
 """Bytes per worker address in the coordinators' exchange (``host:port``, zero-padded)."""
+
+T = TypeVar("T")
 
 _REMEMBERED = 256  # ended queries whose late messages a worker still drops
 
@@ -101,32 +113,55 @@ class WorkerIdentity:
 
 
 @dataclass(frozen=True)
-class AggregationPart:
-    """What worker k of one helper needs to run its triple's part of a query's aggregation."""
+class TripleRun:
+    """What every part of a query that worker k runs with its triple carries."""
 
     query_id: str
     seeds: tuple[bytes, bytes] = field(repr=False)
     """The triple's PRSS seeds (prev, next): ``HMAC(seed, "worker/k")`` of the query's."""
     peers: dict[int, str]
     """The addresses of the triple's two other workers, by ``Peer.NEXT``/``Peer.PREV`` value."""
-    contribution: tuple[np.ndarray, np.ndarray] = field(repr=False)
-    breakdown_key: tuple[np.ndarray, np.ndarray, int] = field(repr=False)
-    """The slice's (left, right) shares; the key's also its width in bits."""
-    num_breakdowns: int
     security_bits: int | None
     """The triple's soundness budget in malicious mode; None in semi-honest mode."""
     timeout: float
 
 
 @dataclass(frozen=True)
-class PartResult:
-    """What a worker returns from its part: its shares of the sums and what it sent its peers."""
+class AggregationPart:
+    """What worker k of one helper needs to run its triple's part of a query's aggregation."""
 
-    left: np.ndarray
-    right: np.ndarray
+    run: TripleRun
+    contribution: AShares = field(repr=False)
+    breakdown_key: BShares = field(repr=False)
+    """The slice's shares (this helper's two components)."""
+    num_breakdowns: int
+
+
+@dataclass(frozen=True)
+class SortPart:
+    """What worker k of one helper needs to run its part of a query's distributed sort."""
+
+    run: TripleRun
+    group: Group
+    """The helper's W workers, whose rows worker k exchanges (``ipa_helper.siblings``)."""
+    key: BShares = field(repr=False)
+    payload: list[AShares | BShares] = field(repr=False)
+    """Block k of the rows (this helper's two components): the sort key and the columns it moves."""
+
+
+@dataclass(frozen=True)
+class PartResult(Generic[T]):
+    """What a worker returns from its part: its output shares and what it sent."""
+
+    output: T
     bytes_sent: int
+    """MPC bytes sent to the triple's two peers (at other helpers)."""
     log2_soundness: float | None
     pid: int
+    sibling_bytes: int = 0
+    """Bytes sent to the other workers of its own helper (a distributed phase's rows)."""
+    sibling_bytes_in: int = 0
+    """Bytes received from them."""
 
 
 class _TripleServicer(peer_pb2_grpc.PeerServicer):
@@ -179,27 +214,48 @@ class TripleServer:
         host = identity.host if identity.host not in ("", "0.0.0.0", "::") else _node_address()
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def run_aggregate(self, part: AggregationPart, pid: int) -> PartResult:
+    def run_aggregate(self, part: AggregationPart, pid: int) -> PartResult[AShares]:
         """Run :func:`~ipa.attribution.pipeline.aggregate_part` with the triple's two other workers."""
-        channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in part.peers.items()}
+
+        def protocol(ctx: Context) -> AShares:
+            return aggregate_part(ctx, part.contribution, part.breakdown_key, part.num_breakdowns)
+
+        return self._run(part.run, protocol, pid)
+
+    def run_sort(
+        self, run: TripleRun, key: BShares, payload: list[AShares | BShares], pid: int, collective: Collective
+    ) -> PartResult[list[AShares | BShares]]:
+        """Run :func:`~ipa.attribution.pipeline.sort_part` on block k (``key``, ``payload``) with the
+        triple's two other workers and, through ``collective``, this helper's other workers."""
+        return self._run(run, lambda ctx: sort_part(ctx, key, payload), pid, collective)
+
+    def _run(
+        self, run: TripleRun, protocol: Callable[[Context], T], pid: int, collective: Collective | None = None
+    ) -> PartResult[T]:
+        """``protocol`` at this worker's root context (the triple's channel, PRSS and verifier); a
+        failure ends the query at this worker (its triple's messages are dropped, now and later)."""
+        channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in run.peers.items()}
         try:
             links: dict[Peer, PeerLink] = {
-                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), part.timeout)
+                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), run.timeout)
                 for p, ch in channels.items()
             }
             channel: Channel = PeerChannel(
-                self.identity.party, part.query_id, links, self.mailbox, part.timeout
+                self.identity.party, run.query_id, links, self.mailbox, run.timeout
             )
-            verifier = None if part.security_bits is None else Verifier(security_bits=part.security_bits)
-            party, root = self.identity.party, f"w{self.k}"
-            ctx = Context(party, channel, PRSS(*part.seeds), step=root, steps=QUERY_STEPS, verifier=verifier)
-            sums = aggregate_part(
-                ctx, AShares(*part.contribution), BShares(*part.breakdown_key), part.num_breakdowns
-            )
+            verifier = None if run.security_bits is None else Verifier(security_bits=run.security_bits)
+            ctx = Context(
+                self.identity.party, channel, PRSS(*run.seeds), step=f"w{self.k}", steps=QUERY_STEPS,
+                verifier=verifier, collective=collective,
+            )  # fmt: skip
+            output = protocol(ctx)
             soundness = None if verifier is None else verifier.log2_soundness
-            return PartResult(sums.left, sums.right, channel.stats.total_bytes, soundness, pid)
+            siblings = 0 if collective is None else collective.stats.total_bytes
+            return PartResult(output, channel.stats.total_bytes, soundness, pid, siblings)
+        except BaseException:
+            self.end(run.query_id, "the worker's part of the query failed")
+            raise
         finally:
-            self.end(part.query_id, "the worker's part of the query has ended")
             for ch in channels.values():
                 ch.close()
 

@@ -73,4 +73,19 @@ def test_queries_over_ray_workers_equal_the_reference(network, events, site, que
         assert aggregated["bytes_out"] == (2 * 8 + 2 * 1) * sum(slices)
         assert aggregated["bytes_in"] == WORKERS * 2 * 8 * 16
         cuts.setdefault(query_type + security, set()).add(aggregated["rows"])
+        if security == "malicious":  # the distributed sort is semi-honest only: the coordinator sorts
+            assert len(log_events(helper.log, "sort_in_coordinator")) == 1
+            continue
+        # the sort ran on both worker triples: worker k of every helper sorted block k (the
+        # aggregation's cut) with its triple and moved rows to and from its helper's other worker
+        sorted_ = log_events(helper.log, "workers_sorted")[-1]
+        assert sorted_["rows"] == aggregated["rows"]
+        assert all(int(b) > 0 for b in sorted_["peer_bytes"].split(","))
+        # out: both components of the 48-bit key (match key, constraint id), of the 41-bit row
+        # (trigger flag, breakdown key, timestamp; the key is also moved, sent once) and of the
+        # 16-bit value, per row: 2 * (8 + 8 + 2); back: the three sorted columns, the same
+        assert sorted_["bytes_out"] == sorted_["bytes_in"] == 2 * (8 + 8 + 2) * sum(slices)
+        # between the workers: each sent rows to the other, and every byte sent arrived
+        sent = [int(b) for b in sorted_["sibling_bytes"].split(",")]
+        assert all(b > 0 for b in sent) and sum(sent) == sum(map(int, sorted_["sibling_bytes_in"].split(",")))
     assert len(cuts[query_type + security]) == 1  # every helper cut the rows alike

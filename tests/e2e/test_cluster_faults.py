@@ -89,12 +89,14 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
     """H1's worker w0 stops itself at the first query (IPA_FAILPOINT=worker:stop) and we kill -9 it;
     H3's w0 stops itself at the third and nobody kills it; H2's w0 kills itself at the start of its
     part of the fourth query's aggregation (its second: the first and third fail before it), while
-    its triple's peers wait for it. Each time the query fails at all three helpers and is refunded,
-    the worker is replaced, and the next query is exact."""
+    its triple's peers wait for it; H1's w0 kills itself at the start of its part of the sixth
+    query's sort (H1's fourth: the first and third fail before it), while its sibling w1 and its
+    triple's peers wait for its rows. Each time the query fails at all three helpers and is
+    refunded, the worker is replaced, and the next query is exact."""
     site = "faults.example"
     data = generate(800, seed=4, num_breakdowns=CONFIG.num_breakdowns)
     env = {
-        1: {"IPA_FAILPOINT": "worker:stop"},
+        1: {"IPA_FAILPOINT": "worker:stop,worker_sort:kill@4"},
         2: {"IPA_FAILPOINT": "worker_aggregate:kill@2"},
         3: {"IPA_FAILPOINT": "worker:stop@3"},
     }
@@ -153,3 +155,24 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             assert [len(log_events(h.log, "workers_aggregated")) for h in (h1, h3)] == [1, 1]
             _replaced(h2.pid, fault["pid"])
             _exact_query(client, local, site, data)  # 5
+
+            # 6: H1's w0 dies in the sort, its rows not yet sent to its sibling w1.
+            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
+            client.upload(query_id, _uploads(local, site, data))
+            with pytest.raises(QueryFailedError) as failed:
+                client.wait(query_id, poll=0.1, deadline=120)
+            fault = wait_for_event(h1.log, "worker_fault", 2)
+            assert (fault["worker"], fault["action"], fault["phase"]) == ("w0", "kill", "sort")
+            # Whoever notices first fails it everywhere: H1 (its worker died), or a peer whose w0
+            # could not send its rows to H1's w0.
+            reason = str(failed.value)
+            died = f"H1's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})"
+            assert (died in reason and "during sort" in reason) or "failed in the sort" in reason
+            state_ = _budget(local, site)
+            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
+            assert mine["state"] == "refunded" and state_["agree"]
+            # no helper put sorted rows together for it: each did in queries 2, 4 (which failed
+            # in the aggregation, after its sort) and 5 only
+            assert [len(log_events(h.log, "workers_sorted")) for h in (h1, h2, h3)] == [3, 3, 3]
+            _replaced(h1.pid, fault["pid"])
+            _exact_query(client, local, site, data)  # 7

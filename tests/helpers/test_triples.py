@@ -17,10 +17,10 @@ from ipa.attribution.aggregate import aggregate
 from ipa.certs import make_identity
 from ipa.errors import TransportError
 from ipa.mpc.channel import Peer
-from ipa.mpc.collective import slices
+from ipa.mpc.collective import MemoryCollectives, slices
 from ipa.mpc.memory import run_three
 from ipa.mpc.prss import PRSS, SEED_BYTES
-from ipa.mpc.replicated import AShares
+from ipa.mpc.replicated import concat
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.testing import opened, run
 from ipa_helper.mailbox import Mailbox
@@ -28,6 +28,7 @@ from ipa_helper.transport import encode_message
 from ipa_helper.triples import (
     AggregationPart,
     PartResult,
+    TripleRun,
     TripleServer,
     WorkerIdentity,
     exchange_addresses,
@@ -104,10 +105,9 @@ def _run_triple(servers, query_id, contribution, keys, width, breakdowns, securi
     def party(i: int) -> None:
         peers = {p.value: servers[p.of(i)].address for p in Peer}
         try:
-            part = AggregationPart(
-                query_id, _prss(seeds, i).derived_seeds(worker_label(1)), peers, (c[i].left, c[i].right),
-                (b[i].left, b[i].right, width), breakdowns, security_bits, 30.0,
-            )  # fmt: skip
+            seeds_i = _prss(seeds, i).derived_seeds(worker_label(1))
+            run = TripleRun(query_id, seeds_i, peers, security_bits, 30.0)
+            part = AggregationPart(run, c[i], b[i], breakdowns)
             results[i] = servers[i].run_aggregate(part, 0)
         except BaseException as exc:
             results[i] = exc
@@ -129,7 +129,7 @@ def test_a_triple_over_mutual_tls_sums_its_rows_exactly(servers, security_bits):
     results = _run_triple(servers, f"q-{security_bits}", contribution, keys, width, breakdowns, security_bits)
     assert all(isinstance(r, PartResult) for r in results), results
 
-    sums = reconstruct([AShares(r.left, r.right) for r in results])
+    sums = reconstruct([r.output for r in results])
     expected = np.bincount(keys, weights=contribution, minlength=1 << width)[:breakdowns].astype(np.uint64)
     assert sums.tolist() == expected.tolist()
     assert all(r.bytes_sent > 0 for r in results)
@@ -209,3 +209,62 @@ def test_an_ended_query_wakes_the_worker_and_drops_late_messages():
     with pytest.raises(TransportError, match="query aborted: the query failed"):
         mailbox.take("q", 1, "w0/x", 1.0)
     assert mailbox.aborted("q") == "the query failed"
+
+
+@pytest.fixture(scope="module")
+def two_triples():
+    """Triples 0 and 1 (worker k of H1, H2, H3): ``[k][i]`` is helper i's worker k."""
+    certs = [make_identity(i + 1, ["127.0.0.1"]) for i in range(3)]
+    identities = [
+        WorkerIdentity(
+            i, "127.0.0.1", False, certs[i][1], certs[i][0], {j: certs[j][0] for j in range(3) if j != i}
+        )
+        for i in range(3)
+    ]
+    started = [[TripleServer(identity, k) for identity in identities] for k in range(2)]
+    yield started
+    for triple in started:
+        for server in triple:
+            server.stop()
+
+
+@pytest.mark.parametrize("n", [1, 2, 37])
+def test_two_triples_sort_their_blocks_moving_rows_within_each_helper_exactly(two_triples, n):
+    """What a helper's W = 2 workers do in the sort, without Ray: worker k of each helper sorts block
+    k with its triple over mutual TLS, moving rows to its helper's other worker through the helper's
+    group (in memory here, ``ipa_helper.siblings`` in a helper); the blocks, put together, are the
+    rows in key order, ties in input order."""
+    rng = np.random.default_rng(6 + n)
+    width, workers = 7, 2
+    keys = rng.integers(0, 1 << 4, n).astype(np.uint8)  # few distinct keys: many ties
+    values = rng.integers(0, 1 << 40, n).astype(np.uint64)
+    seeds = _seeds(rng)
+    groups = [MemoryCollectives(workers, _prss(seeds, i), timeout=30.0) for i in range(3)]
+    key, value = share_boolean(keys, width), share_arithmetic(values)
+    cut = slices(n, workers)
+    out: dict[tuple[int, int], PartResult | BaseException] = {}
+
+    def worker(i: int, k: int) -> None:
+        peers = {p.value: two_triples[k][p.of(i)].address for p in Peer}
+        run = TripleRun(f"q-sort-{n}", _prss(seeds, i).derived_seeds(worker_label(k)), peers, None, 30.0)
+        block = [key[i][cut[k]], value[i][cut[k]]]
+        try:
+            out[i, k] = two_triples[k][i].run_sort(run, block[0], block, 0, groups[i].member(k))
+        except BaseException as exc:
+            groups[i].abort()
+            out[i, k] = exc
+
+    threads = [threading.Thread(target=worker, args=(i, k)) for i in range(3) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(isinstance(r, PartResult) for r in out.values()), out
+    order = np.argsort(keys, kind="stable")
+    for column, expected in enumerate([keys[order], values[order]]):
+        shares = [concat([out[i, k].output[column] for k in range(workers)]) for i in range(3)]
+        assert reconstruct(shares).tolist() == expected.tolist()
+    for i in range(3):  # each worker's block has its size in the cut; rows crossed inside each helper
+        assert [len(out[i, k].output[0]) for k in range(workers)] == [s.stop - s.start for s in cut]
+        assert all(out[i, k].bytes_sent > 0 for k in range(workers) if cut[k].stop > cut[k].start)
+        assert n < 37 or sum(out[i, k].sibling_bytes for k in range(workers)) > 0
