@@ -50,8 +50,8 @@ coordinator cuts the rows into the same W blocks, and worker k runs
 with its helper's other workers, to and from which it moves rows actor to
 actor (:mod:`ipa_helper.siblings`; its helper's group PRSS is
 ``HMAC(seed, "workers")``); the coordinator puts the W sorted blocks
-together. Semi-honest only for now: a malicious query sorts in the
-coordinator (:data:`MALICIOUS_SORT_ON_WORKERS`). Last touch and the cap
+together. In malicious mode each triple verifies its products
+(``verify_sort``) before its block leaves the worker. Last touch and the cap
 still run in the coordinator (docs/scaling.md says what remains).
 
 Faults
@@ -103,7 +103,6 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.collective import slices
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K, concat
-from ipa.mpc.sort import sort
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
 from ipa_helper.siblings import Group, RayCollective, group_mailbox, worker_failure
@@ -120,7 +119,6 @@ from ipa_helper.triples import (
 
 __all__ = [
     "GROUP_LABEL",
-    "MALICIOUS_SORT_ON_WORKERS",
     "WORKER_NAME",
     "Cluster",
     "IpaWorker",
@@ -141,11 +139,6 @@ MIN_OPENS_PER_SECOND = 500
 
 MIN_SORT_ROWS_PER_SECOND = 200
 """The slowest sort rate a worker is allowed (a core sorts ~3·10^4 rows/s semi-honest, loaded)."""
-
-MALICIOUS_SORT_ON_WORKERS = False
-"""``ipa.mpc.sort`` is distributed in semi-honest mode only: a malicious query sorts in the
-coordinator (logged as ``sort_in_coordinator``), and its verifiers on the workers are the
-aggregation's, one per triple."""
 
 GROUP_LABEL = "workers"
 """The PRSS derivation label of a helper's group of workers (``HMAC(seed, "workers")``)."""
@@ -359,22 +352,18 @@ class Cluster:
 
     def sorter(self, query_id: str, cancelled: Cancelled) -> Sorter:
         """The sort of query ``query_id`` on the worker triples and their helpers' groups (module
-        docstring); in malicious mode, the coordinator's own sort (:data:`MALICIOUS_SORT_ON_WORKERS`)."""
+        docstring); ``cancelled`` as for :meth:`aggregator`."""
 
         def run(ctx: Context, key: BShares, payload: Sequence[K]) -> list[K]:
-            if ctx.malicious and not MALICIOUS_SORT_ON_WORKERS:
-                logs.event(
-                    self.index, "sort_in_coordinator", reason="the distributed sort is semi-honest only"
-                )
-                return sort(ctx, key, payload)
             return self._sort(query_id, cancelled, ctx, key, list(payload))
 
         return run
 
     @property
     def verifiers(self) -> int:
-        """How many verifiers of a malicious query run on the workers: one per triple and phase there."""
-        return self.workers * (2 if MALICIOUS_SORT_ON_WORKERS else 1)
+        """How many verifiers of a malicious query run on the workers: one per triple and phase there
+        (the sort and the aggregation)."""
+        return 2 * self.workers
 
     def _aggregate(
         self, query_id: str, cancelled: Cancelled, ctx: Context, contribution: AShares,
