@@ -131,6 +131,27 @@ def _nbytes(width: int) -> int:
     return bool_dtype(width).itemsize
 
 
+def _stated(
+    protocol: Callable[..., Any],
+    sentence: re.Pattern[str],
+    malicious: re.Pattern[str],
+    security: str,
+    form: str,
+) -> re.Match[str]:
+    """The docstring's cost sentence: in malicious mode its malicious one if it has one, else the plain."""
+    text = " ".join((protocol.__doc__ or "").split())
+    found = (malicious.search(text) if security == "malicious" else None) or sentence.search(text)
+    if found is None:
+        raise ValueError(f"{protocol.__qualname__}'s docstring states no '{form}'")
+    return found
+
+
+def _evaluate(expression: str, params: dict[str, Any]) -> Any:
+    """A cost expression of a docstring, in the protocol's parameters."""
+    scope = {"__builtins__": _BUILTINS, "log2": _log2, "nbytes": _nbytes, **params}
+    return eval(expression, scope)  # our own docstrings, in tests only
+
+
 def documented_cost(
     protocol: Callable[..., Any], word_bytes: int = 8, security: str = "semi-honest", **params: int
 ) -> Cost:
@@ -143,18 +164,11 @@ def documented_cost(
     A docstring in ``bytes per row`` is converted to words. Raises ValueError if
     the docstring has no ``Cost:`` sentence in the form this module describes.
     """
-    text = " ".join((protocol.__doc__ or "").split())
-    malicious = _MALICIOUS_COST.search(text) if security == "malicious" else None
-    found = malicious or _COST.search(text)
-    if found is None:
-        raise ValueError(
-            f"{protocol.__qualname__}'s docstring states no 'Cost: ``R`` rounds, ``W`` words per row'"
-        )
-    scope = {"__builtins__": _BUILTINS, "log2": _log2, "nbytes": _nbytes, **params}
-    rounds = eval(found["rounds"], scope)  # our own docstrings, in tests only
+    found = _stated(protocol, _COST, _MALICIOUS_COST, security, "Cost: ``R`` rounds, ``W`` words per row")
+    rounds = _evaluate(found["rounds"], params)
     if found["words"] is None:
         return Cost(int(rounds), None, bool(found["bound"]))
-    words = eval(found["words"], scope)
+    words = _evaluate(found["words"], params)
     per_helper = tuple(words) if isinstance(words, tuple) else (words,) * 3
     if found["unit"] == "byte":
         per_helper = tuple(w / word_bytes for w in per_helper)
@@ -258,15 +272,9 @@ def documented_collective_cost(
 ) -> float:
     """The bound on bytes per row each helper's workers send each other, from the docstring
     (its ``Malicious collective cost:`` sentence with ``security="malicious"``, if it has one)."""
-    text = " ".join((protocol.__doc__ or "").split())
-    malicious = _MALICIOUS_COLLECTIVE_COST.search(text) if security == "malicious" else None
-    found = malicious or _COLLECTIVE_COST.search(text)
-    if found is None:
-        raise ValueError(
-            f"{protocol.__qualname__}'s docstring states no 'Collective cost: at most ``B`` bytes per row'"
-        )
-    scope = {"__builtins__": _BUILTINS, "log2": _log2, "nbytes": _nbytes, **params}
-    return float(eval(found["bytes"], scope))  # our own docstrings, in tests only
+    form = "Collective cost: at most ``B`` bytes per row"
+    found = _stated(protocol, _COLLECTIVE_COST, _MALICIOUS_COLLECTIVE_COST, security, form)
+    return float(_evaluate(found["bytes"], params))
 
 
 def check_collective_cost(
