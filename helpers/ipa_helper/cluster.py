@@ -100,7 +100,7 @@ from ipa.crypto.hpke import PrivateKey
 from ipa.crypto.opener import open_many, row_hash
 from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
 from ipa.mpc.channel import Peer
-from ipa.mpc.collective import slices
+from ipa.mpc.collective import GROUP_LABEL, slices, worker_label
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K, concat
 from ipa_helper import logs
@@ -114,11 +114,9 @@ from ipa_helper.triples import (
     TripleServer,
     WorkerIdentity,
     exchange_addresses,
-    worker_label,
 )
 
 __all__ = [
-    "GROUP_LABEL",
     "WORKER_NAME",
     "Cluster",
     "IpaWorker",
@@ -139,9 +137,6 @@ MIN_OPENS_PER_SECOND = 500
 
 MIN_SORT_ROWS_PER_SECOND = 200
 """The slowest sort rate a worker is allowed (a core sorts ~3·10^4 rows/s semi-honest, loaded)."""
-
-GROUP_LABEL = "workers"
-"""The PRSS derivation label of a helper's group of workers (``HMAC(seed, "workers")``)."""
 
 MIN_AGGREGATE_ROWS_PER_SECOND = 1000
 """The slowest aggregation rate a worker is allowed (a core aggregates ~10^5 rows/s semi-honest,

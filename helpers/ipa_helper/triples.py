@@ -66,7 +66,6 @@ __all__ = [
     "TripleServer",
     "WorkerIdentity",
     "exchange_addresses",
-    "worker_label",
 ]
 
 ADDRESS_BYTES = 128
@@ -75,11 +74,6 @@ ADDRESS_BYTES = 128
 T = TypeVar("T")
 
 _REMEMBERED = 256  # ended queries whose late messages a worker still drops
-
-
-def worker_label(k: int) -> str:
-    """The PRSS derivation label of worker triple ``k`` (``HMAC(seed, "worker/k")``)."""
-    return f"worker/{k}"
 
 
 @dataclass(frozen=True)

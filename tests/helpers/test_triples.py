@@ -17,7 +17,7 @@ from ipa.attribution.aggregate import aggregate
 from ipa.certs import make_identity
 from ipa.errors import TransportError
 from ipa.mpc.channel import Peer
-from ipa.mpc.collective import MemoryCollectives, slices
+from ipa.mpc.collective import MemoryCollectives, slices, worker_label
 from ipa.mpc.memory import run_three
 from ipa.mpc.prss import PRSS, SEED_BYTES
 from ipa.mpc.replicated import concat
@@ -32,7 +32,6 @@ from ipa_helper.triples import (
     TripleServer,
     WorkerIdentity,
     exchange_addresses,
-    worker_label,
 )
 from ipa_rpc.v1 import peer_pb2_grpc
 

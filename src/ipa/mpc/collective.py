@@ -44,6 +44,7 @@ from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.prss import PRSS
 
 __all__ = [
+    "GROUP_LABEL",
     "Blocks",
     "Collective",
     "CollectiveStats",
@@ -51,7 +52,16 @@ __all__ = [
     "permute_blocks",
     "route",
     "slices",
+    "worker_label",
 ]
+
+GROUP_LABEL = "workers"
+"""The PRSS derivation label of a helper's group of workers (``HMAC(seed, "workers")``)."""
+
+
+def worker_label(k: int) -> str:
+    """The PRSS derivation label of worker triple ``k`` (``HMAC(seed, "worker/k")``)."""
+    return f"worker/{k}"
 
 
 def slices(n: int, workers: int) -> list[slice]:
@@ -166,7 +176,7 @@ class MemoryCollectives:
         raise TransportError(f"no message at collective step {key[2]!r} from worker {key[0]}: {reason}")
 
     def seeds(self) -> PRSS:
-        return PRSS(*self._prss.derived_seeds("workers"))
+        return self._prss.derive(GROUP_LABEL)
 
 
 class _MemoryCollective(Collective):

@@ -41,7 +41,7 @@ import numpy as np
 
 from ipa.errors import ProtocolError, TransportError
 from ipa.mpc.channel import Channel, CommStats, Peer
-from ipa.mpc.collective import CollectiveStats, MemoryCollectives
+from ipa.mpc.collective import CollectiveStats, MemoryCollectives, worker_label
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS, SEED_BYTES
 from ipa.mpc.verifier import Verifier
@@ -385,7 +385,7 @@ def run_workers(
             Context(
                 i,
                 channels[i][k],
-                helpers[i].derive(f"worker/{k}"),
+                helpers[i].derive(worker_label(k)),
                 f"w{k}",
                 verifier=Verifier() if security == "malicious" else None,
                 collective=members[i][k],
