@@ -37,7 +37,7 @@ import numpy as np
 
 from ipa.errors import ProtocolError
 from ipa.mpc.channel import Channel, Peer
-from ipa.mpc.collective import Collective
+from ipa.mpc.collective import Blocks, Collective
 from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares
 from ipa.mpc.step import Steps
@@ -98,6 +98,11 @@ class Context:
     def all_gather(self, name: str, arrays: list[np.ndarray]) -> list[list[np.ndarray]]:
         """Every worker's ``arrays`` of this helper, by worker, at ``<group step>:name``."""
         return self.group().all_gather(f"{self.group_step}:{name}", arrays)
+
+    def gather_blocks(self, rows: int) -> Blocks:
+        """Where the rows of this helper's workers lie, this worker holding ``rows`` of them (one
+        all-gather of the sizes at ``<group step>:sizes``)."""
+        return Blocks.gather(self.group(), f"{self.group_step}:sizes", rows)
 
     def group_draw(self, peer: Peer, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """PRSS words drawn alike by every worker of this helper and of ``peer`` (the group

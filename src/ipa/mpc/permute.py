@@ -84,11 +84,11 @@ def move_rows(
     (every worker's block filled exactly once).
     """
     ctx = ctx.enter(MOVE_ROWS_STEPS)
+    if ctx.malicious and dest.dtype != np.uint64:
+        raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
     if ctx.distributed:
         return _move_distributed(ctx, dest, columns, rows, to)
     n = len(dest)
-    if ctx.malicious and dest.dtype != np.uint64:
-        raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
     if n == 0:
         return list(columns)
     # One shuffle for the destinations and every column. It keeps each column's kind, which the
@@ -111,12 +111,10 @@ def _move_distributed(
     ctx: Context, dest: AShares, columns: Sequence[K], rows: Blocks | None, to: Blocks | None
 ) -> list[K]:
     """:func:`move_rows` on this worker's block: distributed shuffle, open, route."""
-    if ctx.malicious and dest.dtype != np.uint64:
-        raise ValueError(f"in malicious mode dest must be uint64 (opened mod 2^32), got {dest.dtype}")
     if any(len(c) != len(dest) for c in columns):
         raise ValueError("columns must have as many rows as dest")
     group = ctx.group()
-    rows = rows if rows is not None else Blocks.gather(group, f"{ctx.group_step}:sizes", len(dest))
+    rows = rows if rows is not None else ctx.gather_blocks(len(dest))
     to = to if to is not None else Blocks.even(rows.n, rows.workers)
     if rows.size(group.index) != len(dest) or to.n != rows.n or rows.workers != group.size:
         raise ValueError(f"worker {group.index}'s rows do not match the blocks {rows.bounds} and {to.bounds}")

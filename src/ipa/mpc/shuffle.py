@@ -154,9 +154,7 @@ def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -
     if ctx.distributed:
         if any(len(c) != len(cols[0]) for c in cols):
             raise ValueError("shuffle columns must have as many rows each")
-        rows = (
-            rows if rows is not None else Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(cols[0]))
-        )
+        rows = rows if rows is not None else ctx.gather_blocks(len(cols[0]))
         if rows.n == 0:
             return cols
     elif len(cols[0]) == 0:

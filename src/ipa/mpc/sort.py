@@ -152,7 +152,7 @@ def sort(
         raise ValueError(f"digit_bits must be between 1 and 8, got {digit_bits}")
     if any(len(c) != len(key) for c in payload):
         raise ValueError("payload columns must have as many rows as the key")
-    rows = Blocks.gather(ctx.group(), f"{ctx.group_step}:sizes", len(key)) if ctx.distributed else None
+    rows = ctx.gather_blocks(len(key)) if ctx.distributed else None
     n = len(key) if rows is None else rows.n
     if n >= 1 << 32:
         raise ValueError(f"sort handles fewer than 2^32 rows, got {n}")
