@@ -18,12 +18,16 @@ transport subclass :class:`Collective` and supply only ``_deliver`` and
 
 **PRSS.** ``Collective.prss`` holds seeds that every worker of this helper
 shares with the same neighbouring helper's workers: what all W workers must
-draw alike (a permutation of all n rows of a shuffle) comes from there, and
-what only triple k needs (masks of its rows) from the triple's own PRSS.
+draw alike (how many rows a shuffle's permutation moves from each worker to
+each other, :func:`transfer_counts`) comes from there, and what only triple
+k needs (masks of its rows, the local permutations of its rows) from the
+triple's own PRSS.
 
 **Rows over workers.** :class:`Blocks` says which contiguous block of the n
 rows each worker holds; :func:`permute_blocks` applies a permutation of all n
-rows that every worker knows, and :func:`route` sends each row to a global
+rows given as a random routing (a local permutation of each worker's rows,
+the W×W counts, a local permutation of what each worker receives), with
+O(n/W + W) work per worker, and :func:`route` sends each row to a global
 position only its holder knows (public positions, such as opened
 destinations). Both move only the rows that change worker, in one
 all-to-all, and no Python loop runs over rows.
@@ -45,6 +49,7 @@ from ipa.mpc.prss import PRSS
 
 __all__ = [
     "GROUP_LABEL",
+    "MAX_SHUFFLED_ROWS",
     "Blocks",
     "Collective",
     "CollectiveStats",
@@ -52,6 +57,7 @@ __all__ = [
     "permute_blocks",
     "route",
     "slices",
+    "transfer_counts",
     "worker_label",
 ]
 
@@ -255,34 +261,61 @@ def _place(received: list[list[np.ndarray]], like: Sequence[np.ndarray], at: np.
     return out
 
 
+MAX_SHUFFLED_ROWS = 10**9 - 1
+"""Rows a distributed shuffle moves at most: numpy's exact multivariate hypergeometric sampler
+(:func:`transfer_counts`) takes populations below 10^9."""
+
+
+def transfer_counts(generator: np.random.Generator, rows: Blocks, to: Blocks) -> np.ndarray:
+    """How many rows a uniformly random permutation takes from each block of ``rows`` to each
+    block of ``to``: a W×W int64 matrix (row k: from worker k), drawn from ``generator``.
+
+    Its distribution is that of the counts of a uniform permutation of the n rows (the
+    multivariate hypergeometric contingency table, Fisher's): worker k's rows are a sample
+    without replacement of the output slots still free after workers 0 … k−1, so
+    ``P(C) = ∏_k in_k! ∏_j out_j! / (n! ∏_kj C_kj!)``. Row sums are the sizes of ``rows``,
+    column sums those of ``to``. O(W²) work. Raises ValueError if the blocks hold different n
+    or more than :data:`MAX_SHUFFLED_ROWS` rows.
+    """
+    if rows.n != to.n or rows.workers != to.workers:
+        raise ValueError(f"blocks {rows.bounds} and {to.bounds} must hold as many rows over as many workers")
+    if rows.n > MAX_SHUFFLED_ROWS:
+        raise ValueError(f"a distributed shuffle moves at most {MAX_SHUFFLED_ROWS} rows, got {rows.n}")
+    free = np.diff(to.bounds)
+    counts = np.zeros((rows.workers, to.workers), np.int64)
+    for k in range(rows.workers):
+        counts[k] = generator.multivariate_hypergeometric(free, rows.size(k))
+        free -= counts[k]
+    return counts
+
+
 def permute_blocks(
     collective: Collective,
     step: str,
     arrays: Sequence[np.ndarray],
-    perm: np.ndarray,
-    rows: Blocks,
-    to: Blocks,
+    counts: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
 ) -> list[np.ndarray]:
-    """This worker's block (in ``to``) of ``out[..., j] = in[..., perm[j]]`` over all n rows.
+    """This worker's block of the n rows permuted by a random routing: O(n/W + W) work here.
 
-    ``arrays`` are this worker's rows in ``rows`` (the last axis); ``perm``
-    is a permutation of all n rows that every worker holds alike (e.g. drawn
-    from the group PRSS), so no positions travel: each worker sends every
-    other one the rows it will hold, in their output order, and each
-    receiver knows from ``perm`` where they go. One all-to-all at ``step``;
-    only rows that change worker are sent. O(n) work per worker (``perm``
-    and its inverse are whole), which is acceptable while n fits one worker.
+    ``arrays`` are this worker's rows (the last axis). The permutation is
+    given in three parts: ``before``, a permutation of this worker's rows;
+    ``counts`` (W×W, :func:`transfer_counts`), after which the first
+    ``counts[k, 0]`` of them go to worker 0, the next ``counts[k, 1]`` to
+    worker 1, and so on; and ``after``, a permutation of the rows this
+    worker receives, joined in sender order (``out = joined[..., after]``).
+    If the parts are uniform (``counts`` distributed as a uniform
+    permutation's, the local permutations uniform), so is the whole
+    (:mod:`ipa.mpc.shuffle`), and every worker that is given the same parts
+    applies the same permutation. One all-to-all at ``step``; only rows
+    that change worker are sent.
     """
-    k, n = collective.index, len(perm)
-    inverse = np.empty(n, np.int64)
-    inverse[perm] = np.arange(n)
-    goes_to = inverse[rows.rows(k)]  # output position of each of my rows
-    order = np.argsort(goes_to, kind="stable")
-    counts = np.bincount(to.owner(goes_to[order]), minlength=to.workers)
-    received = collective.all_to_all(step, _split(arrays, order, counts))
-    senders = rows.owner(perm[to.rows(k)])  # who sends each of my output rows
-    at = np.argsort(senders, kind="stable")  # senders' parts arrive in output order, sender by sender
-    return _place(received, arrays, at)
+    k = collective.index
+    if len(before) != (arrays[0].shape[-1] if arrays else 0) or len(after) != counts[:, k].sum():
+        raise ValueError(f"worker {k}'s local permutations do not match its rows and counts")
+    received = collective.all_to_all(step, _split(arrays, before, counts[k]))
+    return [np.concatenate([part[i] for part in received], axis=-1)[..., after] for i in range(len(arrays))]
 
 
 def route(

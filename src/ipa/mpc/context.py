@@ -22,7 +22,7 @@ protocol in one process. Otherwise it is this worker's
 channel and PRSS are its triple's, and a *distributed* protocol
 (``ctx.distributed``) holds only this worker's block of rows.
 Exchanges among a helper's workers (:meth:`Context.all_to_all`) and draws all
-of them must agree on (:meth:`Context.group_permutation`) are keyed by the
+of them must agree on (:meth:`Context.group_generator`) are keyed by the
 *group step*: the step path without its root segment, because each triple's
 root differs (``w<k>`` in a helper, ``root`` in the test world) while the
 rest of its steps are the same in every triple.
@@ -109,10 +109,10 @@ class Context:
         PRSS), keyed by the group step."""
         return self.group().prss.draw(self.group_step, peer, shape, dtype)
 
-    def group_permutation(self, peer: Peer, n: int) -> np.ndarray:
-        """A permutation of all n rows drawn alike by every worker of this helper and of ``peer``
-        (the group PRSS), keyed by the group step."""
-        return self.group().prss.permutation(self.group_step, peer, n)
+    def group_generator(self, peer: Peer) -> np.random.Generator:
+        """A random generator drawn alike by every worker of this helper and of ``peer`` (the
+        group PRSS), keyed by the group step (:meth:`~ipa.mpc.prss.PRSS.generator`)."""
+        return self.group().prss.generator(self.group_step, peer)
 
     def enter(self, steps: Steps) -> Context:
         """This context with ``steps`` as its declared tree (a protocol's first line).
@@ -150,6 +150,10 @@ class Context:
     def permutation(self, peer: Peer, n: int) -> np.ndarray:
         """A random permutation of ``range(n)`` shared with ``peer`` under this step."""
         return self.prss.permutation(self.step, peer, n)
+
+    def generator(self, peer: Peer) -> np.random.Generator:
+        """A random generator shared with ``peer`` under this step (:meth:`~ipa.mpc.prss.PRSS.generator`)."""
+        return self.prss.generator(self.step, peer)
 
 
 NoiseHook = Callable[[Context, AShares], AShares]

@@ -128,8 +128,15 @@ class PRSS:
         keyed from the PRSS seed and step: unbiased, and 3× faster than sorting
         random keys, which matters because every shuffle draws three.
         """
+        return self.generator(step, peer).permutation(n)
+
+    def generator(self, step: str, peer: Peer) -> np.random.Generator:
+        """A numpy Generator known to this party and ``peer`` only: AES-128-CTR (randomgen's
+        ``AESCounter``) keyed from the PRSS seed and step, for draws beyond words (permutations,
+        hypergeometric counts). Both holders draw the same values if they make the same calls
+        in the same order."""
         key = int.from_bytes(self._key(step, peer), "little")
-        return np.random.Generator(AESCounter(key=key)).permutation(n)
+        return np.random.Generator(AESCounter(key=key))
 
 
 def agree_seeds(channel: Channel, step: str = "setup/prss") -> PRSS:

@@ -21,6 +21,24 @@ it travels together with H1's.
 Each message is masked by PRSS words its receiver does not hold, so a helper
 learns nothing, not even the permutation.
 
+**Distributed** (W workers per helper, ``docs/scaling.md``): a permutation
+of all n rows known to a pair of helpers is applied without any worker
+holding it whole. Worker k of both helpers holds the same block of
+``in_k`` rows (their halves of it) and must end with block ``out_k`` of
+:meth:`~ipa.mpc.collective.Blocks.even` (a function of n and W only). From
+the group PRSS (seeds every worker of the pair holds) each worker draws the
+same W×W counts C, C[k, j] rows from worker k to worker j, distributed as
+those of a uniform permutation (:func:`~ipa.mpc.collective.transfer_counts`);
+from the triple's PRSS, worker k of both helpers draws a uniform permutation
+β_k of its rows (in that order, its first C[k, 0] rows go to worker 0, the
+next C[k, 1] to worker 1, ...) and a uniform permutation α_k of the rows it receives, joined
+in sender order. Both helpers hence apply the same permutation π, and it is
+uniform: a π with counts C arises from exactly ∏_j C[k, j]! choices of β_k
+per k and one α per j, so P(π) = P(C) · ∏_k ∏_j C[k, j]! / in_k! · ∏_j 1 / out_j!,
+which with P(C) = ∏_k in_k! ∏_j out_j! / (n! ∏_kj C[k, j]!) is 1/n!. The
+third helper sees only blocks of the public sizes out_k, masked as before;
+C, β and α stay with the pair, which knows π anyway.
+
 **Malicious mode** (``docs/malicious.md``, the shuffle section): the rows
 carry blind-key tags (:mod:`ipa.mpc.tags`), t_j = K_j(row) with K_j known to
 every helper but j until the shuffle is over; afterwards the keys are opened
@@ -38,7 +56,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ipa.mpc.channel import Peer
-from ipa.mpc.collective import Blocks, permute_blocks
+from ipa.mpc.collective import Blocks, permute_blocks, transfer_counts
 from ipa.mpc.context import Context
 from ipa.mpc.replicated import AShares, BShares, K
 from ipa.mpc.ring import mask
@@ -84,8 +102,9 @@ def _permute_and_mask(
     The party that adds the PRSS mask and the one that subtracts it hold the
     two halves, so the sum (or XOR) is unchanged. With ``moves`` (rows, to),
     the parts are this worker's block of ``rows`` and the permutation one of
-    all n rows from the group PRSS, applied by :func:`permute_blocks`; the
-    masks of this worker's output rows come from the triple's PRSS.
+    all n rows applied by :func:`permute_blocks`: its W×W counts from the
+    group PRSS, the local permutations of this worker's rows and of what it
+    receives from the triple's PRSS, as are the masks of its output rows.
     """
     step = ctx.narrow("perm")
     if moves is None:
@@ -93,8 +112,11 @@ def _permute_and_mask(
         moved = [part[..., perm] for part in parts]
     else:
         rows, to = moves
-        perm = step.group_permutation(peer, rows.n)
-        moved = permute_blocks(step.group(), f"{step.group_step}:rows", parts, perm, rows, to)
+        me = step.group().index
+        counts = transfer_counts(step.group_generator(peer), rows, to)
+        local = step.generator(peer)  # the same two draws, in this order, at the peer's worker
+        before, after = local.permutation(rows.size(me)), local.permutation(to.size(me))
+        moved = permute_blocks(step.group(), f"{step.group_step}:rows", parts, counts, before, after)
     out = []
     for k, (col, part) in enumerate(zip(cols, moved, strict=True)):
         r = _draw(ctx.narrow("mask", k), peer, col, part)
@@ -112,13 +134,14 @@ def shuffle(ctx: Context, columns: Sequence[K], *, rows: Blocks | None = None) -
     worker's block of the n rows (``rows``, gathered from the workers' sizes
     if not given) and the result is its block of
     :meth:`~ipa.mpc.collective.Blocks.even`. Each permutation is one of all
-    n rows, drawn from the group PRSS by the W workers of both helpers that
-    know it, and applied by each of them to its own half by an all-to-all
-    among its workers (:func:`~ipa.mpc.collective.permute_blocks`, O(n) work
-    per worker for the permutation); masks and messages stay within each
-    triple, per row, as above, so the cross-helper words summed over the
-    triples are those of one process. Each helper takes part in two of the
-    three permutations; ``s`` bytes of one row (a word of every column):
+    n rows, uniformly random, applied alike by the two helpers that know it,
+    each to its own half by one all-to-all among its workers
+    (:func:`~ipa.mpc.collective.permute_blocks`; work and memory per worker
+    O(its rows + W²), see the module docstring); masks and messages stay within
+    each triple, per row, as above, so the cross-helper words summed over
+    the triples are those of one process. n must stay below 10^9 (a
+    ValueError otherwise, :data:`~ipa.mpc.collective.MAX_SHUFFLED_ROWS`).
+    Each helper takes part in two of the three permutations; ``s`` bytes of one row (a word of every column):
     Collective cost: at most ``2*s + 8*W*(W-1)/n`` bytes per row
     (per helper, summed over its workers; the last term is the sizes' gather,
     only if ``rows`` is not given). Only rows that change worker are sent: a

@@ -40,9 +40,10 @@ helpers: the block sizes are all-gathered once; in step 3 the 2^d digit
 totals of every worker (both share components: shares are linear) are
 all-gathered, and each row's rank is offset by the rows of smaller digits
 everywhere and of its digit in earlier workers, which makes ``dest``
-global; in step 4 each shuffle permutation is one of all n rows, drawn from
-the group PRSS and applied by an all-to-all among the workers of each helper
-that knows it, and after the opening each row goes to the worker owning its
+global; in step 4 each shuffle permutation is a uniformly random one of all
+n rows, applied by an all-to-all among the workers of each helper that knows
+it, none of which holds it whole (:mod:`ipa.mpc.shuffle`), and after the
+opening each row goes to the worker owning its
 destination (:func:`ipa.mpc.permute.move_rows`). The sorted rows end in the
 even blocks of :func:`ipa.mpc.collective.slices`. A helper's workers see
 only that helper's share components, words masked for it, and the opened
