@@ -14,10 +14,11 @@ helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
 actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
 peak RSS of each helper's coordinator and of each of its workers, and the
 bytes per row each coordinator sent its workers and got back (the arrays of
-decryption, of the sort and of the aggregation, from its ``workers_opened``,
-``workers_sorted`` and ``workers_aggregated`` log events) and the bytes per
-row its workers sent each other (the sort's rows, ``workers_sorted``) are
-reported; the MPC bytes include what its workers sent within their triples. The
+decryption and of the query, from its ``workers_opened`` and
+``workers_queried`` log events) and the bytes per row its workers sent each
+other (``workers_queried``) are reported; the MPC bytes include what its
+workers sent within their triples. The per-phase peaks are then the
+coordinator's decryption only: the MPC phases run on the workers. The
 released sums are checked against ``ipa.reference`` to within ten noise
 standard deviations (exit 1 otherwise).
 ``--security`` (``semi-honest`` by default, or ``malicious``) is the
@@ -124,15 +125,17 @@ class RssSampler:
         return max(inside) / (1 << 20) if inside else None
 
 
-def _phase_peaks_mb(local: LocalNetwork, query_id: str, sampler: RssSampler) -> dict[str, list[float | None]]:
-    """Per phase, each helper coordinator's sampled peak RSS while it ran (from its ``phase_done`` events).
-
-    None where a phase was shorter than the sampling interval."""
+def _phase_peaks_mb(
+    local: LocalNetwork, query_id: str, sampler: RssSampler, phases: tuple[str, ...] | None = None
+) -> dict[str, list[float | None]]:
+    """Per phase (of ``phases``, default all), each helper coordinator's sampled peak RSS while it
+    ran (from its ``phase_done`` events). None where a phase was shorter than the sampling interval."""
     peaks: dict[str, list[float | None]] = {}
     for index, helper in enumerate(local.helpers):
         lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
         for event in map(json.loads, lines):
-            if event.get("event") == "phase_done" and event.get("query_id") == query_id:
+            wanted = phases is None or event.get("phase") in phases
+            if event.get("event") == "phase_done" and event.get("query_id") == query_id and wanted:
                 end = event["ts"]
                 peak = sampler.peak_mb(index, end - event["seconds"], end)
                 peaks.setdefault(event["phase"], [None] * len(local.helpers))[index] = peak
@@ -141,18 +144,18 @@ def _phase_peaks_mb(local: LocalNetwork, query_id: str, sampler: RssSampler) -> 
 
 def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
     """Per helper, [to its workers, back from them, between its workers] per row: the array bytes
-    of its last decryption, sort and aggregation (``workers_opened``, ``workers_sorted``,
-    ``workers_aggregated``) together, and what its workers sent each other in the sort."""
+    of its last decryption and query (``workers_opened``, ``workers_queried``) together, and what
+    its workers sent each other in the query."""
     moved = []
     for helper in local.helpers:
         lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
         logged = list(map(json.loads, lines))
         out = back = between = 0
-        for name in ("workers_opened", "workers_sorted", "workers_aggregated"):
+        for name in ("workers_opened", "workers_queried"):
             found = [e for e in logged if e.get("event") == name]
             out += found[-1].get("bytes_out", 0) if found else 0
             back += found[-1].get("bytes_in", 0) if found else 0
-            if found and name == "workers_sorted":
+            if found and name == "workers_queried":
                 between = sum(int(b) for b in found[-1]["sibling_bytes"].split(","))
         moved.append([out / events, back / events, between / events])
     return moved
@@ -186,7 +189,7 @@ def measure(
                 statuses = client.wait(query_id, poll=0.1, deadline=3600)
                 sums = client.results(query_id)
                 total = time.perf_counter() - start
-            phase_peaks = _phase_peaks_mb(local, query_id, sampler)
+            phase_peaks = _phase_peaks_mb(local, query_id, sampler, ("decrypt",) if workers > 1 else None)
         worker_peaks = _worker_peaks_mb(local)
         intra = _intra_helper_bytes_per_row(local, events) if workers > 1 else []
     exact = attribute_query(data, CONFIG)
@@ -247,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         print("peak RSS MiB of the workers, H1 H2 H3:", each)
         intra = figures["intra_helper_bytes_per_row"]
         moved = "; ".join(f"{out:,.0f} out, {back:,.0f} back" for out, back, _ in intra)
-        print("bytes per row, coordinator and workers (decryption, sort, aggregation), H1 H2 H3:", moved)
+        print("bytes per row, coordinator and workers (decryption, query), H1 H2 H3:", moved)
         between = ", ".join(f"{b:,.0f}" for _, _, b in intra)
-        print("bytes per row between the workers of a helper (the sort's rows), H1 H2 H3:", between)
+        print("bytes per row between the workers of a helper, H1 H2 H3:", between)
     print(
         f"(not timed) user agents and collector encrypting the reports: {figures['encryption_seconds']:.1f} s"
     )

@@ -33,26 +33,22 @@ coordinator puts the plaintexts back in row order. Opening is deterministic,
 so the result is the same as with W = 1, bit for bit; so is the count of
 distinct messages.
 
-The aggregation (:meth:`Cluster.aggregator`, the ``aggregator`` of
-:func:`ipa.attribution.pipeline.run_query`): the coordinator cuts the rows
-into W contiguous slices (the same cut at every helper), the coordinators
-exchange their workers' addresses (one message per query on their peer
-channel), and worker k of H1, H2 and H3 run the unchanged aggregation on slice
-k as a *worker triple* that talks only within itself over mutual TLS
-(:mod:`ipa_helper.triples`), with PRSS seeds ``HMAC(seed, "worker/k")``; in
-malicious mode the triple verifies its products before its sums leave the
-worker. The coordinator adds the W sums (addition of shares commutes: the
-same sums as W = 1).
-
-The sort (:meth:`Cluster.sorter`, the ``sorter`` of ``run_query``): the
-coordinator cuts the rows into the same W blocks, and worker k runs
-:func:`ipa.attribution.pipeline.sort_part` on block k with its triple and
-with its helper's other workers, to and from which it moves rows actor to
-actor (:mod:`ipa_helper.siblings`; its helper's group PRSS is
-``HMAC(seed, "workers")``); the coordinator puts the W sorted blocks
-together. In malicious mode each triple verifies its products
-(``verify_sort``) before its block leaves the worker. Last touch and the cap
-still run in the coordinator (docs/scaling.md says what remains).
+The query (:meth:`Cluster.run_query`): the coordinator cuts the decrypted
+rows into W contiguous blocks (:func:`ipa.mpc.collective.slices`, the same cut
+at every helper), the coordinators exchange their workers' addresses (one
+message per query on their peer channel), and worker k of H1, H2 and H3 run
+:func:`ipa.attribution.pipeline.run_query`, distributed, on block k as a
+*worker triple* that talks only within itself over mutual TLS
+(:mod:`ipa_helper.triples`), with PRSS seeds ``HMAC(seed, "worker/k")``; the
+rows it moves within its helper (the sort's routing, the halos of the
+boundaries and of last touch, the cap's carry) go actor to actor
+(:mod:`ipa_helper.siblings`; its helper's group PRSS is ``HMAC(seed,
+"workers")``), never through the coordinator and never to another helper.
+Triple 0 adds the helper's noise. In malicious mode each triple verifies its
+products before its sums leave the worker, each within 2^-(40 + ⌈log2 W⌉), so
+the query is sound to 2^-40. The coordinator adds the W sums (addition of
+shares commutes: the same sums as W = 1) and keeps the query's lifecycle, its
+ledger and its result; it runs no MPC of the query itself.
 
 Faults
 ------
@@ -64,16 +60,16 @@ so the helper serves the next query. A worker that does not answer (frozen,
 or starved) within ``timeout_seconds`` plus one second per
 ``MIN_OPENS_PER_SECOND`` messages of its part fails the query likewise, and
 is killed so that Ray starts a fresh one: a stuck worker never blocks the
-queries after it. The sort's and the aggregation's deadlines are
-``timeout_seconds`` plus one second per ``MIN_SORT_ROWS_PER_SECOND`` rows
-of a block (``MIN_AGGREGATE_ROWS_PER_SECOND`` of a slice); the coordinator
+queries after it. A part of a query has ``timeout_seconds`` plus one
+second per ``MIN_QUERY_ROWS_PER_SECOND`` rows of its block; the coordinator
 waits on the W parts at once, so whichever fails first fails the call; a
 query that fails elsewhere meanwhile (a peer aborted it) ends its workers'
 parts at once. ``IPA_FAILPOINT=worker:stop`` (or ``worker:kill``; tests
 only) makes worker w0 stop (or kill) itself at the start of the first
-query's decryption (``worker:stop@N``: of the N-th); ``worker_sort:kill@N``
-and ``worker_aggregate:stop@N`` at the start of its part of the N-th sort
-or aggregation; several, separated by commas.
+query's decryption (``worker:stop@N``: of the N-th); ``worker_<phase>:kill@N``
+(``worker_sort``, ``worker_attribute``, ``worker_cap``, ``worker_aggregate``,
+``worker_noise``) at the start of that phase of its part of the N-th query
+on the workers; several, separated by commas.
 """
 
 from __future__ import annotations
@@ -88,28 +84,28 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from ipa.attribution.pipeline import Aggregator, Sorter
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.pipeline import PHASES, NoiseHook, QueryResult
+from ipa.attribution.rows import SharedRows
 from ipa.crypto.hpke import PrivateKey
 from ipa.crypto.opener import open_many, row_hash
 from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.collective import GROUP_LABEL, slices, worker_label
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, BShares, K, concat
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
 from ipa_helper.siblings import Group, RayCollective, group_mailbox, worker_failure
 from ipa_helper.triples import (
-    AggregationPart,
     PartResult,
-    SortPart,
+    QueryPart,
     TripleRun,
     TripleServer,
     WorkerIdentity,
@@ -135,12 +131,9 @@ _START_ATTEMPTS = 3
 MIN_OPENS_PER_SECOND = 500
 """The slowest opening rate a worker is allowed before it counts as stuck (a core opens ~10k X25519/s)."""
 
-MIN_SORT_ROWS_PER_SECOND = 200
-"""The slowest sort rate a worker is allowed (a core sorts ~3·10^4 rows/s semi-honest, loaded)."""
-
-MIN_AGGREGATE_ROWS_PER_SECOND = 1000
-"""The slowest aggregation rate a worker is allowed (a core aggregates ~10^5 rows/s semi-honest,
-and malicious mode costs up to ~65 times that)."""
+MIN_QUERY_ROWS_PER_SECOND = 100
+"""The slowest rate at which a worker may run its part of a query (a core runs ~2·10^4 rows/s of
+the whole query semi-honest, and malicious mode costs about 20 times that; a loaded machine less)."""
 
 Cancelled = Callable[[], "str | None"]
 """Why the query has ended elsewhere (a peer aborted it), or None while it runs."""
@@ -169,40 +162,41 @@ class IpaWorker:
                 self._triple = TripleServer(identity, k)
             return self._triple.address, os.getpid()
 
-    def aggregate(self, part: AggregationPart, fault: str = "") -> PartResult | tuple[str, str]:
-        """This worker's part of the aggregation with its triple; (kind, what) if it failed."""
-        return self._part(part.run.query_id, fault, lambda triple: triple.run_aggregate(part, os.getpid()))
-
-    def sort(self, part: SortPart, fault: str = "") -> PartResult | tuple[str, str]:
-        """This worker's part of the sort with its triple and its siblings; (kind, what) if it failed."""
-        collective = self._collective(part.run.query_id, part.group, part.run.timeout)
-
-        def run(triple: TripleServer) -> PartResult:
-            result = triple.run_sort(part.run, part.key, part.payload, os.getpid(), collective)
-            return dataclasses.replace(result, sibling_bytes_in=collective.received_bytes)
-
-        return self._part(part.run.query_id, fault, run)
-
-    def _part(
-        self, query_id: str, fault: str, run: Callable[[TripleServer], PartResult]
+    def query(
+        self, part: QueryPart, group: Group, fault: tuple[str, str] = ("", "")
     ) -> PartResult | tuple[str, str]:
-        """Run one part of a query with this worker's triple; a failure ends the query here."""
-        if fault:
-            os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
-        if self._triple is None:
-            return "error", "the worker does not listen for its triple (restarted?)"
-        failed: tuple[str, str]
+        """This worker's part of a query with its triple and its siblings (``group``); (kind, what)
+        if it failed.
+
+        ``fault`` (tests): (``stop``/``kill``, phase): this process stops or kills itself at the
+        start of that phase of its part (:data:`ipa.attribution.pipeline.PHASES`).
+        """
+        collective = self._collective(part.run.query_id, group, part.run.timeout)
+        action, phase = fault
+        if action and phase == PHASES[0]:
+            _fault(action)
+
+        def on_phase(done: str) -> None:
+            if action and PHASES.index(phase) == PHASES.index(done) + 1:
+                _fault(action)
+
         try:
-            return run(self._triple)
+            result = self._triple_server().run_query(part, os.getpid(), collective, on_phase)
+            return dataclasses.replace(result, sibling_bytes_in=collective.received_bytes)
         except MaliciousBehaviourError as exc:
             failed = "malicious", exc.check
         except IpaError as exc:
             failed = "error", str(exc)
         except BaseException:
-            self.abort(query_id, "the worker's part of the query failed")
+            self.abort(part.run.query_id, "the worker's part of the query failed")
             raise
-        self.abort(query_id, "the worker's part of the query failed")
+        self.abort(part.run.query_id, "the worker's part of the query failed")
         return failed
+
+    def _triple_server(self) -> TripleServer:
+        if self._triple is None:
+            raise IpaError("the worker does not listen for its triple (restarted?)")
+        return self._triple
 
     def abort(self, query_id: str, reason: str) -> None:
         """End this worker's part of ``query_id`` now (it failed elsewhere)."""
@@ -236,9 +230,14 @@ class IpaWorker:
     ) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Open one partition in this process: (plaintexts, ok, distinct messages, this worker's pid)."""
         if fault:
-            os.kill(os.getpid(), signal.SIGSTOP if fault == "stop" else signal.SIGKILL)
+            _fault(fault)
         plain, ok, distinct = open_many(keys, infos, key_ids, sealed, plaintext_length, workers=1)
         return plain, ok, distinct, os.getpid()
+
+
+def _fault(action: str) -> None:
+    """Stop or kill this process (a failpoint; tests)."""
+    os.kill(os.getpid(), signal.SIGSTOP if action == "stop" else signal.SIGKILL)
 
 
 def remote_worker(ray: ModuleType, workers: int, cls: type = IpaWorker) -> Any:
@@ -281,7 +280,7 @@ class Cluster:
         self._closed = False
         self._closing = threading.Event()
         self._faults = _worker_faults()
-        self._calls = {"decryption": 0, "sort": 0, "aggregation": 0}
+        self._calls = {"decryption": 0, "query": 0}
         self.identity: WorkerIdentity | None = None
         """What the workers serve their triples with (set by the server before it serves)."""
         self._triple_bytes: dict[str, int] = {}
@@ -314,8 +313,8 @@ class Cluster:
         for k, actor in enumerate(self._actors):
             rows = order[bounds[k] : bounds[k + 1]]
             if len(rows):
-                fault = self._take_fault(k, "decryption")
-                ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, fault)
+                action, _ = self._take_fault(k, "decryption")
+                ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, action)
                 calls.append((k, rows, ref))
         distinct = 0
         sent = key_ids.nbytes + sealed.nbytes  # the rows' columns, each to one worker
@@ -333,80 +332,41 @@ class Cluster:
         logs.event(self.index, "workers_opened", rows=per_worker, distinct=distinct, **moved)
         return plain, ok, distinct
 
-    def aggregator(self, query_id: str, cancelled: Cancelled) -> Aggregator:
-        """The aggregation of query ``query_id`` on the worker triples (module docstring).
-
-        ``cancelled`` says when the query has ended elsewhere: the workers'
-        parts are then ended and the call fails at once.
-        """
-
-        def run(ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int) -> AShares:
-            return self._aggregate(query_id, cancelled, ctx, contribution, breakdown_key, num_breakdowns)
-
-        return run
-
-    def sorter(self, query_id: str, cancelled: Cancelled) -> Sorter:
-        """The sort of query ``query_id`` on the worker triples and their helpers' groups (module
-        docstring); ``cancelled`` as for :meth:`aggregator`."""
-
-        def run(ctx: Context, key: BShares, payload: Sequence[K]) -> list[K]:
-            return self._sort(query_id, cancelled, ctx, key, list(payload))
-
-        return run
-
     @property
     def verifiers(self) -> int:
-        """How many verifiers of a malicious query run on the workers: one per triple and phase there
-        (the sort and the aggregation)."""
-        return 2 * self.workers
+        """How many verifiers of a malicious query run on the workers: one per triple."""
+        return self.workers
 
-    def _aggregate(
-        self, query_id: str, cancelled: Cancelled, ctx: Context, contribution: AShares,
-        breakdown_key: BShares, num_breakdowns: int,
-    ) -> AShares:  # fmt: skip
-        layout = self._layout(query_id, ctx, cancelled, "aggregation")
-        self._calls["aggregation"] += 1
-        calls, cut, blocks = [], slices(len(contribution), self.workers), _Blocks()
-        for k, rows in enumerate(cut):
-            if rows.stop == rows.start:
-                continue  # fewer rows than workers: every helper leaves the same triples out
-            c, b = blocks.cut(contribution, rows), blocks.cut(breakdown_key, rows)
-            part = AggregationPart(self._triple_run(query_id, ctx, layout, k), c, b, num_breakdowns)
-            calls.append(
-                (k, rows, self._actors[k].aggregate.remote(part, self._take_fault(k, "aggregation")))
-            )
-        parts = self._gather(query_id, cancelled, "aggregation", calls, MIN_AGGREGATE_ROWS_PER_SECOND)
-        left = np.zeros(num_breakdowns, np.uint64)
-        right = np.zeros(num_breakdowns, np.uint64)
-        for result in parts:
-            left += result.output.left  # uint64 wraps: shares of the sum of the slices' sums
-            right += result.output.right
-        back = sum(p.output.left.nbytes + p.output.right.nbytes for p in parts)
-        self._parts_done(query_id, "workers_aggregated", cut, blocks.bytes, back, parts)
-        return AShares(left, right)
-
-    def _sort(
-        self, query_id: str, cancelled: Cancelled, ctx: Context, key: BShares, payload: list[K]
-    ) -> list[K]:
-        """Worker k sorts block k with its triple and its helper's other workers; the W sorted
-        blocks, in order, are the sorted rows. Every worker takes part, even with no rows: the
-        rows it will hold come from the others."""
-        layout = self._layout(query_id, ctx, cancelled, "sort")
-        self._calls["sort"] += 1
-        calls, cut, blocks = [], slices(len(key), self.workers), _Blocks()
-        seeds = ctx.prss.derived_seeds(GROUP_LABEL)
-        for k, rows in enumerate(cut):
+    def run_query(
+        self, query_id: str, cancelled: Cancelled, ctx: Context, rows: SharedRows, config: QueryConfig,
+        noise: NoiseHook,
+    ) -> QueryResult:  # fmt: skip
+        """Query ``query_id`` on the worker triples (module docstring): worker k runs
+        :func:`~ipa.attribution.pipeline.run_query` on block k of ``rows``, and this helper's result
+        is the sum of its W workers' shares. ``cancelled`` says when the query has ended elsewhere:
+        the workers' parts are then ended and the call fails at once. Every worker takes part,
+        even with no rows: the rows it will hold after the sort come from the others."""
+        layout = self._layout(query_id, ctx, cancelled, "query")
+        self._calls["query"] += 1
+        cut, seeds = slices(len(rows), self.workers), ctx.prss.derived_seeds(GROUP_LABEL)
+        calls, sent = [], 0
+        for k, block in enumerate(cut):
+            part_rows = rows.block(block)
+            sent += part_rows.nbytes
             group = Group(ctx.party, k, tuple(self._actors), layout.pids, seeds)
-            part = SortPart(
-                self._triple_run(query_id, ctx, layout, k), group, blocks.cut(key, rows),
-                [cast(AShares | BShares, blocks.cut(column, rows)) for column in payload],
-            )  # fmt: skip
-            calls.append((k, rows, self._actors[k].sort.remote(part, self._take_fault(k, "sort"))))
-        parts = self._gather(query_id, cancelled, "sort", calls, MIN_SORT_ROWS_PER_SECOND)
-        out = [concat([p.output[i] for p in parts]) for i in range(len(payload))]
-        back = sum(c.left.nbytes + c.right.nbytes for p in parts for c in p.output)
-        self._parts_done(query_id, "workers_sorted", cut, blocks.bytes, back, parts)
-        return cast(list[K], out)
+            part = QueryPart(self._triple_run(query_id, ctx, layout, k), part_rows, config, noise)
+            fault = self._take_fault(k, "query")
+            calls.append((k, block, self._actors[k].query.remote(part, group, fault)))
+        del rows, part_rows, part  # Ray holds the blocks until the workers have them
+        parts = self._gather(query_id, cancelled, "query", calls, MIN_QUERY_ROWS_PER_SECOND)
+        results = [p.result for p in parts]
+        sums = results[0].sums
+        for r in results[1:]:
+            sums = sums + r.sums  # shares add (mod 2^64): the shares of the sums of all blocks
+        back = sum(r.sums.left.nbytes + r.sums.right.nbytes for r in results)
+        self._parts_done(query_id, cut, sent, back, parts)
+        seconds = {phase: max(r.seconds[phase] for r in results) for phase in PHASES}
+        return QueryResult(sums, seconds, _union_bound(results))
 
     def _layout(self, query_id: str, ctx: Context, cancelled: Cancelled, phase: str) -> _Layout:
         """Where query ``query_id``'s worker triples meet, found by its first phase on the workers:
@@ -437,21 +397,22 @@ class Cluster:
         return TripleRun(query_id, ctx.prss.derived_seeds(worker_label(k)), peers, bits, self.timeout_seconds)
 
     def _parts_done(
-        self, query_id: str, event: str, cut: list[slice], sent: int, back: int, parts: list[PartResult]
+        self, query_id: str, cut: list[slice], sent: int, back: int, parts: list[PartResult]
     ) -> None:
         """Count the triples' MPC bytes for the query, and log what crossed inside this helper."""
         with self._lock:
-            _remember(self._triple_bytes, query_id, self._triple_bytes.get(query_id, 0))
-            self._triple_bytes[query_id] += sum(p.bytes_sent for p in parts)
-        soundness = [p.log2_soundness for p in parts if p.log2_soundness is not None]
+            _remember(self._triple_bytes, query_id, sum(p.bytes_sent for p in parts))
+        soundness = [p.result.log2_soundness for p in parts if p.result.log2_soundness is not None]
         logs.event(
             self.index,
-            event,
+            "workers_queried",
+            query_id=query_id,
             rows=",".join(str(r.stop - r.start) for r in cut),
             bytes_out=sent,
             bytes_in=back,
             peer_bytes=",".join(str(p.bytes_sent) for p in parts),
-            **(_siblings(parts) if event == "workers_sorted" else {}),
+            sibling_bytes=",".join(str(p.sibling_bytes) for p in parts),
+            sibling_bytes_in=",".join(str(p.sibling_bytes_in) for p in parts),
             **({"log2_soundness": ",".join(f"{s:.1f}" for s in soundness)} if soundness else {}),
         )
 
@@ -558,14 +519,15 @@ class Cluster:
             f"did not answer within {limit:.0f} s during {during}: it is restarted"
         )
 
-    def _take_fault(self, k: int, phase: str) -> str:
-        """The failpoint for worker ``k`` at this call (tests); logged with the worker's current pid."""
-        action, nth = self._faults.get(phase, ("", 0))
-        if k != 0 or not action or self._calls[phase] != nth:
-            return ""
-        pid = int(self._ray.get(self._actors[k].pid.remote(), timeout=_START_SECONDS))
-        logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=action, phase=phase)
-        return action
+    def _take_fault(self, k: int, call: str) -> tuple[str, str]:
+        """The failpoint for worker ``k`` at this call (``decryption`` or ``query``; tests), as
+        (action, phase), logged with the worker's current pid; ("", "") if none."""
+        for phase, (action, nth) in self._faults.items():
+            if k == 0 and self._calls[call] == nth and (phase in PHASES) == (call == "query"):
+                pid = int(self._ray.get(self._actors[k].pid.remote(), timeout=_START_SECONDS))
+                logs.event(self.index, "worker_fault", worker=f"w{k}", pid=pid, action=action, phase=phase)
+                return action, phase
+        return "", ""
 
     def interrupt(self) -> None:
         """Make every call waiting for a worker fail within a second (the helper is stopping)."""
@@ -589,28 +551,27 @@ class Cluster:
         logs.event(self.index, "cluster_stopped", workers=self.workers)
 
 
-_FAULT_PHASES = {"worker": "decryption", "worker_sort": "sort", "worker_aggregate": "aggregation"}
+_FAULT_POINTS = {"worker": "decryption"} | {f"worker_{phase}": phase for phase in PHASES}
 
 
 def _worker_faults() -> dict[str, tuple[str, int]]:
     """``IPA_FAILPOINT=worker:stop|kill[@N]`` (tests): what worker w0 does at the N-th decryption (1);
-    ``worker_sort:…`` at the N-th sort, ``worker_aggregate:…`` at the N-th aggregation; several
-    points separated by commas. {phase: (action, N)}."""
+    ``worker_<phase>:…`` at the start of that phase (:data:`~ipa.attribution.pipeline.PHASES`) of its
+    part of the N-th query on the workers; several points separated by commas. {phase: (action, N)}."""
     faults = {}
     for spec in os.environ.get("IPA_FAILPOINT", "").split(","):
         point, _, action = spec.partition(":")
         action, _, nth = action.partition("@")
-        if point in _FAULT_PHASES and action in ("stop", "kill"):
-            faults[_FAULT_PHASES[point]] = (action, int(nth) if nth.isdigit() else 1)
+        if point in _FAULT_POINTS and action in ("stop", "kill"):
+            faults[_FAULT_POINTS[point]] = (action, int(nth) if nth.isdigit() else 1)
     return faults
 
 
-def _siblings(parts: list[PartResult]) -> dict[str, str]:
-    """What each worker sent its siblings and received from them (bytes), for a log event."""
-    return {
-        "sibling_bytes": ",".join(str(p.sibling_bytes) for p in parts),
-        "sibling_bytes_in": ",".join(str(p.sibling_bytes_in) for p in parts),
-    }
+def _union_bound(results: list[QueryResult]) -> float | None:
+    """log2 of the chance that a cheat passes any of the triples' checks: at most the sum of each
+    triple's (semi-honest: None)."""
+    bounds = [r.log2_soundness for r in results if r.log2_soundness is not None]
+    return float(np.logaddexp2.reduce(bounds)) if bounds else None
 
 
 def _remember(table: dict[str, Any], query_id: str, value: Any) -> None:
@@ -626,24 +587,6 @@ class _Layout:
 
     peers: dict[Peer, list[str]]
     pids: tuple[int, ...]
-
-
-class _Blocks:
-    """Cuts columns into workers' blocks (contiguous copies), each column once, counting the bytes."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-        self._cut: dict[tuple[int, int], Any] = {}
-
-    def cut(self, column: K, rows: slice) -> K:
-        """Rows ``rows`` of ``column`` (a column given twice, such as the sort key that is also in its
-        payload, is cut and counted once: Ray sends an object referenced twice once)."""
-        key = (id(column), rows.start)
-        if key not in self._cut:
-            block = column.map(lambda a: np.ascontiguousarray(a[rows]))
-            self.bytes += block.left.nbytes + block.right.nbytes
-            self._cut[key] = (column, block)  # the column too: its id stays its own meanwhile
-        return cast(K, self._cut[key][1])
 
 
 def _import_ray() -> ModuleType:

@@ -51,8 +51,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ipa.attribution.aggregate import aggregate
-from ipa.attribution.pipeline import PHASES, Aggregator, NoiseHook, Sorter, no_noise, run_query
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.pipeline import PHASES, NoiseHook, QueryResult, no_noise, run_query
 from ipa.attribution.rows import SharedRows
 from ipa.dp.accounting import query_charge_units
 from ipa.dp.release import calibrated_noise
@@ -62,7 +62,6 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.context import Context
 from ipa.mpc.prss import agree_seeds
 from ipa.mpc.replicated import AShares
-from ipa.mpc.sort import sort
 from ipa.mpc.verifier import Verifier
 from ipa.query import QuerySpec, params_digest
 from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
@@ -103,9 +102,10 @@ class Distributed(Protocol):
     @property
     def verifiers(self) -> int: ...
 
-    def sorter(self, query_id: str, cancelled: Callable[[], str | None]) -> Sorter: ...
-
-    def aggregator(self, query_id: str, cancelled: Callable[[], str | None]) -> Aggregator: ...
+    def run_query(
+        self, query_id: str, cancelled: Callable[[], str | None], ctx: Context, rows: SharedRows,
+        config: QueryConfig, noise: NoiseHook,
+    ) -> QueryResult: ...  # fmt: skip
 
     def triple_bytes(self, query_id: str) -> int: ...
 
@@ -146,12 +146,11 @@ class Helper:
         self._fault = fault or _no_fault
         self._forward = forward or _forward_as_is  # tests only: a corrupt leader
         self._alter = alter  # tests only: a helper that alters one MPC message it sends
-        self._distributed = distributed  # W > 1 workers: the sort and aggregation run on worker triples
-        # With V verifiers on the workers (one per triple and phase run there), a malicious query
-        # has V + 1 (and the coordinator's): each gets 2^-(40 + log2(V + 1)), so that together
-        # they stay within 2^-40.
-        verifiers = distributed.verifiers if distributed is not None else 0
-        self._security_bits = SECURITY_BITS + (math.ceil(math.log2(verifiers + 1)) if verifiers else 0)
+        self._distributed = distributed  # W > 1 workers: the query runs on worker triples
+        # With V verifiers on the workers (one per triple), each gets 2^-(40 + ⌈log2 V⌉), so that
+        # together they stay within 2^-40; the coordinator then runs no MPC of the query.
+        verifiers = distributed.verifiers if distributed is not None else 1
+        self._security_bits = SECURITY_BITS + math.ceil(math.log2(verifiers))
 
     @property
     def peers(self) -> dict[Peer, PeerLink]:
@@ -495,10 +494,8 @@ class Helper:
         malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
         verifier = Verifier(security_bits=self._security_bits) if malicious else None
         ctx = Context(self.party, channel, agree_seeds(channel), verifier=verifier)
-        result = run_query(
-            ctx, rows, spec.config, _noise_hook(spec), lambda p: self._phase_done(record, p),
-            aggregator=self._aggregator(query_id), sorter=self._sorter(query_id),
-        )  # fmt: skip
+        n = len(rows)
+        result = self._run_query(record, ctx, rows, _noise_hook(spec))
         self._fault("computed")
         self.store.put(query_id, result.sums)
         self._fault("stored")
@@ -506,21 +503,24 @@ class Helper:
             raise IpaError("the query ended before this helper could vote to commit it")
         sent = channel.stats.total_bytes  # and what its workers sent within their triples
         sent += self._distributed.triple_bytes(query_id) if self._distributed is not None else 0
-        self.queries.update(record, result=result.sums, bytes_sent=sent, rows=len(rows))
+        self.queries.update(record, result=result.sums, bytes_sent=sent, rows=n)
         self._fault("voted")
         return channel
 
-    def _sorter(self, query_id: str) -> Sorter:
-        """In this process, or on the workers (ending their parts if the query ends elsewhere)."""
+    def _run_query(
+        self, record: QueryRecord, ctx: Context, rows: SharedRows, noise: NoiseHook
+    ) -> QueryResult:
+        """The MPC in this process, or on the worker triples (ending their parts if the query ends
+        elsewhere; their phases are logged when they are all done)."""
+        config = record.spec.config
         if self._distributed is None:
-            return sort
-        return self._distributed.sorter(query_id, lambda: self.mailbox.aborted(query_id))
-
-    def _aggregator(self, query_id: str) -> Aggregator:
-        """In this process, or on the worker triples (ending them if the query ends elsewhere)."""
-        if self._distributed is None:
-            return aggregate
-        return self._distributed.aggregator(query_id, lambda: self.mailbox.aborted(query_id))
+            return run_query(ctx, rows, config, noise, lambda p: self._phase_done(record, p))
+        query_id = record.query_id
+        cancelled = lambda: self.mailbox.aborted(query_id)  # noqa: E731
+        result = self._distributed.run_query(query_id, cancelled, ctx, rows, config, noise)
+        for phase in PHASES:
+            self._phase_done(record, phase, result.seconds[phase])
+        return result
 
     def _release(self, record: QueryRecord, channel: PeerChannel) -> None:
         """Exchange votes with both peers: commit if both voted ready, else settle by asking them."""
@@ -573,16 +573,19 @@ class Helper:
                 bytes_sent=record.bytes_sent,
             )
 
-    def _phase_done(self, record: QueryRecord, phase: str) -> None:
+    def _phase_done(self, record: QueryRecord, phase: str, seconds: float | None = None) -> None:
+        """Log ``phase`` done, taking ``seconds`` (the workers' slowest), else since the last phase."""
         now = time.perf_counter()
         done = _STEPS.index(phase) + 1
-        seconds = round(now - record.phase_started, 3)
-        logs.event(self.config.index, "phase_done", query_id=record.query_id, phase=phase, seconds=seconds)
+        took = now - record.phase_started if seconds is None else seconds
+        logs.event(
+            self.config.index, "phase_done", query_id=record.query_id, phase=phase, seconds=round(took, 3)
+        )
         self.queries.update(
             record,
             phase=_STEPS[done] if done < len(_STEPS) else "done",
             progress=done / len(_STEPS),
-            phase_seconds=record.phase_seconds | {phase: now - record.phase_started},
+            phase_seconds=record.phase_seconds | {phase: took},
             phase_started=now,
         )
 

@@ -155,8 +155,8 @@ def _failpoint(config: HelperConfig) -> Callable[[str], None] | None:
     """Fault injection for tests: ``IPA_FAILPOINT=<point>:<kill|stop>`` kills or stops this process there.
 
     Points (in order): uploaded, computed, stored, voted, told_one, told_both,
-    committed (see ``ipa_helper.helper``); ``worker``, ``worker_sort`` and
-    ``worker_aggregate`` are a Ray worker's (``ipa_helper.cluster``). Several
+    committed (see ``ipa_helper.helper``); ``worker`` and ``worker_<phase>``
+    are a Ray worker's (``ipa_helper.cluster``). Several
     points may be given, separated by commas. Unset in production.
     """
     spec = os.environ.get("IPA_FAILPOINT", "")

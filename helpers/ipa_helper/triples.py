@@ -1,15 +1,14 @@
 """Worker triples: worker k of H1, H2 and H3 run an MPC phase on one slice of rows among themselves.
 
 A helper with ``[cluster] workers = W`` (``ipa_helper.cluster``) runs the
-sort and the aggregation on its W workers: the coordinator cuts the rows into W
-contiguous slices (:func:`ipa.mpc.collective.slices`, the same cut at every
+query on its W workers: the coordinator cuts the decrypted rows into W
+contiguous blocks (:func:`ipa.mpc.collective.slices`, the same cut at every
 helper: it depends only on n and W), sends worker k its helper's shares of
-slice k, and worker k of the three helpers (a *triple*) run their part on it:
-:func:`ipa.attribution.pipeline.aggregate_part` talking only to each other (the
-coordinator adds the W result shares), or
-:func:`ipa.attribution.pipeline.sort_part`, which also moves rows between the
-W workers of each helper (:mod:`ipa_helper.siblings`; the coordinator puts the
-W sorted blocks together).
+block k, and worker k of the three helpers (a *triple*) run
+:func:`ipa.attribution.pipeline.run_query` in its distributed form on it:
+MPC messages go only within the triple, and rows move between the W workers
+of each helper (:mod:`ipa_helper.siblings`). Each worker returns its share of
+its triple's sums; the coordinator adds the W of them.
 
 The triple's transport is the helpers' own: each worker serves the ``Peer``
 service (:class:`TripleServer`, only ``Send``) on a port it picks,
@@ -32,36 +31,33 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import grpc
 import numpy as np
 
-from ipa.attribution.pipeline import QUERY_STEPS, aggregate_part, sort_part
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.pipeline import QUERY_STEPS, NoiseHook, PhaseHook, QueryResult, run_query
+from ipa.attribution.rows import SharedRows
 from ipa.errors import ConfigError, TransportError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.collective import Collective
 from ipa.mpc.context import Context
 from ipa.mpc.prss import PRSS
-from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.verifier import Verifier
 from ipa_helper.config import HelperConfig
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.peers import PeerChannel, PeerLink
-from ipa_helper.siblings import Group
 from ipa_helper.transport import GrpcPeer, caller_index, decode_message, peer_channel
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
 __all__ = [
     "ADDRESS_BYTES",
-    "AggregationPart",
     "PartResult",
-    "SortPart",
+    "QueryPart",
     "TripleRun",
     "TripleServer",
     "WorkerIdentity",
@@ -70,8 +66,6 @@ __all__ = [
 
 ADDRESS_BYTES = 128
 """Bytes per worker address in the coordinators' exchange (``host:port``, zero-padded)."""
-
-T = TypeVar("T")
 
 _REMEMBERED = 256  # ended queries whose late messages a worker still drops
 
@@ -121,39 +115,29 @@ class TripleRun:
 
 
 @dataclass(frozen=True)
-class AggregationPart:
-    """What worker k of one helper needs to run its triple's part of a query's aggregation."""
+class QueryPart:
+    """What worker k of one helper needs to run its part of a query."""
 
     run: TripleRun
-    contribution: AShares = field(repr=False)
-    breakdown_key: BShares = field(repr=False)
-    """The slice's shares (this helper's two components)."""
-    num_breakdowns: int
+    rows: SharedRows = field(repr=False)
+    """Block k of the query's rows (this helper's two components of each share column)."""
+    config: QueryConfig
+    noise: NoiseHook
+    """The helper's noise, which triple 0 adds (``run_query``, distributed)."""
 
 
 @dataclass(frozen=True)
-class SortPart:
-    """What worker k of one helper needs to run its part of a query's distributed sort."""
+class PartResult:
+    """What a worker returns from its part of a query: its triple's result and what it sent."""
 
-    run: TripleRun
-    group: Group
-    """The helper's W workers, whose rows worker k exchanges (``ipa_helper.siblings``)."""
-    key: BShares = field(repr=False)
-    payload: list[AShares | BShares] = field(repr=False)
-    """Block k of the rows (this helper's two components): the sort key and the columns it moves."""
-
-
-@dataclass(frozen=True)
-class PartResult(Generic[T]):
-    """What a worker returns from its part: its output shares and what it sent."""
-
-    output: T
+    result: QueryResult
+    """This worker's share of its triple's sums (noised by triple 0), seconds per phase, and in
+    malicious mode the soundness of its triple's checks."""
     bytes_sent: int
     """MPC bytes sent to the triple's two peers (at other helpers)."""
-    log2_soundness: float | None
     pid: int
     sibling_bytes: int = 0
-    """Bytes sent to the other workers of its own helper (a distributed phase's rows)."""
+    """Bytes sent to the other workers of its own helper (the distributed phases' rows)."""
     sibling_bytes_in: int = 0
     """Bytes received from them."""
 
@@ -208,26 +192,14 @@ class TripleServer:
         host = identity.host if identity.host not in ("", "0.0.0.0", "::") else _node_address()
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def run_aggregate(self, part: AggregationPart, pid: int) -> PartResult[AShares]:
-        """Run :func:`~ipa.attribution.pipeline.aggregate_part` with the triple's two other workers."""
-
-        def protocol(ctx: Context) -> AShares:
-            return aggregate_part(ctx, part.contribution, part.breakdown_key, part.num_breakdowns)
-
-        return self._run(part.run, protocol, pid)
-
-    def run_sort(
-        self, run: TripleRun, key: BShares, payload: list[AShares | BShares], pid: int, collective: Collective
-    ) -> PartResult[list[AShares | BShares]]:
-        """Run :func:`~ipa.attribution.pipeline.sort_part` on block k (``key``, ``payload``) with the
-        triple's two other workers and, through ``collective``, this helper's other workers."""
-        return self._run(run, lambda ctx: sort_part(ctx, key, payload), pid, collective)
-
-    def _run(
-        self, run: TripleRun, protocol: Callable[[Context], T], pid: int, collective: Collective | None = None
-    ) -> PartResult[T]:
-        """``protocol`` at this worker's root context (the triple's channel, PRSS and verifier); a
-        failure ends the query at this worker (its triple's messages are dropped, now and later)."""
+    def run_query(
+        self, part: QueryPart, pid: int, collective: Collective, on_phase: PhaseHook | None = None
+    ) -> PartResult:
+        """Run :func:`~ipa.attribution.pipeline.run_query` on block k at this worker's root context
+        (its triple's channel, PRSS and verifier, its helper's ``collective``): in malicious mode
+        every product is verified before the sums are returned. A failure ends the query at this
+        worker (its triple's messages are dropped, now and later)."""
+        run = part.run
         channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in run.peers.items()}
         try:
             links: dict[Peer, PeerLink] = {
@@ -242,10 +214,8 @@ class TripleServer:
                 self.identity.party, channel, PRSS(*run.seeds), step=f"w{self.k}", steps=QUERY_STEPS,
                 verifier=verifier, collective=collective,
             )  # fmt: skip
-            output = protocol(ctx)
-            soundness = None if verifier is None else verifier.log2_soundness
-            siblings = 0 if collective is None else collective.stats.total_bytes
-            return PartResult(output, channel.stats.total_bytes, soundness, pid, siblings)
+            result = run_query(ctx, part.rows, part.config, part.noise, on_phase)
+            return PartResult(result, channel.stats.total_bytes, pid, collective.stats.total_bytes)
         except BaseException:
             self.end(run.query_id, "the worker's part of the query failed")
             raise

@@ -10,7 +10,7 @@ from ipa.attribution.cap import cap_contributions, running_sum
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.last_touch import last_touch
 from ipa.attribution.pipeline import run_query
-from ipa.attribution.rows import SharedRows, share_events
+from ipa.attribution.rows import share_events
 from ipa.mpc.collective import slices
 from ipa.mpc.halo import with_halo
 from ipa.mpc.memory import run_workers
@@ -155,16 +155,7 @@ def test_the_whole_query_on_workers_equals_the_reference(n, workers, site, data)
     sizes = _sizes(data, n, workers)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     shares = share_events(events, config, site)
-    blocks = [
-        [
-            SharedRows(
-                *(c.map(lambda a, k=k: a[..., bounds[k] : bounds[k + 1]]) for c in rows.columns()),
-                off_site=rows.off_site[bounds[k] : bounds[k + 1]],
-            )
-            for k in range(workers)
-        ]
-        for rows in shares
-    ]
+    blocks = [[rows.block(slice(bounds[k], bounds[k + 1])) for k in range(workers)] for rows in shares]
     result = run_workers(
         lambda ctx, rows: run_query(ctx, rows, config).sums, blocks, workers=workers, timeout=60
     )

@@ -62,30 +62,21 @@ def test_queries_over_ray_workers_equal_the_reference(network, events, site, que
         # what crossed between coordinator and workers: key id and 64-byte sealed key out,
         # 16-byte plaintext and a validity flag back, per row (docs/scaling.md)
         assert (last["bytes_out"], last["bytes_in"]) == (65 * sum(rows), 17 * sum(rows))
-        # the aggregation ran on both worker triples: worker k of every helper summed slice k
-        # (the same cut everywhere) and exchanged its MPC messages with its two peers
-        aggregated = log_events(helper.log, "workers_aggregated")[-1]
-        slices = [int(r) for r in aggregated["rows"].split(",")]
-        assert len(slices) == WORKERS and all(r > 0 for r in slices) and max(slices) - min(slices) <= 1
-        assert all(int(b) > 0 for b in aggregated["peer_bytes"].split(","))
-        # out: both components of the 64-bit contribution and of the 4-bit breakdown key (one byte
-        # each) per row; back: both components of the 16 sums from each worker
-        assert aggregated["bytes_out"] == (2 * 8 + 2 * 1) * sum(slices)
-        assert aggregated["bytes_in"] == WORKERS * 2 * 8 * 16
-        cuts.setdefault(query_type + security, set()).add(aggregated["rows"])
-        # the sort ran on both worker triples: worker k of every helper sorted block k (the
-        # aggregation's cut) with its triple and moved rows to and from its helper's other worker
-        sorted_ = log_events(helper.log, "workers_sorted")[-1]
-        assert sorted_["rows"] == aggregated["rows"]
-        assert all(int(b) > 0 for b in sorted_["peer_bytes"].split(","))
-        # out: both components of the 48-bit key (match key, constraint id), of the 41-bit row
-        # (trigger flag, breakdown key, timestamp; the key is also moved, sent once) and of the
-        # 16-bit value, per row: 2 * (8 + 8 + 2); back: the three sorted columns, the same
-        assert sorted_["bytes_out"] == sorted_["bytes_in"] == 2 * (8 + 8 + 2) * sum(slices)
+        # the query ran on both worker triples: worker k of every helper ran it on block k (the
+        # same cut everywhere) and exchanged its MPC messages with its two peers
+        queried = log_events(helper.log, "workers_queried")[-1]
+        blocks = [int(r) for r in queried["rows"].split(",")]
+        assert len(blocks) == WORKERS and all(r > 0 for r in blocks) and max(blocks) - min(blocks) <= 1
+        assert all(int(b) > 0 for b in queried["peer_bytes"].split(","))
+        # out: both components of each share column per row (40-bit match key 8 bytes, constraint
+        # id 1, timestamp 4, trigger flag 1, breakdown key 1, value 2) and the public site flag;
+        # back: both components of the 16 sums from each worker
+        assert queried["bytes_out"] == (2 * (8 + 1 + 4 + 1 + 1 + 2) + 1) * sum(blocks)
+        assert queried["bytes_in"] == WORKERS * 2 * 8 * 16
+        cuts.setdefault(query_type + security, set()).add(queried["rows"])
         # between the workers: each sent rows to the other, and every byte sent arrived
-        sent = [int(b) for b in sorted_["sibling_bytes"].split(",")]
-        assert all(b > 0 for b in sent) and sum(sent) == sum(map(int, sorted_["sibling_bytes_in"].split(",")))
-        if security == "malicious":  # 2W + 1 = 5 verifiers: each triple's within 2^-(40 + 3)
-            for event in (sorted_, aggregated):
-                assert all(float(b) <= -43 for b in event["log2_soundness"].split(","))
+        sent = [int(b) for b in queried["sibling_bytes"].split(",")]
+        assert all(b > 0 for b in sent) and sum(sent) == sum(map(int, queried["sibling_bytes_in"].split(",")))
+        if security == "malicious":  # one verifier per triple: each within 2^-(40 + 1)
+            assert all(float(b) <= -41 for b in queried["log2_soundness"].split(","))
     assert len(cuts[query_type + security]) == 1  # every helper cut the rows alike

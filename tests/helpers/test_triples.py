@@ -4,30 +4,34 @@ What a worker of each helper runs inside its Ray actor (``ipa_helper.cluster``);
 the end-to-end cluster tests run them in three helpers' Ray clusters.
 """
 
+import functools
 import hashlib
 import hmac
 import itertools
+import operator
 import threading
 
 import grpc
 import numpy as np
 import pytest
 
-from ipa.attribution.aggregate import aggregate
+from ipa.attribution.config import QueryConfig
+from ipa.attribution.pipeline import no_noise
+from ipa.attribution.rows import share_events
 from ipa.certs import make_identity
 from ipa.errors import TransportError
 from ipa.mpc.channel import Peer
 from ipa.mpc.collective import MemoryCollectives, slices, worker_label
 from ipa.mpc.memory import run_three
 from ipa.mpc.prss import PRSS, SEED_BYTES
-from ipa.mpc.replicated import concat
-from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
-from ipa.mpc.testing import opened, run
+from ipa.mpc.sharing import reconstruct
+from ipa.reference import attribute_query
+from ipa.synthetic import generate
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.transport import encode_message
 from ipa_helper.triples import (
-    AggregationPart,
     PartResult,
+    QueryPart,
     TripleRun,
     TripleServer,
     WorkerIdentity,
@@ -94,68 +98,6 @@ def servers():
     yield started
     for server in started:
         server.stop()
-
-
-def _run_triple(servers, query_id, contribution, keys, width, breakdowns, security_bits=None):
-    seeds = _seeds(np.random.default_rng(3))
-    c, b = share_arithmetic(contribution), share_boolean(keys, width)
-    results: list[PartResult | BaseException] = [RuntimeError("did not run")] * 3
-
-    def party(i: int) -> None:
-        peers = {p.value: servers[p.of(i)].address for p in Peer}
-        try:
-            seeds_i = _prss(seeds, i).derived_seeds(worker_label(1))
-            run = TripleRun(query_id, seeds_i, peers, security_bits, 30.0)
-            part = AggregationPart(run, c[i], b[i], breakdowns)
-            results[i] = servers[i].run_aggregate(part, 0)
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=party, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
-
-
-@pytest.mark.parametrize("security_bits", [None, 42])
-def test_a_triple_over_mutual_tls_sums_its_rows_exactly(servers, security_bits):
-    rng = np.random.default_rng(4)
-    n, width, breakdowns = 300, 4, 13
-    contribution = rng.integers(0, 1000, n).astype(np.uint64)
-    keys = rng.integers(0, 1 << width, n).astype(np.uint8)
-    results = _run_triple(servers, f"q-{security_bits}", contribution, keys, width, breakdowns, security_bits)
-    assert all(isinstance(r, PartResult) for r in results), results
-
-    sums = reconstruct([r.output for r in results])
-    expected = np.bincount(keys, weights=contribution, minlength=1 << width)[:breakdowns].astype(np.uint64)
-    assert sums.tolist() == expected.tolist()
-    assert all(r.bytes_sent > 0 for r in results)
-    if security_bits is None:
-        assert all(r.log2_soundness is None for r in results)
-    else:
-        assert all(r.log2_soundness is not None and r.log2_soundness <= -security_bits for r in results)
-
-
-def test_the_slices_sums_add_up_to_the_whole_aggregation():
-    """What the coordinator does: the sums of W slices' aggregations, added, are those of all rows."""
-    rng = np.random.default_rng(5)
-    n, width, breakdowns = 101, 5, 20
-    contribution = rng.integers(0, 1 << 40, n).astype(np.uint64)
-    keys = rng.integers(0, 1 << width, n).astype(np.uint8)
-    parts = []
-    for rows in slices(n, 3):
-        out = run(
-            lambda ctx, c, b: aggregate(ctx, c, b, breakdowns),
-            share_arithmetic(contribution[rows]),
-            share_boolean(keys[rows], width),
-        )
-        parts.append(opened(out))
-    total = np.sum(parts, axis=0, dtype=np.uint64)
-    exact = np.zeros(breakdowns, np.uint64)
-    np.add.at(exact, keys[keys < breakdowns], contribution[keys < breakdowns])
-    assert total.tolist() == exact.tolist()
 
 
 def test_a_worker_refuses_a_certificate_not_pinned(servers):
@@ -227,28 +169,27 @@ def two_triples():
             server.stop()
 
 
-@pytest.mark.parametrize("n", [1, 2, 37])
-def test_two_triples_sort_their_blocks_moving_rows_within_each_helper_exactly(two_triples, n):
-    """What a helper's W = 2 workers do in the sort, without Ray: worker k of each helper sorts block
-    k with its triple over mutual TLS, moving rows to its helper's other worker through the helper's
-    group (in memory here, ``ipa_helper.siblings`` in a helper); the blocks, put together, are the
-    rows in key order, ties in input order."""
-    rng = np.random.default_rng(6 + n)
-    width, workers = 7, 2
-    keys = rng.integers(0, 1 << 4, n).astype(np.uint8)  # few distinct keys: many ties
-    values = rng.integers(0, 1 << 40, n).astype(np.uint64)
+def _run_triples(triples, query_id, events, config, workers, security_bits=None):
+    """Worker k of H1, H2 and H3 (``triples[k]``) run their part of a query on block k over mutual
+    TLS, moving rows within each helper through its group (in memory here, ``ipa_helper.siblings``
+    in a helper): {(helper, worker): PartResult or the exception raised}."""
+    rng = np.random.default_rng(len(events) + workers)
     seeds = _seeds(rng)
     groups = [MemoryCollectives(workers, _prss(seeds, i), timeout=30.0) for i in range(3)]
-    key, value = share_boolean(keys, width), share_arithmetic(values)
-    cut = slices(n, workers)
+    shares, cut = share_events(events, config), slices(len(events), workers)
     out: dict[tuple[int, int], PartResult | BaseException] = {}
 
     def worker(i: int, k: int) -> None:
-        peers = {p.value: two_triples[k][p.of(i)].address for p in Peer}
-        run = TripleRun(f"q-sort-{n}", _prss(seeds, i).derived_seeds(worker_label(k)), peers, None, 30.0)
-        block = [key[i][cut[k]], value[i][cut[k]]]
+        peers = {p.value: triples[k][p.of(i)].address for p in Peer}
+        seeds_k = _prss(seeds, i).derived_seeds(worker_label(k))
+        part = QueryPart(
+            TripleRun(query_id, seeds_k, peers, security_bits, 30.0),
+            shares[i].block(cut[k]),
+            config,
+            no_noise,
+        )
         try:
-            out[i, k] = two_triples[k][i].run_sort(run, block[0], block, 0, groups[i].member(k))
+            out[i, k] = triples[k][i].run_query(part, 0, groups[i].member(k))
         except BaseException as exc:
             groups[i].abort()
             out[i, k] = exc
@@ -258,12 +199,35 @@ def test_two_triples_sort_their_blocks_moving_rows_within_each_helper_exactly(tw
         t.start()
     for t in threads:
         t.join(120)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("n", "workers", "security_bits"), [(0, 2, None), (1, 2, None), (60, 1, None), (90, 2, None), (90, 2, 41)]
+)
+def test_worker_triples_run_the_whole_query_and_their_sums_add_up_to_the_reference(
+    two_triples, n, workers, security_bits
+):
+    """What a helper's W workers do, without Ray: the W triples' sums, added at each helper (what its
+    coordinator does), open to the reference's; in malicious mode each triple is sound to
+    2^-security_bits; rows crossed between the workers of each helper."""
+    config = QueryConfig(num_breakdowns=8, cap=40, window=3_000, max_events_per_user=4, timestamp_bits=14)
+    events = generate(n, seed=n, num_breakdowns=8, timestamp_bits=14, max_user_events=8)
+    out = _run_triples(
+        two_triples, f"q-{n}-{workers}-{security_bits}", events, config, workers, security_bits
+    )
     assert all(isinstance(r, PartResult) for r in out.values()), out
-    order = np.argsort(keys, kind="stable")
-    for column, expected in enumerate([keys[order], values[order]]):
-        shares = [concat([out[i, k].output[column] for k in range(workers)]) for i in range(3)]
-        assert reconstruct(shares).tolist() == expected.tolist()
-    for i in range(3):  # each worker's block has its size in the cut; rows crossed inside each helper
-        assert [len(out[i, k].output[0]) for k in range(workers)] == [s.stop - s.start for s in cut]
-        assert all(out[i, k].bytes_sent > 0 for k in range(workers) if cut[k].stop > cut[k].start)
-        assert n < 37 or sum(out[i, k].sibling_bytes for k in range(workers)) > 0
+    helpers = [[out[i, k].result.sums for k in range(workers)] for i in range(3)]
+    sums = reconstruct([functools.reduce(operator.add, parts) for parts in helpers])
+    assert sums.tolist() == attribute_query(events, config).tolist()
+    for i, k in out:
+        result = out[i, k]
+        assert result.bytes_sent > 0 or n == 0
+        if security_bits is None:
+            assert result.result.log2_soundness is None
+        else:
+            assert result.result.log2_soundness is not None and result.result.log2_soundness <= -security_bits
+    if workers > 1 and n > 1:
+        for i in range(3):
+            sent = sum(out[i, k].sibling_bytes for k in range(workers))
+            assert sent > 0

@@ -33,7 +33,7 @@ unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -50,7 +50,7 @@ from ipa.attribution.sites import NEUTRALISE_STEPS, neutralise
 from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
 from ipa.mpc.context import Context, NoiseHook
 from ipa.mpc.convert import BOOL_TO_ARITH_STEPS, bool_to_arith
-from ipa.mpc.replicated import AShares, BShares, K, public
+from ipa.mpc.replicated import AShares, BShares, public
 from ipa.mpc.sort import SORT_STEPS, sort
 from ipa.mpc.step import Family, Steps
 from ipa.mpc.verifier import Product, Split
@@ -61,16 +61,12 @@ __all__ = [
     "PHASES",
     "QUERY_STEPS",
     "VERIFY_CHUNK_WORDS",
-    "Aggregator",
     "NoiseHook",
     "PhaseHook",
     "QueryResult",
-    "Sorter",
     "Verification",
-    "aggregate_part",
     "no_noise",
     "run_query",
-    "sort_part",
     "verify",
 ]
 
@@ -125,57 +121,6 @@ class QueryResult:
 PhaseHook = Callable[[str], None]
 """Called with each phase's name as it finishes (progress reporting)."""
 
-Aggregator = Callable[[Context, AShares, BShares, int], AShares]
-"""How :func:`run_query` sums the contributions per breakdown key: ``(ctx, contribution,
-breakdown_key, num_breakdowns) -> sums``, called at step ``aggregate``. The default is
-:func:`ipa.attribution.aggregate.aggregate`, in this process; a helper spread over workers
-(``ipa_helper.cluster``) passes one that runs :func:`aggregate_part` on row slices in worker
-triples and adds their sums (addition of shares commutes, so the sums are the same)."""
-
-
-Sorter = Callable[[Context, BShares, Sequence[K]], list[K]]
-"""How :func:`run_query` sorts its rows: ``(ctx, key, payload) -> payload in key order``, as
-:func:`ipa.mpc.sort.sort`, called at step ``sort``. The default is :func:`~ipa.mpc.sort.sort`, in
-this process; a helper spread over workers (``ipa_helper.cluster``) passes one that cuts the rows
-into W contiguous blocks, runs :func:`sort_part` on worker k of every triple with block k (the
-workers of a helper move rows among themselves), and puts the W sorted blocks together."""
-
-
-def sort_part(ctx: Context, key: BShares, payload: Sequence[K]) -> list[K]:
-    """One worker's part of the distributed sort, verified: what worker k of a triple runs.
-
-    ``ctx`` is worker k's root context, entered in :data:`QUERY_STEPS`, with its
-    triple's channel and PRSS and its helper's collective (``ctx.collective``,
-    worker k of W); ``key`` and ``payload`` are block k of the rows
-    (:func:`ipa.mpc.collective.slices`). Runs the query's step ``sort``
-    (:func:`ipa.mpc.sort.sort`, distributed) and returns block k of the sorted
-    payload; in malicious mode every product it recorded is verified
-    (``verify_sort_0``, …) before the block is returned, so no unverified
-    share leaves the worker.
-    """
-    phase = Verification(ctx, "verify_sort")
-    out = sort(ctx.narrow("sort"), key, payload)
-    phase.close()
-    return out
-
-
-def aggregate_part(
-    ctx: Context, contribution: AShares, breakdown_key: BShares, num_breakdowns: int
-) -> AShares:
-    """The aggregation of one slice of rows, verified: what a worker triple runs.
-
-    ``ctx`` is the triple's root context, entered in :data:`QUERY_STEPS` (its
-    own PRSS, channel and, in malicious mode, verifier): the same protocol as
-    the query's step ``aggregate``, then in malicious mode every product it
-    recorded is verified (``verify_release_0``, …) before the sums are
-    returned, so no unverified share leaves the triple. The sums of all slices
-    add up to :func:`~ipa.attribution.aggregate.aggregate` of all rows.
-    """
-    phase = Verification(ctx, "verify_release")
-    sums = aggregate(ctx.narrow("aggregate"), contribution, breakdown_key, num_breakdowns)
-    phase.close()
-    return sums
-
 
 class _Clock:
     def __init__(self, on_phase: PhaseHook | None) -> None:
@@ -191,9 +136,7 @@ class _Clock:
             self._on_phase(phase)
 
 
-def _sorted_columns(
-    ctx: Context, rows: SharedRows, config: QueryConfig, sorter: Sorter
-) -> tuple[BShares, ...]:
+def _sorted_columns(ctx: Context, rows: SharedRows, config: QueryConfig) -> tuple[BShares, ...]:
     """Rows stably sorted by (match key, constraint id), unpacked again after the sort."""
     cb, tb, bb = config.constraint_bits, config.timestamp_bits, config.breakdown_bits
     key_width, info_width = config.match_key_bits + cb, 1 + bb + tb
@@ -203,7 +146,7 @@ def _sorted_columns(
         ^ rows.breakdown_key.resize(info_width).shift_left(tb)
         ^ rows.timestamp.resize(info_width)
     )
-    key, info, value = sorter(ctx, key, [key, info, rows.trigger_value])
+    key, info, value = sort(ctx, key, [key, info, rows.trigger_value])
     return key, info.shift_right(bb + tb), info.shift_right(tb).resize(bb), info.resize(tb), value
 
 
@@ -363,8 +306,6 @@ def run_query(
     config: QueryConfig,
     noise: NoiseHook = no_noise,
     on_phase: PhaseHook | None = None,
-    aggregator: Aggregator = aggregate,
-    sorter: Sorter = sort,
 ) -> QueryResult:
     """Shares of the B attributed, capped, noised sums of ``rows`` (see ``ipa.reference``).
 
@@ -379,15 +320,13 @@ def run_query(
     ("input consistency") at the honest holder if a report collector sent it
     a different copy than the component's other holder got.
 
-    ``sorter`` sorts the rows (:data:`Sorter`), ``aggregator`` sums the
-    contributions per breakdown key (:data:`Aggregator`).
-
     **Distributed** (``ctx.distributed``: worker k of each helper, ``rows`` its
     block of the query's rows, any size): every phase runs in its distributed
     form (``docs/scaling.md``), each triple verifies its own products, and the
     result is triple k's share of the sums of the rows that end in its block
     after the sort, with the noise added by triple 0 only: the W results add
-    up to the helper's noised sums, which the coordinator releases.
+    up to the helper's noised sums, which the coordinator releases
+    (``ipa_helper.cluster`` runs it so on a helper's Ray workers).
     """
     ctx = ctx.enter(QUERY_STEPS)
     check_consistent(ctx.narrow("inputs"), *rows.columns())
@@ -399,9 +338,7 @@ def run_query(
     # live columns plus one phase's working set, not every column the query ever made.
     phase = Verification(ctx, "verify_sort")
     rows = neutralise(ctx.narrow("neutralise"), rows, config.query_type)
-    key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(
-        ctx.narrow("sort"), rows, config, sorter
-    )
+    key, is_trigger, breakdown_key, timestamp, value = _sorted_columns(ctx.narrow("sort"), rows, config)
     phase.close()
     clock.lap("sort")
     phase = Verification(ctx, "verify_attribute")
@@ -431,7 +368,7 @@ def run_query(
     del amount, same_user, found
     clock.lap("cap")
     phase = Verification(ctx, "verify_release")
-    sums = aggregator(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
+    sums = aggregate(ctx.narrow("aggregate"), contribution, source_key, config.num_breakdowns)
     del contribution, source_key
     clock.lap("aggregate")
     noised = noise(ctx.narrow("noise"), sums) if not ctx.distributed or ctx.group().index == 0 else sums

@@ -20,7 +20,7 @@ and each helper decodes its rows with :func:`ipa.reports.decode.decode_batch`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -75,6 +75,18 @@ class SharedRows:
 
     def __len__(self) -> int:
         return len(self.match_key)
+
+    def block(self, rows: slice) -> SharedRows:
+        """Rows ``rows`` (a contiguous range), each column a contiguous copy of its own: one
+        worker's block of a distributed query (:func:`ipa.mpc.collective.slices`)."""
+        shares = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "off_site"}
+        cut = {name: c.map(lambda a: np.ascontiguousarray(a[..., rows])) for name, c in shares.items()}
+        return replace(self, **cut, off_site=self.off_site[rows].copy())
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of this party's share columns (both components) and of the site mask."""
+        return sum(c.left.nbytes + c.right.nbytes for c in self.columns()) + self.off_site.nbytes
 
     def columns(self) -> tuple[BShares, ...]:
         """Every share column (all but the public ``off_site``), in field order."""
