@@ -33,11 +33,13 @@ def log_events(log: Path, name: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e.get("event") == name]
 
 
-def wait_for_event(log: Path, name: str, count: int = 1, deadline: float = 120.0) -> dict:
-    """The ``count``-th event ``name`` of a helper's log, once it is there."""
+def wait_for_event(log: Path, name: str, count: int = 1, deadline: float = 120.0, context: str = "") -> dict:
+    """The ``count``-th event ``name`` of a helper's log, once it is there (``context``: what the
+    failure message adds)."""
     end = time.monotonic() + deadline
     while len(found := log_events(log, name)) < count:
-        assert time.monotonic() < end, f"no {count}th {name!r} event in {log.name} within {deadline:.0f} s"
+        missing = f"no {count}th {name!r} event in {log.name} within {deadline:.0f} s{context}"
+        assert time.monotonic() < end, missing
         time.sleep(0.1)
     return found[count - 1]
 
