@@ -87,3 +87,42 @@ def test_zero_sharings_span_chunks():
     assert (z[0] + z[1] + z[2] == 0).all()
     x = [q.zero_xor("x", shape, np.uint64) for q in p]
     assert (x[0] ^ x[1] ^ x[2] == 0).all() and x[0].any()
+
+
+def test_a_key_stream_read_in_any_order_is_the_draw():
+    """Block t of a step's stream is the draw's bytes 16·t … 16·t + 15, at both holders,
+    whether made in a run (across chunks) or at any counters, repeated or not."""
+    p = three_parties()
+    blocks = (1 << 16) + 37  # more than one chunk of key stream
+    drawn = p[0].draw("s", Peer.NEXT, (16 * blocks,), np.uint8).reshape(blocks, 16)
+    stream = p[1].stream("s", Peer.PREV)
+    assert np.array_equal(stream.blocks(0, blocks), drawn)
+    assert np.array_equal(stream.blocks(5, 1000), drawn[5:1005])
+    order = np.random.default_rng(7).permutation(blocks)
+    assert np.array_equal(stream.at(order), drawn[order])
+    assert np.array_equal(stream.at(np.array([3, 3, 0], np.uint64)), drawn[[3, 3, 0]])
+    assert stream.at(np.array([], np.uint64)).shape == (0, 16)
+    other = p[2].stream("s", Peer.NEXT)  # another pair's seed
+    assert not np.array_equal(other.blocks(0, 4), drawn[:4])
+
+
+def test_a_key_stream_is_its_steps_one_draw():
+    p = three_parties()
+    p[0].stream("s", Peer.NEXT)
+    with pytest.raises(ProtocolError, match="drawn twice"):
+        p[0].draw("s", Peer.NEXT, (4,), np.uint64)
+    p[0].draw("t", Peer.PREV, (4,), np.uint64)
+    with pytest.raises(ProtocolError, match="drawn twice"):
+        p[0].stream("t", Peer.PREV)
+
+
+def test_a_key_stream_makes_runs_of_blocks_at_any_counters():
+    p = three_parties()
+    drawn = p[0].draw("s", Peer.NEXT, (16 * 40_000,), np.uint8).reshape(-1, 16)
+    stream = p[1].stream("s", Peer.PREV)
+    first = np.array([9_000, 0, 33, 9_000], np.uint64)
+    expected = np.concatenate([drawn[f : f + 7] for f in first])
+    assert np.array_equal(stream.at(first, 7), expected)
+    first = np.random.default_rng(3).integers(0, 40_000 - 5, 30_000).astype(np.uint64)  # > 1 chunk of 5
+    runs = drawn[first.astype(np.int64)[:, None] + np.arange(5)]
+    assert np.array_equal(stream.at(first, 5), runs.reshape(-1, 16))

@@ -38,7 +38,7 @@ import numpy as np
 from ipa.errors import ProtocolError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.collective import Blocks, Collective
-from ipa.mpc.prss import PRSS
+from ipa.mpc.prss import PRSS, KeyStream
 from ipa.mpc.replicated import AShares
 from ipa.mpc.step import Steps
 from ipa.mpc.verifier import Verifier
@@ -154,6 +154,10 @@ class Context:
     def generator(self, peer: Peer) -> np.random.Generator:
         """A random generator shared with ``peer`` under this step (:meth:`~ipa.mpc.prss.PRSS.generator`)."""
         return self.prss.generator(self.step, peer)
+
+    def stream(self, peer: Peer) -> KeyStream:
+        """The PRSS key stream shared with ``peer`` under this step, read in any order (its one draw)."""
+        return self.prss.stream(self.step, peer)
 
 
 NoiseHook = Callable[[Context, AShares], AShares]

@@ -27,7 +27,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import bool_dtype, mask
 
-__all__ = ["PRSS", "SEED_BYTES"]
+__all__ = ["PRSS", "SEED_BYTES", "KeyStream"]
 
 SEED_BYTES = 16
 _ZERO_NONCE = bytes(16)
@@ -60,6 +60,14 @@ class PRSS:
             size = min(_CHUNK, nbytes - start)
             stream.update_into(memoryview(_ZEROS)[:size], view[start:])
         return out[:nbytes].view(dtype).reshape(shape)
+
+    def stream(self, step: str, peer: Peer) -> KeyStream:
+        """The key stream of one step with ``peer``, read in any order (:class:`KeyStream`).
+
+        It counts as the step's one draw: :meth:`draw` at the same step and
+        peer is refused afterwards, and the other way round.
+        """
+        return KeyStream(self._key(step, peer))
 
     def _key(self, step: str, peer: Peer) -> bytes:
         """The AES key for one step with one neighbour; each may be used only once."""
@@ -137,6 +145,52 @@ class PRSS:
         in the same order."""
         key = int.from_bytes(self._key(step, peer), "little")
         return np.random.Generator(AESCounter(key=key))
+
+
+class KeyStream:
+    """The AES-128-CTR key stream of one PRSS step, by 16-byte block, read in any order.
+
+    Block t is ``AES_k(t)`` (t as a big-endian 128-bit counter), the block
+    :meth:`PRSS.draw` would have made at byte 16·t of the same step: so a
+    party can draw a long run of blocks, and later make again just the
+    blocks it needs, in the order it needs them (:meth:`at`, AES in ECB mode
+    on the counters), instead of gathering them from the first draw.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def blocks(self, start: int, count: int) -> np.ndarray:
+        """Blocks ``start … start + count − 1``, as a new ``(count, 16)`` ``uint8`` array."""
+        stream = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
+        nbytes = 16 * count
+        out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
+        for begin in range(0, nbytes, _CHUNK):
+            size = min(_CHUNK, nbytes - begin)
+            stream.update_into(memoryview(_ZEROS)[:size], out.data[begin:])
+        return out[:nbytes].reshape(count, 16)
+
+    def at(self, counters: np.ndarray, width: int = 1) -> np.ndarray:
+        """Blocks ``c, c + 1, …, c + width − 1`` for each ``c`` of ``counters`` (``uint64``), in that
+        order, as a new ``(len(counters)·width, 16)`` ``uint8`` array.
+
+        The counters are written big-endian into a buffer of one chunk, reused,
+        and encrypted from it into the result: nothing of the result's size
+        is allocated but the result.
+        """
+        counters = np.asarray(counters, np.uint64).reshape(-1)
+        per = max(1, (_CHUNK // 16) // width)  # counters per chunk
+        n = len(counters) * width
+        cipher = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+        out = np.empty(16 * n + 15, np.uint8)
+        buffer = np.zeros((min(len(counters), per), width, 2), ">u8")  # big-endian, as CTR counts
+        steps = np.arange(width, dtype=np.uint64)
+        for begin in range(0, len(counters), per):
+            part = counters[begin : begin + per]
+            chunk = buffer[: len(part)]
+            np.add(part[:, None], steps, out=chunk[:, :, 1], casting="unsafe")  # high words stay zero
+            cipher.update_into(chunk.view(np.uint8).reshape(-1).data, out.data[16 * width * begin :])
+        return out[: 16 * n].reshape(n, 16)
 
 
 def agree_seeds(channel: Channel, step: str = "setup/prss") -> PRSS:
