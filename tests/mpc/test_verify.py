@@ -1,6 +1,7 @@
 """Malicious-security checks: honest runs equal the plaintext, every tampered message aborts."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -8,11 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipa.errors import MaliciousBehaviourError
+from ipa.mpc.channel import Peer
 from ipa.mpc.memory import Tamper
+from ipa.mpc.prss import PRSS
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.testing import run
-from ipa.mpc.verify import check_consistent, verified_reveal
+from ipa.mpc.verify import check_consistent, digest, verified_reveal
 from strategies import words
 
 N = 16
@@ -132,3 +135,26 @@ def test_the_error_names_the_check_and_no_value():
         "malicious behaviour detected: verified reveal check failed "
         "(H1 and H3 sent H2 different copies of a component)"
     )
+
+
+def test_keyed_digests_agree_between_the_two_neighbours_only():
+    """A confirmation's Poly1305 key is the pair's: the neighbours' digests of the same bytes agree,
+    a third helper's key gives another digest, and any changed word, dtype or shape changes it."""
+    seeds = [os.urandom(16) for _ in range(3)]
+    prss = [PRSS(prev_seed=seeds[(i - 1) % 3], next_seed=seeds[i]) for i in range(3)]
+    key = prss[0].mac_key("root/x/confirm", Peer.NEXT)
+    assert key == prss[1].mac_key("root/x/confirm", Peer.PREV)
+    assert key != prss[2].mac_key("root/x/confirm", Peer.NEXT)
+    assert key != prss[0].mac_key("root/y/confirm", Peer.NEXT)
+    big = RNG.integers(0, 2**64, 300_000, dtype=np.uint64)  # more than one block of hashing
+    mine = digest("root/x", [big, VALUES], key)
+    assert np.array_equal(mine, digest("root/x", [big.copy(), VALUES], key))
+    third = prss[2].mac_key("root/x/confirm", Peer.NEXT)
+    assert not np.array_equal(mine, digest("root/x", [big, VALUES], third))
+    assert not np.array_equal(mine, digest("root/x", [big, VALUES]))  # unkeyed: SHA-256 of the bytes
+    changed = big.copy()
+    changed[-1] ^= np.uint64(1 << 63)
+    assert not np.array_equal(mine, digest("root/x", [changed, VALUES], key))
+    assert not np.array_equal(mine, digest("root/x", [big.view(np.int64), VALUES], key))
+    assert not np.array_equal(mine, digest("root/x", [big.reshape(2, -1), VALUES], key))
+    assert not np.array_equal(mine, digest("root/z", [big, VALUES], key))

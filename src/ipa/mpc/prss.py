@@ -92,6 +92,16 @@ class PRSS:
             hmac.digest(self._seeds[Peer.NEXT], label.encode(), hashlib.sha256)[:SEED_BYTES],
         )
 
+    def mac_key(self, label: str, peer: Peer) -> bytes:
+        """A 32-byte one-time MAC key shared with ``peer`` only: ``HMAC(seed, "mac/" + label)``.
+
+        For comparisons of digests between two neighbours
+        (:mod:`ipa.mpc.verify`): the third party cannot compute it. Each label
+        must key one comparison; ``mac/…`` is never a step path (those start
+        with ``root``, ``setup`` or a worker's ``w<k>``) nor a derivation label.
+        """
+        return hmac.digest(self._seeds[peer], b"mac/" + label.encode(), hashlib.sha256)
+
     def derive(self, label: str) -> PRSS:
         """A PRSS of its own seeds, derived for ``label`` (:meth:`derived_seeds`)."""
         return PRSS(*self.derived_seeds(label))
