@@ -111,6 +111,27 @@ def test_rows_spread_over_every_worker():
     assert 0.6 < moved < 0.9  # 1 − 1/W = 0.75 of the rows change worker, on average
 
 
+def test_no_worker_permutes_more_than_its_own_rows(monkeypatch):
+    """Each worker's local permutations are of the rows it holds and receives, never of all n."""
+    sizes, workers = [0, 300, 20, 80], 4
+    seen = []
+    original = shuffle_module.permute_blocks
+
+    def recording(collective, at, arrays, counts, before, after):
+        seen.append((collective.index, len(before), len(after), counts.shape))
+        return original(collective, at, arrays, counts, before, after)
+
+    monkeypatch.setattr(shuffle_module, "permute_blocks", recording)
+    ids, shared = _columns(400)
+    _check_rows_kept(ids, run_distributed(_three, *shared, workers=workers, sizes=sizes), 400, workers)
+    assert len(seen) == 3 * 2 * workers  # each helper applies two of the three permutations
+    assert all(shape == (workers, workers) and received == 100 for _, _, received, shape in seen)
+    # H1's and H2's first permutation starts from the input blocks, every other from even ones
+    assert Counter((k, rows) for k, rows, _, _ in seen) == Counter(
+        {**{(k, size): 2 for k, size in enumerate(sizes)}, **{(k, 100): 4 for k in range(workers)}}
+    )
+
+
 # --- the routing alone, from seeded generators -------------------------------------------------------
 
 
