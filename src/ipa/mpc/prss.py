@@ -50,16 +50,9 @@ class PRSS:
     def draw(self, step: str, peer: Peer, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """Uniform words of ``dtype`` known to this party and neighbour ``peer`` only (a new,
         writable array)."""
-        key = self._key(step, peer)
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        stream = Cipher(algorithms.AES(key), modes.CTR(_ZERO_NONCE)).encryptor()
-        out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
-        view = out.data
-        for start in range(0, nbytes, _CHUNK):
-            size = min(_CHUNK, nbytes - start)
-            stream.update_into(memoryview(_ZEROS)[:size], view[start:])
-        return out[:nbytes].view(dtype).reshape(shape)
+        return _ctr_bytes(self._key(step, peer), 0, nbytes).view(dtype).reshape(shape)
 
     def stream(self, step: str, peer: Peer) -> KeyStream:
         """The key stream of one step with ``peer``, read in any order (:class:`KeyStream`).
@@ -157,6 +150,17 @@ class PRSS:
         return np.random.Generator(AESCounter(key=key))
 
 
+def _ctr_bytes(key: bytes, block: int, nbytes: int) -> np.ndarray:
+    """``nbytes`` of the AES-128-CTR key stream of ``key`` from 16-byte block ``block`` on (a new
+    ``uint8`` array), encrypted a chunk of zeros at a time straight into the result."""
+    stream = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big"))).encryptor()
+    out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
+    for start in range(0, nbytes, _CHUNK):
+        size = min(_CHUNK, nbytes - start)
+        stream.update_into(memoryview(_ZEROS)[:size], out.data[start:])
+    return out[:nbytes]
+
+
 class KeyStream:
     """The AES-128-CTR key stream of one PRSS step, by 16-byte block, read in any order.
 
@@ -172,13 +176,7 @@ class KeyStream:
 
     def blocks(self, start: int, count: int) -> np.ndarray:
         """Blocks ``start … start + count − 1``, as a new ``(count, 16)`` ``uint8`` array."""
-        stream = Cipher(algorithms.AES(self._key), modes.CTR(start.to_bytes(16, "big"))).encryptor()
-        nbytes = 16 * count
-        out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
-        for begin in range(0, nbytes, _CHUNK):
-            size = min(_CHUNK, nbytes - begin)
-            stream.update_into(memoryview(_ZEROS)[:size], out.data[begin:])
-        return out[:nbytes].reshape(count, 16)
+        return _ctr_bytes(self._key, start, 16 * count).reshape(count, 16)
 
     def at(self, counters: np.ndarray, width: int = 1) -> np.ndarray:
         """Blocks ``c, c + 1, …, c + width − 1`` for each ``c`` of ``counters`` (``uint64``), in that
