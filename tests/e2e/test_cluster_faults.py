@@ -64,6 +64,28 @@ def _stopped(pid: int, deadline: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def _start(client: QueryClient, local: LocalNetwork, site: str, data) -> str:
+    """A noised query of ``data``, created and uploaded: its id."""
+    query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
+    client.upload(query_id, _uploads(local, site, data))
+    return query_id
+
+
+def _failed(client: QueryClient, query_id: str) -> str:
+    """Why query ``query_id`` failed (it must fail)."""
+    with pytest.raises(QueryFailedError) as failed:
+        client.wait(query_id, poll=0.1, deadline=120)
+    return str(failed.value)
+
+
+def _refunded(local: LocalNetwork, site: str, query_id: str) -> dict:
+    """The budget state, once query ``query_id`` is refunded and every helper agrees."""
+    state_ = _budget(local, site)
+    (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
+    assert mine["state"] == "refunded" and state_["agree"]
+    return state_
+
+
 def _exact_query(client: QueryClient, local: LocalNetwork, site: str, data) -> None:
     query_id = client.create(query_params(_binding(site), CONFIG, no_noise=True))
     client.upload(query_id, _uploads(local, site, data))
@@ -107,21 +129,16 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
         h1, h2, h3 = local.helpers
         with QueryClient(endpoints(local.network_file), local.identity, timeout=60) as client:
             # 1: killed mid-query.
-            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
-            client.upload(query_id, _uploads(local, site, data))
+            query_id = _start(client, local, site, data)
             fault = wait_for_event(h1.log, "worker_fault")
             victim = fault["pid"]
             assert fault["worker"] == "w0" and victim in workers_of(h1.pid)
             _stopped(victim)
             os.kill(victim, signal.SIGKILL)
-            with pytest.raises(QueryFailedError) as failed:
-                client.wait(query_id, poll=0.1, deadline=120)
-            assert f"H1's cluster worker w0 (ray::{WORKER_NAME}, pid {victim})" in str(failed.value)
-            assert "died" in str(failed.value)
-            state_ = _budget(local, site)
-            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
-            assert mine["state"] == "refunded" and state_["agree"]
-            assert state_["spent_by_helper"] == [0, 0, 0]
+            reason = _failed(client, query_id)
+            assert f"H1's cluster worker w0 (ray::{WORKER_NAME}, pid {victim})" in reason
+            assert "died" in reason
+            assert _refunded(local, site, query_id)["spent_by_helper"] == [0, 0, 0]
             _replaced(h1.pid, victim)
             _exact_query(client, local, site, data)  # 2
 
@@ -131,19 +148,15 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             frozen = wait_for_event(h3.log, "worker_fault")["pid"]
             assert frozen in workers_of(h3.pid)
             _stopped(frozen)
-            with pytest.raises(QueryFailedError):
-                client.wait(query_id, poll=0.1, deadline=120)
+            _failed(client, query_id)
             gave_up = wait_for_event(h3.log, "worker_failed")
             assert gave_up["worker"] == "w0" and gave_up["pid"] == frozen and gave_up["kind"] == "no answer"
             assert not log_events(h1.log, "worker_fault")[1:]  # H1's failpoint fired once, at query 1
             _replaced(h3.pid, frozen)
 
             # 4: H2's w0 dies at its aggregation; its triple's peers at H1 and H3 are ended too.
-            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
-            client.upload(query_id, _uploads(local, site, data))
-            with pytest.raises(QueryFailedError) as failed:
-                client.wait(query_id, poll=0.1, deadline=120)
-            reason = str(failed.value)
+            query_id = _start(client, local, site, data)
+            reason = _failed(client, query_id)
             why = f"; the query failed: {reason}"
             fault = wait_for_event(h2.log, "worker_fault", deadline=30, context=why)
             assert fault["worker"] == "w0" and fault["action"] == "kill"
@@ -152,20 +165,15 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             died = f"H2's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})"
             broke = "worker w0 failed in the query" in reason and "to H2 failed" in reason
             assert (died in reason and "during query" in reason) or broke, reason
-            state_ = _budget(local, site)
-            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
-            assert mine["state"] == "refunded" and state_["agree"]
+            _refunded(local, site, query_id)
             # H1's and H3's triples w0 and w1 were ended: only query 2 ran to its end there
             assert [len(log_events(h.log, "workers_queried")) for h in (h1, h3)] == [1, 1]
             _replaced(h2.pid, fault["pid"])
             _exact_query(client, local, site, data)  # 5
 
             # 6: H1's w0 dies mid-query, at its cap, while its sibling w1 and its triple wait for it.
-            query_id = client.create(query_params(_binding(site), CONFIG, epsilon=1.0, delta=1e-9))
-            client.upload(query_id, _uploads(local, site, data))
-            with pytest.raises(QueryFailedError) as failed:
-                client.wait(query_id, poll=0.1, deadline=120)
-            reason = str(failed.value)
+            query_id = _start(client, local, site, data)
+            reason = _failed(client, query_id)
             why = f"; the query failed: {reason}"
             fault = wait_for_event(h1.log, "worker_fault", 2, deadline=30, context=why)
             assert (fault["worker"], fault["action"], fault["phase"]) == ("w0", "kill", "cap")
@@ -173,9 +181,7 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             # could not send to H1's w0.
             died = f"H1's cluster worker w0 (ray::{WORKER_NAME}, pid {fault['pid']})"
             assert (died in reason and "during query" in reason) or "failed in the query" in reason, reason
-            state_ = _budget(local, site)
-            (mine,) = [q for q in state_["queries"] if q["query_id"] == query_id]
-            assert mine["state"] == "refunded" and state_["agree"]
+            _refunded(local, site, query_id)
             # no helper's workers finished it: they did queries 2 and 5 only
             assert [len(log_events(h.log, "workers_queried")) for h in (h1, h2, h3)] == [2, 2, 2]
             _replaced(h1.pid, fault["pid"])

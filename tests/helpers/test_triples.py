@@ -86,18 +86,9 @@ def test_a_derived_prss_draws_correlated_zero_sharings():
 
 
 @pytest.fixture(scope="module")
-def servers():
-    certs = [make_identity(i + 1, ["127.0.0.1"]) for i in range(3)]
-    identities = [
-        WorkerIdentity(
-            i, "127.0.0.1", False, certs[i][1], certs[i][0], {j: certs[j][0] for j in range(3) if j != i}
-        )
-        for i in range(3)
-    ]
-    started = [TripleServer(identity, 1) for identity in identities]
-    yield started
-    for server in started:
-        server.stop()
+def servers(two_triples):
+    """Triple 1: worker 1 of H1, H2 and H3 (``[i]`` is helper i's)."""
+    return two_triples[1]
 
 
 def test_a_worker_refuses_a_certificate_not_pinned(servers):
