@@ -285,6 +285,8 @@ class Cluster:
         """What the workers serve their triples with (set by the server before it serves)."""
         self._triple_bytes: dict[str, int] = {}
         self._layouts: dict[str, _Layout] = {}
+        self._restarting: set[int] = set()
+        """Workers that failed a call, which Ray is restarting (:meth:`_await_restarted`)."""
 
     @property
     def workers(self) -> int:
@@ -299,6 +301,7 @@ class Cluster:
         plaintext_length: int,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """:func:`ipa.crypto.opener.open_many` over the workers; WorkerError if one fails."""
+        self._await_restarted()
         n = len(key_ids)
         plain = np.zeros((n, plaintext_length), dtype=np.uint8)
         ok = np.zeros(n, dtype=bool)
@@ -378,6 +381,7 @@ class Cluster:
             return known
         if self.identity is None:
             raise ConfigError("the cluster's workers have no TLS identity to serve their triples with")
+        self._await_restarted()
         started, limit = time.monotonic(), self.timeout_seconds
         listening = [actor.listen.remote(self.identity, k) for k, actor in enumerate(self._actors)]
         answers = [
@@ -483,6 +487,26 @@ class Cluster:
         """Each worker's peak resident memory so far (bytes)."""
         return [int(v) for v in self._ray.get([a.peak_rss_bytes.remote() for a in self._actors])]
 
+    def _await_restarted(self) -> None:
+        """Wait until every worker that failed a call answers again (its pid), at most
+        ``timeout_seconds`` each: Ray refuses calls to an actor it is still restarting
+        (``ActorUnavailableError``, not retried), which would fail the query after a fault.
+        WorkerError if one does not come back (a frozen one is killed again)."""
+        for k in sorted(self._restarting):
+            deadline = time.monotonic() + self.timeout_seconds
+            while True:
+                ref = self._actors[k].pid.remote()
+                try:
+                    self.pids[k] = int(self._ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0)))
+                    break
+                except self._ray.exceptions.ActorUnavailableError:
+                    if time.monotonic() >= deadline or self._closing.is_set():
+                        raise WorkerError(f"H{self.index}'s cluster worker w{k} did not come back") from None
+                    time.sleep(0.2)
+                except self._ray.exceptions.GetTimeoutError:
+                    self._unresponsive(k, self.timeout_seconds, "its restart")
+            self._restarting.discard(k)
+
     def _get(
         self, k: int, ref: Any, deadline: float, limit: float, during: str, cancelled: Cancelled | None = None
     ) -> Any:
@@ -500,6 +524,7 @@ class Cluster:
                 if time.monotonic() >= deadline:
                     break
             except self._ray.exceptions.RayError as exc:
+                self._restarting.add(k)
                 logs.event(
                     self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind=type(exc).__name__
                 )
@@ -512,6 +537,7 @@ class Cluster:
     def _unresponsive(self, k: int, limit: float, during: str) -> None:
         """Kill worker ``k`` (Ray starts a fresh one) and fail the call: it did not answer in time."""
         logs.event(self.index, "worker_failed", worker=f"w{k}", pid=self.pids[k], kind="no answer")
+        self._restarting.add(k)
         with contextlib.suppress(Exception):
             self._ray.kill(self._actors[k], no_restart=False)
         raise WorkerError(

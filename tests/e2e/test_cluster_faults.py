@@ -152,9 +152,10 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             gave_up = wait_for_event(h3.log, "worker_failed")
             assert gave_up["worker"] == "w0" and gave_up["pid"] == frozen and gave_up["kind"] == "no answer"
             assert not log_events(h1.log, "worker_fault")[1:]  # H1's failpoint fired once, at query 1
-            _replaced(h3.pid, frozen)
 
-            # 4: H2's w0 dies at its aggregation; its triple's peers at H1 and H3 are ended too.
+            # 4: started at once, while Ray still restarts H3's w0 (H3 waits for it to answer before
+            # it decrypts); then H2's w0 dies at its aggregation; its triple's peers at H1 and H3 are
+            # ended too.
             query_id = _start(client, local, site, data)
             reason = _failed(client, query_id)
             why = f"; the query failed: {reason}"
@@ -169,6 +170,7 @@ def test_worker_faults_fail_the_query_cleanly_and_the_helpers_keep_serving(tmp_p
             # H1's and H3's triples w0 and w1 were ended: only query 2 ran to its end there
             assert [len(log_events(h.log, "workers_queried")) for h in (h1, h3)] == [1, 1]
             _replaced(h2.pid, fault["pid"])
+            _replaced(h3.pid, frozen)
             _exact_query(client, local, site, data)  # 5
 
             # 6: H1's w0 dies mid-query, at its cap, while its sibling w1 and its triple wait for it.
