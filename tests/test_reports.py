@@ -324,6 +324,28 @@ def test_reports_from_many_sites_and_epochs_are_opened_with_their_own_binding(ne
     assert (error.reason, error.index) == (R.WRONG_EPOCH, 1)
 
 
+def test_more_than_256_site_and_epoch_contexts_open_in_several_calls(network, registries):
+    """300 reports, each from its own epoch (300 contexts: a helper opens them 256 at a time), the
+    last one corrupt so that the opener gets a subset of the rows; a consumed buffer decodes alike."""
+    made = [emk(network, key=k, epoch=QUERY.epoch + k) for k in range(300)]
+    collector = ReportCollector(network, QUERY, CONFIG, last_epoch=QUERY.epoch + 299)
+    collector.add_events(small_events(300), made)
+    batches = collector.uploads(chunk_rows=64)
+    last = QUERY.epoch + 299
+    decoded = [decode_batch(batches[h], registries[h], QUERY, CONFIG, last_epoch=last) for h in range(3)]
+    assert reconstruct([d.rows.match_key for d in decoded]).tolist() == list(range(300))
+    buffer = bytearray(flip(batches[0], record_offset(299, chunk_rows=64)))  # its version: not opened
+    kept = decode_batch(
+        buffer, registries[0], QUERY, CONFIG, last_epoch=last, policy=InvalidReportPolicy.DROP, consume=True
+    )
+    assert len(buffer) == 0  # the upload's memory is freed once read
+    assert kept.rejected() == {"CORRUPT": 1}
+    assert kept.distinct_match_keys == 299
+    mine = decoded[0].rows.match_key
+    assert (kept.rows.match_key.left[:299] == mine.left[:299]).all()
+    assert (kept.rows.match_key.right[:299] == mine.right[:299]).all()
+
+
 def test_a_forged_clear_header_does_not_rebind_a_match_key(network, registries):
     """Rewriting the clear site tag of a match key made elsewhere fails decryption: info binds it."""
     elsewhere = emk(network, site="elsewhere.example")

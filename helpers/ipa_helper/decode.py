@@ -20,13 +20,15 @@ def make_decoder(config: HelperConfig, opener: Opener | None = None) -> Decoder:
 
     ``opener`` opens the match keys (default: this process and its children;
     a helper with Ray workers passes :meth:`ipa_helper.cluster.Cluster.open_many`).
+    The decoder empties the upload buffer it is given once it has read it
+    (``consume``), so the upload is not held beside the decoded columns.
     """
     keys = read_key_registry(config.hpke_keys)
 
     def decode(data: bytes | bytearray, spec: QuerySpec) -> DecodedBatch:
         return decode_batch(
             data, keys, spec.binding, spec.config, policy=spec.invalid_reports, last_epoch=spec.last_epoch,
-            opener=opener,
+            opener=opener, consume=True,
         )
 
     return decode

@@ -72,18 +72,18 @@ def open_many(
     ok = np.zeros(n, dtype=bool)
     if n == 0:
         return plaintexts, ok, 0
-    rows = np.ascontiguousarray(
-        np.concatenate([np.asarray(key_ids, dtype=np.uint8)[:, None], sealed], axis=1)
-    )
-    first, inverse = group_identical(rows)
-    distinct = rows[first]
+    key_ids = np.asarray(key_ids, dtype=np.uint8)[:, None]
+    first, inverse = group_identical(key_ids, sealed)  # no joined copy of all n rows
+    distinct = np.ascontiguousarray(np.concatenate([key_ids[first], sealed[first]], axis=1))
+    del first
     workers = (os.cpu_count() or 1) if workers is None else max(int(workers), 1)
     if workers == 1 or len(distinct) < MIN_PARALLEL:
         opened, good = _open_rows(keys, infos, distinct, plaintext_length)
     else:
         opened, good = _open_in_pool(keys, infos, distinct, plaintext_length, workers)
-    plaintexts[:] = opened[inverse]
-    ok[:] = good[inverse]
+    for s in _slices(n):  # without an (n, plaintext_length) temporary
+        plaintexts[s] = opened[inverse[s]]
+        ok[s] = good[inverse[s]]
     return plaintexts, ok, len(distinct)
 
 
@@ -116,14 +116,15 @@ def row_hash(*parts: np.ndarray) -> np.ndarray:
     """
     n = len(parts[0])
     hashed = np.zeros(n, dtype=np.uint64)
-    offset = 0
-    for part in parts:
-        width = part.shape[1]
-        words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
-        words[:, :width] = part
-        words = words.view("<u8")
-        hashed += words @ _MULTIPLIERS[offset : offset + words.shape[1]]
-        offset += words.shape[1]
+    for s in _slices(n):  # padded words for one slice of rows at a time, not for all n
+        offset = 0
+        for part in parts:
+            width = part.shape[1]
+            words = np.zeros((s.stop - s.start, -(-width // 8) * 8), dtype=np.uint8)
+            words[:, :width] = part[s]
+            words = words.view("<u8")
+            hashed[s] += words @ _MULTIPLIERS[offset : offset + words.shape[1]]
+            offset += words.shape[1]
     return hashed
 
 

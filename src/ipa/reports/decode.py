@@ -188,6 +188,7 @@ def decode_batch(
     last_epoch: int | None = None,
     workers: int | None = None,
     opener: Opener | None = None,
+    consume: bool = False,
 ) -> DecodedBatch:
     """Helper ``keys.helper``'s share columns from its upload batch, for a query bound to ``binding``.
 
@@ -196,7 +197,10 @@ def decode_batch(
     oldest epoch this helper still accepts: an earlier report is
     EXPIRED_EPOCH, one outside the query's epochs WRONG_EPOCH. ``workers``:
     processes for the HPKE opens (default: all cores); ``opener``: what opens
-    them instead of :func:`open_many` (a helper's Ray workers). Raises
+    them instead of :func:`open_many` (a helper's Ray workers). ``consume``:
+    ``data``, a bytearray, is emptied once its records are read, so that its
+    memory is freed before the match keys are opened (a helper's upload
+    buffer, which it would otherwise keep beside every decoded column). Raises
     InvalidReportError for a bad batch, or (policy FAIL) for the first
     invalid report; see the module docstring for the checks and their order.
     """
@@ -223,6 +227,8 @@ def decode_batch(
     sealed_end = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
     head = bytes(data[: BATCH_HEADER.size]) + bytes(data[sealed_end:start])
     records, fields = _read_chunks(data, head, start, n, chunk_rows, record_dtype, secret)
+    if consume and isinstance(data, bytearray):
+        del data[:]  # every view of it is gone: the records and fields are copies
 
     reasons = np.zeros(n, dtype=np.uint8)
     _, collector, provider = binding.tags()
@@ -239,9 +245,15 @@ def decode_batch(
 
     todo = np.flatnonzero(reasons == 0)
     opener = opener or partial(open_many, workers=workers)
-    plain, ok, distinct = _open_parts(keys, binding, sites, records[todo], site_index[todo], opener)
+    everything = len(todo) == n  # the usual case: the records themselves, not a copy of them
+    plain, ok, distinct = _open_parts(
+        keys, binding, sites, records if everything else records[todo],
+        site_index if everything else site_index[todo], opener,
+    )  # fmt: skip
+    del site_index
     failed = np.zeros(n, dtype=bool)
     failed[todo[~ok]] = True
+    del ok
     _flag(reasons, failed, _R.DECRYPTION_FAILED)
     _flag(reasons, _duplicates(records, fields, reasons == 0), _R.DUPLICATE)
 
@@ -252,8 +264,10 @@ def decode_batch(
         raise InvalidReportError(reason, first, detail)
 
     match_key = np.zeros((n, 2), dtype=np.uint64)
-    match_key[todo] = plain.view("<u8").reshape(-1, 2).astype(np.uint64)
+    match_key[todo] = plain.view("<u8").reshape(-1, 2)
+    del plain, todo
     off_site = records["site"] != tag("site", binding.site)
+    del records
     rows = _shared_rows(match_key, fields, reasons == 0, config, off_site)
     return DecodedBatch(rows, reasons, distinct)
 
@@ -304,26 +318,47 @@ def _open_parts(
     :func:`open_many` uses as its key id; a batch with more than 256 of them
     is opened in several calls.
     """
-    contexts = np.stack([records["key_id"].astype(np.int64), site_index, records["epoch"].astype(np.int64)])
-    distinct, context = np.unique(contexts, axis=1, return_inverse=True)
+    # One int64 per record: key id (8 bits) | site index | epoch (16 bits); site_index >= 0 here.
+    code = records["key_id"].astype(np.int64) << 56
+    code |= site_index << 16
+    code |= records["epoch"]
+    distinct, context = np.unique(code, return_inverse=True)
+    del code
     context = context.ravel()
+    if len(distinct) <= 256:  # the usual case: one call over all records, without copying them
+        local = context.astype(np.uint8)
+        return _open_group(keys, binding, sites, distinct, local, records["sealed"], opener)
     plain = np.zeros((len(records), MATCH_KEY_PLAINTEXT), dtype=np.uint8)
     ok = np.zeros(len(records), dtype=bool)
     opened = 0
-    for first in range(0, distinct.shape[1], 256):
-        group = range(first, min(first + 256, distinct.shape[1]))
-        private, infos = {}, {}
-        for c in group:
-            key_id, site, epoch = (int(v) for v in distinct[:, c])
-            own = Binding(sites[site], binding.report_collector, epoch, binding.match_key_provider)
-            private[c - first] = keys.keys[key_id]
-            infos[c - first] = info(Purpose.MATCH_KEY, FORMAT_VERSION, keys.suite, key_id, keys.helper, own)
+    for first in range(0, len(distinct), 256):
         rows = np.flatnonzero((context >= first) & (context < first + 256))
         local = (context[rows] - first).astype(np.uint8)
-        sealed = records["sealed"][rows]
-        plain[rows], ok[rows], count = opener(private, infos, local, sealed, MATCH_KEY_PLAINTEXT)
+        group = distinct[first : first + 256]
+        plain[rows], ok[rows], count = _open_group(
+            keys, binding, sites, group, local, records["sealed"][rows], opener
+        )
         opened += count
     return plain, ok, opened
+
+
+def _open_group(
+    keys: KeyRegistry,
+    binding: Binding,
+    sites: list[str],
+    codes: np.ndarray,
+    local: np.ndarray,
+    sealed: np.ndarray,
+    opener: Opener,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Open ``sealed[r]`` in context ``codes[local[r]]`` (at most 256 contexts: key id, site, epoch)."""
+    private, infos = {}, {}
+    for c, code in enumerate(codes.tolist()):
+        key_id, site, epoch = code >> 56, (code >> 16) & (2**40 - 1), code & 0xFFFF
+        own = Binding(sites[site], binding.report_collector, epoch, binding.match_key_provider)
+        private[c] = keys.keys[key_id]
+        infos[c] = info(Purpose.MATCH_KEY, FORMAT_VERSION, keys.suite, key_id, keys.helper, own)
+    return opener(private, infos, local, sealed, MATCH_KEY_PLAINTEXT)
 
 
 def _check_header(
@@ -381,21 +416,22 @@ def _read_chunks(
     """Records and decrypted field records of every chunk; ``head`` is the AAD's header part."""
     aead = AESGCM(batch_key)
     at = start
-    records, fields = [], []
-    for j, start in enumerate(range(0, n, chunk_rows)):
-        r = min(chunk_rows, n - start)
-        records.append(np.frombuffer(data, dtype=record_dtype, count=r, offset=at))
+    records, fields = np.empty(n, dtype=record_dtype), np.empty(n, dtype=FIELD_RECORD)
+    view = memoryview(data)
+    for j, first in enumerate(range(0, n, chunk_rows)):
+        rows = slice(first, min(first + chunk_rows, n))
+        r = rows.stop - rows.start
+        records[rows] = np.frombuffer(view, dtype=record_dtype, count=r, offset=at)
         at += r * record_dtype.itemsize
         sealed_length = r * FIELD_RECORD.itemsize + TAG_BYTES
         try:
-            plain = aead.decrypt(chunk_nonce(j), data[at : at + sealed_length], chunk_aad(head, j))
+            plain = aead.decrypt(chunk_nonce(j), view[at : at + sealed_length], chunk_aad(head, j))
         except InvalidTag:
-            raise InvalidReportError(_R.DECRYPTION_FAILED, start, "field chunk") from None
-        fields.append(np.frombuffer(plain, dtype=FIELD_RECORD))
+            raise InvalidReportError(_R.DECRYPTION_FAILED, first, "field chunk") from None
+        fields[rows] = np.frombuffer(plain, dtype=FIELD_RECORD)
         at += sealed_length
-    if not records:
-        return np.zeros(0, dtype=record_dtype), np.zeros(0, dtype=FIELD_RECORD)
-    return np.concatenate(records), np.concatenate(fields)
+    view.release()
+    return records, fields
 
 
 def _flag(reasons: np.ndarray, bad: np.ndarray, reason: InvalidReportReason) -> None:
