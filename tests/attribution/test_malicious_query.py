@@ -40,7 +40,7 @@ SWEEP_CONFIG = QueryConfig(
     max_events_per_user=4,
     match_key_bits=6,
     timestamp_bits=8,
-    breakdown_bits=2,
+    breakdown_bits=4,  # wider than num_breakdowns needs: the sweep reaches in_range too
     value_bits=5,
     constraint_bits=1,
 )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ipa.attribution.aggregate import aggregate
+from ipa.attribution.aggregate import aggregate, in_range
 from ipa.attribution.boundaries import adjacent_equal
 from ipa.attribution.cap import cap_contributions, running_sum
 from ipa.attribution.last_touch import last_touch
@@ -55,3 +55,10 @@ def test_aggregate(w):
     n = 64
     result = run(lambda ctx, v, key: aggregate(ctx, v, key, 2**w), arith(n), flags(n, w))
     check_cost(aggregate, result, n, w=w, n=n, l=(w + 1) // 2, h=w // 2)
+
+
+@pytest.mark.parametrize(("w", "bits"), [(2, 1), (8, 4), (8, 5), (8, 1), (16, 3)])
+def test_in_range(w, bits):
+    n = 64
+    result = run(lambda ctx, v, key: in_range(ctx, v, key, bits), arith(n), flags(n, w))
+    check_cost(in_range, result, n, k=w - bits)
