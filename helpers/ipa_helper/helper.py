@@ -490,6 +490,7 @@ class Helper:
         del data  # the decoded columns replace it
         rows = _agree_rows(channel, batch, spec.invalid_reports)
         self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
+        del batch  # the rows kept are all the query needs from it
         self._phase_done(record, "decrypt")
         malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
         verifier = Verifier(security_bits=self._security_bits) if malicious else None

@@ -129,6 +129,8 @@ class DecodedBatch:
         if keep.shape != self.reasons.shape:
             raise InputError(f"keep must be a ({len(self.reasons)},) mask")
         r = self.rows
+        if keep.all():
+            return r  # every row: these very columns (shares are never written in place)
         return SharedRows(*(getattr(r, f)[keep] for f in SharedRows.__dataclass_fields__))
 
 
