@@ -62,6 +62,7 @@ from ipa.mpc.shuffle import SHUFFLE_STEPS, shuffle
 from ipa.mpc.sort import DEFAULT_DIGIT_BITS, SORT_STEPS, sort
 from ipa.mpc.step import Steps
 from ipa.mpc.testing import per_party
+from ipa_helper.allocator import tune_malloc
 
 __all__ = ["PRIMITIVES", "Case", "communication", "main", "make_case", "measure"]
 
@@ -260,6 +261,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    tune_malloc()  # the helper process's malloc settings, before any thread (ipa_helper.allocator)
     print(machine() + f"; {args.security}")
     print(_HEADER)
     figures: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,8 @@ are checked against ``ipa.reference`` (exit 1 on any difference). Printed
 per phase: seconds (slowest helper) and bytes sent per row by each helper;
 then the query's communication rounds (latency: the longest chain of
 messages each sent after the previous one arrived) and the process's peak
-RSS (all three helpers are threads of this process). ``--json F`` writes
+RSS (all three helpers are threads of this process). The process's malloc is
+set up as a helper's (``ipa_helper.allocator.tune_malloc``). ``--json F`` writes
 ``{"events": N, "security": MODE, "seconds": {phase: s, "total": s},
 "bytes_per_row": {phase: [H1, H2, H3]}, "rounds": R, "peak_rss_mb": M,
 "log2_soundness": S}`` (S: the malicious query's soundness bound, log2, ≤ −40; null in
@@ -55,6 +56,7 @@ from ipa.mpc.replicated import AShares
 from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
+from ipa_helper.allocator import tune_malloc
 
 CONFIG = QueryConfig(num_breakdowns=16, cap=100, window=86_400, max_events_per_user=64)
 # Step prefixes of each phase's traffic (the "attribute" phase is boundaries + last touch).
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="trace memory per phase (slower)")
     parser.add_argument("--workers", type=int, default=1, help="workers per helper (default 1)")
     args = parser.parse_args(argv)
+    tune_malloc()  # the helper process's malloc settings, before any thread (ipa_helper.allocator)
     memory = PhaseMemory() if args.memory else None
     figures = measure(args.events, args.seed, memory, args.security, args.workers)
     workers = f"; {args.workers} workers per helper" if args.workers > 1 else ""

@@ -6,7 +6,7 @@ over it), ``transport`` (its gRPC implementation), ``memory`` (its in-memory
 implementation: three helpers in one process), ``mailbox`` (messages waiting
 for the protocol), ``queries`` (the registry of queries and their states),
 ``ledger`` (the privacy budget), ``services`` (the Query, Peer and Budget
-servicers), ``server`` (``ipa-helper``), ``allocator`` (the process's malloc arenas).
+servicers), ``server`` (``ipa-helper``), ``allocator`` (the process's malloc settings).
 """
 
 import os as _os

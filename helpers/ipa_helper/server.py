@@ -40,7 +40,7 @@ from ipa.mpc.channel import Peer
 from ipa.mpc.memory import Tamper
 from ipa.query import QuerySpec
 from ipa_helper import logs
-from ipa_helper.allocator import limit_arenas
+from ipa_helper.allocator import tune_malloc
 from ipa_helper.cluster import Cluster, start_cluster
 from ipa_helper.collectors import Collectors
 from ipa_helper.config import HelperConfig, load_config
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, metavar="FILE", help="the helper's TOML config")
     parser.add_argument("--insecure", action="store_true", help="no TLS: development on loopback only")
     args = parser.parse_args(argv)
-    limit_arenas()  # before the first thread (ipa_helper.allocator)
+    tune_malloc()  # before the first thread (ipa_helper.allocator)
     try:
         running = start(load_config(args.config), args.insecure)
     except IpaError as exc:
