@@ -10,7 +10,7 @@ their freed memory (``bench/e2e.py``, README *Benchmarks*: the peak per
 helper at 10^5 and 10^6 events, and the same times).
 
 The MPC's large numpy temporaries (a checkpoint's triples, a sort pass's
-columns: megabytes to about 128 MiB each) are, by glibc's defaults, each a
+columns: megabytes to tens of MiB each) are, by glibc's defaults, each a
 fresh ``mmap`` returned to the kernel when freed (allocations above the
 dynamic mmap threshold, at most 32 MiB; and a thread's own arena cannot hold
 more than 64 MiB in one piece), so the kernel zeroes every page of every one
