@@ -360,7 +360,7 @@ class Cluster:
             part = QueryPart(self._triple_run(query_id, ctx, layout, k), part_rows, config, noise)
             fault = self._take_fault(k, "query")
             calls.append((k, block, self._actors[k].query.remote(part, group, fault)))
-        del rows, part_rows, part  # Ray holds the blocks until the workers have them
+        del part_rows, part  # Ray holds the blocks until the workers have them
         parts = self._gather(query_id, cancelled, "query", calls, MIN_QUERY_ROWS_PER_SECOND)
         results = [p.result for p in parts]
         sums = results[0].sums

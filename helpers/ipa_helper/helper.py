@@ -495,7 +495,6 @@ class Helper:
         malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
         verifier = Verifier(security_bits=self._security_bits) if malicious else None
         ctx = Context(self.party, channel, agree_seeds(channel), verifier=verifier)
-        n = len(rows)
         result = self._run_query(record, ctx, rows, _noise_hook(spec))
         self._fault("computed")
         self.store.put(query_id, result.sums)
@@ -504,7 +503,7 @@ class Helper:
             raise IpaError("the query ended before this helper could vote to commit it")
         sent = channel.stats.total_bytes  # and what its workers sent within their triples
         sent += self._distributed.triple_bytes(query_id) if self._distributed is not None else 0
-        self.queries.update(record, result=result.sums, bytes_sent=sent, rows=n)
+        self.queries.update(record, result=result.sums, bytes_sent=sent, rows=len(rows))
         self._fault("voted")
         return channel
 

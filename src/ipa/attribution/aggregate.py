@@ -128,8 +128,8 @@ def in_range(ctx: Context, contribution: AShares, breakdown_key: BShares, bits: 
     Parties learn nothing.
     """
     ctx = ctx.enter(IN_RANGE_STEPS)
-    zero = breakdown_key.bits(bits, breakdown_key.width - bits).invert(ctx.party)
     high = breakdown_key.width - bits
+    zero = breakdown_key.bits(bits, high).invert(ctx.party)
     for level in range((high - 1).bit_length()):  # AND pairs of columns until one is left
         half = zero.shape[0] // 2
         paired = and_(ctx.narrow("level", level), zero[:half], zero[half : 2 * half])
