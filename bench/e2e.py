@@ -13,10 +13,11 @@ slowest helper's); MPC bytes sent per row by each helper; peak RSS of each
 helper process. ``--workers W`` (W > 1) gives each helper W Ray worker
 actors on a local Ray cluster of its own (``ipa_helper.cluster``); then the
 peak RSS of each helper's coordinator and of each of its workers, and the
-bytes per row each coordinator sent its workers and got back (the arrays of
-decryption and of the query, from its ``workers_opened`` and
-``workers_queried`` log events) and the bytes per row its workers sent each
-other (``workers_queried``) are reported; the MPC bytes include what its
+bytes per row each coordinator sent its workers and got back (the upload's
+chunks and the verdicts of decoding, the indices of dropped rows and the
+sums of the query, from its ``workers_decoded`` and ``workers_queried`` log
+events) and the bytes per row its workers sent each other (to find
+duplicates, and in the query) are reported; the MPC bytes include what its
 workers sent within their triples. The per-phase peaks are then the
 coordinator's decryption only: the MPC phases run on the workers. The
 released sums are checked against ``ipa.reference`` to within ten noise
@@ -143,20 +144,19 @@ def _phase_peaks_mb(
 
 
 def _intra_helper_bytes_per_row(local: LocalNetwork, events: int) -> list[list[float]]:
-    """Per helper, [to its workers, back from them, between its workers] per row: the array bytes
-    of its last decryption and query (``workers_opened``, ``workers_queried``) together, and what
-    its workers sent each other in the query."""
+    """Per helper, [to its workers, back from them, between its workers] per row: the bytes of its
+    last decoding and query (``workers_decoded``, ``workers_queried``) together, and what its
+    workers sent each other in both."""
     moved = []
     for helper in local.helpers:
         lines = [line for line in helper.log.read_text().splitlines() if line.startswith("{")]
         logged = list(map(json.loads, lines))
         out = back = between = 0
-        for name in ("workers_opened", "workers_queried"):
+        for name in ("workers_decoded", "workers_queried"):
             found = [e for e in logged if e.get("event") == name]
             out += found[-1].get("bytes_out", 0) if found else 0
             back += found[-1].get("bytes_in", 0) if found else 0
-            if found and name == "workers_queried":
-                between = sum(int(b) for b in found[-1]["sibling_bytes"].split(","))
+            between += sum(int(b) for b in found[-1]["sibling_bytes"].split(",")) if found else 0
         moved.append([out / events, back / events, between / events])
     return moved
 

@@ -5,6 +5,8 @@ tamper, the drop policy, and a fuzzed decoder that raises nothing but
 InvalidReportError.
 """
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +19,21 @@ from ipa.crypto.hpke import Suite, open_sealed
 from ipa.crypto.keys import KeyRegistry
 from ipa.errors import InvalidReportError, InvalidReportReason
 from ipa.events import Events
+from ipa.mpc.collective import Blocks, MemoryCollectives, slices
 from ipa.mpc.memory import run_three
+from ipa.mpc.prss import PRSS
 from ipa.mpc.sharing import reconstruct
 from ipa.network import Network
 from ipa.reference import attribute
 from ipa.reports.batch import encode_batch
-from ipa.reports.decode import InvalidReportPolicy, decode_batch
+from ipa.reports.decode import (
+    InvalidReportPolicy,
+    decode_batch,
+    decode_part,
+    exchange_duplicates,
+    raise_first_invalid,
+    read_head,
+)
 from ipa.reports.layout import FIELD_RECORD, FORMAT_VERSION
 from ipa.reports.match_key import EncryptedMatchKey, encrypt_match_key
 from ipa.synthetic import generate
@@ -393,6 +404,90 @@ def test_drop_policy_counts_and_the_helpers_agree_on_the_rows_they_keep(network,
         events.take(keep), num_breakdowns=CONFIG.num_breakdowns, cap=CONFIG.cap, window=CONFIG.window
     )
     assert (reconstruct([o.sums for o in result.outputs]) == expected).all()
+
+
+def _in_parts(data, registry, workers):
+    """Decode ``data`` as a helper with ``workers`` workers does: worker k decodes report slice k from
+    the bytes of its chunks, the duplicates found over the whole batch among the workers (threads)."""
+    head = read_head(data, registry, QUERY)
+    cut = slices(head.n, workers)
+    group = MemoryCollectives(workers, PRSS(bytes(16), bytes(16)), timeout=30)
+    out: list = [None] * workers
+
+    def worker(k):
+        first, stop = head.span(cut[k])
+        part = data[head.chunk_offset(first) : head.chunk_offset(stop)]
+        dups = exchange_duplicates(group.member(k), Blocks.even(head.n, workers))
+        out[k] = decode_part(part, head, cut[k], registry, QUERY, CONFIG, dups)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return cut, out
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 64])
+def test_decoding_in_parts_on_workers_equals_decoding_the_whole_batch(network, registries, chunk_rows):
+    """Every split of a batch (W = 1-4, parts cut across chunks) drops exactly the rows that decoding
+    it whole drops, duplicates of rows in other parts included, and decodes the same share columns."""
+    a, b, c = emk(network, key=1), emk(network, key=2), emk(network, key=3)
+    stale = emk(network, epoch=QUERY.epoch + 1)
+    match_keys = [a, b, c, a, b, a, stale, c, a, b, c, a, b, c, a, b, a]
+    fields = np.zeros(len(match_keys), dtype=FIELD_RECORD)
+    fields["timestamp"][:, 0] = [1, 2, 3, 1, 9, 1, 4, 3, 5, 2, 7, 2**40, 9, 3, 5, 2, 1]
+    batch = encode_batch(network.public_keys[1], QUERY, match_keys, fields, chunk_rows=chunk_rows)
+    batch = flip(batch, record_offset(4, chunk_rows) + 40)  # report 4: its match key does not open
+    whole = decode_batch(batch, registries[1], QUERY, CONFIG, policy=InvalidReportPolicy.DROP)
+    assert set(whole.rejected()) == {"DUPLICATE", "WRONG_EPOCH", "OUT_OF_RANGE", "DECRYPTION_FAILED"}
+    for workers in range(1, 5):
+        cut, parts = _in_parts(batch, registries[1], workers)
+        reasons = np.concatenate([p.reasons for p, _ in parts])
+        assert reasons.tolist() == whole.reasons.tolist(), workers
+        for name in ("match_key", "timestamp", "breakdown_key", "trigger_value", "is_trigger"):
+            for side in ("left", "right"):
+                got = np.concatenate([getattr(getattr(p.rows, name), side) for p, _ in parts])
+                assert (got == getattr(getattr(whole.rows, name), side)).all()
+        assert (np.concatenate([p.rows.off_site for p, _ in parts]) == whole.rows.off_site).all()
+        # the first invalid report is the one decoding the whole batch refuses (policy FAIL)
+        with pytest.raises(InvalidReportError) as whole_error:
+            decode_batch(batch, registries[1], QUERY, CONFIG)
+        errors = []
+        for k, (p, details) in enumerate(parts):
+            try:
+                raise_first_invalid(p.reasons, details, cut[k].start)
+            except InvalidReportError as exc:
+                errors.append(exc)
+        assert (errors[0].reason, errors[0].index) == (whole_error.value.reason, whole_error.value.index)
+
+
+def test_a_chunk_that_does_not_open_fails_the_part_that_holds_it(network, registries):
+    a = emk(network, key=1)
+    fields = np.zeros(10, dtype=FIELD_RECORD)
+    batch = encode_batch(network.public_keys[0], QUERY, [a] * 10, fields, chunk_rows=4)
+    batch = flip(batch, record_offset(4, 4) + 4 * RECORD + 4)  # chunk 1 (reports 4-7): its sealed fields
+    head = read_head(batch, registries[0], QUERY)
+    for rows in (slice(0, 4), slice(8, 10)):
+        first, stop = head.span(rows)
+        part = batch[head.chunk_offset(first) : head.chunk_offset(stop)]
+        assert (
+            len(
+                decode_part(part, head, rows, registries[0], QUERY, CONFIG, lambda r, f, v: np.zeros_like(v))[
+                    0
+                ].rows
+            )
+            > 0
+        )
+    with pytest.raises(InvalidReportError) as caught:
+        first, stop = head.span(slice(6, 9))
+        part = batch[head.chunk_offset(first) : head.chunk_offset(stop)]
+        decode_part(part, head, slice(6, 9), registries[0], QUERY, CONFIG, lambda r, f, v: np.zeros_like(v))
+    assert (caught.value.reason, caught.value.index) == (R.DECRYPTION_FAILED, 4)
+    assert (refused(batch, registries[0]).reason, refused(batch, registries[0]).index) == (
+        R.DECRYPTION_FAILED,
+        4,
+    )
 
 
 # ------------------------------------------------------------------- fuzzing

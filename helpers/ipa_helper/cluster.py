@@ -23,19 +23,25 @@ The cluster
 
 What the workers do
 -------------------
-Decryption (:meth:`Cluster.open_many`, the ``opener`` of
-:func:`ipa.reports.decode.decode_batch`): the coordinator hash-partitions the
-sealed match keys by value (so identical ciphertexts, which a user agent
-reuses, meet on one worker and are opened once), sends each worker its
-partition through Ray's object store, each worker opens its distinct
-messages (:func:`ipa.crypto.opener.open_many`, in its own process), and the
-coordinator puts the plaintexts back in row order. Opening is deterministic,
-so the result is the same as with W = 1, bit for bit; so is the count of
-distinct messages.
+Decoding (:meth:`Cluster.decode`): the coordinator checks the upload's
+header and opens its batch key (:func:`ipa.reports.decode.read_head`), cuts
+the reports into W slices (:func:`ipa.mpc.collective.slices` of n, the same
+cut at every helper) and hands worker k the bytes of the chunks that cover
+slice k through Ray's object store, then frees the upload. Each worker
+decodes its slice (the fields' AES-GCM, every check, the match keys opened in
+its own process; :func:`ipa.reports.decode.decode_part`), finds with its
+siblings the reports that duplicate one of another slice
+(:func:`ipa.reports.decode.exchange_duplicates`: rows meet on the worker
+their hash picks, inside the helper), keeps its decoded rows and returns
+one verdict byte per report (valid, off site), the counts of invalid reports
+by reason and its number of opens. The helpers agree on the rows from the
+verdicts as before, and the coordinator tells each worker which of its rows
+to drop (:class:`ipa_helper.held.HeldRows`). The verdicts, and so the rows
+kept, are those of W = 1, bit for bit.
 
-The query (:meth:`Cluster.run_query`): the coordinator cuts the decrypted
-rows into W contiguous blocks (:func:`ipa.mpc.collective.slices`, the same cut
-at every helper), the coordinators exchange their workers' addresses (one
+The query (:meth:`Cluster.run_query`): worker k's block is the rows it kept
+of its slice (the same blocks at every helper, as the helpers keep the same
+rows), the coordinators exchange their workers' addresses (one
 message per query on their peer channel), and worker k of H1, H2 and H3 run
 :func:`ipa.attribution.pipeline.run_query`, distributed, on block k as a
 *worker triple* that talks only within itself over mutual TLS
@@ -58,7 +64,10 @@ then fails at every helper and its ε is refunded, like any other failure.
 Ray restarts the actor (``max_restarts=-1``; the failed call is not retried),
 so the helper serves the next query. A worker that does not answer (frozen,
 or starved) within ``timeout_seconds`` plus one second per
-``MIN_OPENS_PER_SECOND`` messages of its part fails the query likewise, and
+``MIN_OPENS_PER_SECOND`` reports of the largest slice (decoding; every
+worker has the same allowance, as each waits for the others to find
+duplicates, and a sibling waits twice as long, so the coordinator names the
+late worker first) fails the query likewise, and
 is killed so that Ray starts a fresh one: a stuck worker never blocks the
 queries after it. A part of a query has ``timeout_seconds`` plus one
 second per ``MIN_QUERY_ROWS_PER_SECOND`` rows of its block; the coordinator
@@ -84,7 +93,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -94,14 +103,33 @@ import numpy as np
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import PHASES, NoiseHook, QueryResult
 from ipa.attribution.rows import SharedRows
-from ipa.crypto.hpke import PrivateKey
-from ipa.crypto.opener import open_many, row_hash
-from ipa.errors import ConfigError, IpaError, MaliciousBehaviourError, TransportError
+from ipa.crypto.binding import Binding
+from ipa.crypto.hpke import Suite
+from ipa.crypto.keys import KeyRegistry
+from ipa.errors import (
+    ConfigError,
+    InvalidReportError,
+    InvalidReportReason,
+    IpaError,
+    MaliciousBehaviourError,
+    TransportError,
+)
 from ipa.mpc.channel import Peer
-from ipa.mpc.collective import GROUP_LABEL, slices, worker_label
+from ipa.mpc.collective import GROUP_LABEL, Blocks, slices, worker_label
 from ipa.mpc.context import Context
+from ipa.query import QuerySpec
+from ipa.reports.decode import (
+    BatchHead,
+    InvalidReportPolicy,
+    decode_part,
+    exchange_duplicates,
+    raise_first_invalid,
+    read_head,
+)
+from ipa.reports.layout import FIELD_RECORD, match_key_record_dtype
 from ipa_helper import logs
 from ipa_helper.config import ClusterConfig, HelperConfig
+from ipa_helper.held import DecodedPart, HeldRows, RemoteBatch
 from ipa_helper.siblings import Group, RayCollective, group_mailbox, worker_failure
 from ipa_helper.triples import (
     PartResult,
@@ -129,7 +157,8 @@ _START_SECONDS = 120.0  # for the W actors to be up (they import numpy and crypt
 _START_ATTEMPTS = 3
 
 MIN_OPENS_PER_SECOND = 500
-"""The slowest opening rate a worker is allowed before it counts as stuck (a core opens ~10k X25519/s)."""
+"""The slowest decoding rate (reports per second) a worker is allowed before it counts as stuck (a
+core opens ~10k X25519 match keys per second)."""
 
 MIN_QUERY_ROWS_PER_SECOND = 100
 """The slowest rate at which a worker may run its part of a query (a core runs ~2·10^4 rows/s of
@@ -154,6 +183,8 @@ class IpaWorker:
         self._triple: TripleServer | None = None
         self._group_box = group_mailbox()
         self._lock = threading.Lock()
+        self._held: dict[str, SharedRows] = {}
+        """The rows each query decoded here, until its part of the query takes them."""
 
     def listen(self, identity: WorkerIdentity, k: int) -> tuple[str, int]:
         """Serve worker triple ``k``'s Peer service (started once per process); (its address, pid)."""
@@ -163,10 +194,11 @@ class IpaWorker:
             return self._triple.address, os.getpid()
 
     def query(
-        self, part: QueryPart, group: Group, fault: tuple[str, str] = ("", "")
+        self, part: QueryPart, group: Group, fault: tuple[str, str] = ("", ""), drop: np.ndarray | None = None
     ) -> PartResult | tuple[str, str]:
         """This worker's part of a query with its triple and its siblings (``group``); (kind, what)
-        if it failed.
+        if it failed. A part without rows runs on the rows this worker decoded for the query, but
+        ``drop`` (indices within them).
 
         ``fault`` (tests): (``stop``/``kill``, phase): this process stops or kills itself at the
         start of that phase of its part (:data:`ipa.attribution.pipeline.PHASES`).
@@ -181,6 +213,8 @@ class IpaWorker:
                 _fault(action)
 
         try:
+            if part.rows is None:
+                part = dataclasses.replace(part, rows=self._take_rows(part.run.query_id, drop))
             result = self._triple_server().run_query(part, os.getpid(), collective, on_phase)
             return dataclasses.replace(result, sibling_bytes_in=collective.received_bytes)
         except MaliciousBehaviourError as exc:
@@ -193,13 +227,85 @@ class IpaWorker:
         self.abort(part.run.query_id, "the worker's part of the query failed")
         return failed
 
+    def _take_rows(self, query_id: str, drop: np.ndarray | None) -> SharedRows:
+        """The rows decoded here for ``query_id`` but ``drop``, which this worker then forgets."""
+        with self._lock:
+            rows = self._held.pop(query_id, None)
+        if rows is None:
+            raise IpaError("the worker holds no decoded rows of the query (restarted?)")
+        if drop is None or len(drop) == 0:
+            return rows
+        keep = np.ones(len(rows), dtype=bool)
+        keep[drop] = False
+        return SharedRows(*(getattr(rows, f)[keep] for f in SharedRows.__dataclass_fields__))
+
+    def decode(
+        self,
+        query_id: str,
+        part: np.ndarray,
+        rows: slice,
+        head: BatchHead,
+        keys: tuple[int, dict[int, Any], int],
+        binding: Binding,
+        config: QueryConfig,
+        group: Group,
+        timeout: float,
+        fault: str = "",
+    ) -> DecodedPart | tuple[str, str]:
+        """Decode reports ``rows`` of a batch from ``part`` (the bytes of the chunks that cover them),
+        find with the siblings in ``group`` those that duplicate a report of another slice, keep the
+        rows for the query and return the verdicts; (kind, what) if it failed.
+
+        ``keys`` is the helper's key registry (helper, keys, current key id).
+        """
+        if fault:
+            _fault(fault)
+        collective = self._collective(query_id, group, timeout)
+        duplicates = exchange_duplicates(collective, Blocks.even(head.n, group.size))
+        try:
+            try:
+                batch, details = decode_part(
+                    part, head, rows, KeyRegistry(*keys), binding, config, duplicates
+                )
+            except InvalidReportError as exc:  # a chunk that does not open: the batch is refused
+                record = match_key_record_dtype(Suite(head.suite))
+                duplicates(
+                    np.empty(0, record), np.empty(0, FIELD_RECORD), np.empty(0, bool)
+                )  # its siblings wait
+                return DecodedPart.refused(exc, os.getpid())
+        except IpaError as exc:
+            self.abort(query_id, "the worker's decoding failed")
+            return "error", str(exc)
+        except BaseException:
+            self.abort(query_id, "the worker's decoding failed")
+            raise
+        del part
+        with self._lock:
+            _remember(self._held, query_id, batch.rows, keep=16)
+        verdicts = batch.valid.astype(np.uint8) | (batch.rows.off_site.astype(np.uint8) << 1)
+        try:
+            raise_first_invalid(batch.reasons, details, rows.start)
+            first = None
+        except InvalidReportError as exc:
+            first = (int(exc.reason), exc.index, exc.detail)
+        return DecodedPart(
+            verdicts, batch.rejected(), batch.distinct_match_keys, first, None, os.getpid(),
+            collective.stats.total_bytes, collective.received_bytes,
+        )  # fmt: skip
+
+    def forget(self, query_id: str) -> None:
+        """Drop the rows decoded here for ``query_id`` (the query ended before its part took them)."""
+        with self._lock:
+            self._held.pop(query_id, None)
+
     def _triple_server(self) -> TripleServer:
         if self._triple is None:
             raise IpaError("the worker does not listen for its triple (restarted?)")
         return self._triple
 
     def abort(self, query_id: str, reason: str) -> None:
-        """End this worker's part of ``query_id`` now (it failed elsewhere)."""
+        """End this worker's part of ``query_id`` now (it failed elsewhere), and forget its rows."""
+        self.forget(query_id)
         self._group_box.abort(query_id, reason)
         if self._triple is not None:
             self._triple.end(query_id, reason)
@@ -218,21 +324,6 @@ class IpaWorker:
     def peak_rss_bytes(self) -> int:
         """This worker process's peak resident memory (``VmHWM``), for benchmarks."""
         return _peak_rss_bytes()
-
-    def open(
-        self,
-        keys: Mapping[int, PrivateKey],
-        infos: Mapping[int, bytes],
-        key_ids: np.ndarray,
-        sealed: np.ndarray,
-        plaintext_length: int,
-        fault: str = "",
-    ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Open one partition in this process: (plaintexts, ok, distinct messages, this worker's pid)."""
-        if fault:
-            _fault(fault)
-        plain, ok, distinct = open_many(keys, infos, key_ids, sealed, plaintext_length, workers=1)
-        return plain, ok, distinct, os.getpid()
 
 
 def _fault(action: str) -> None:
@@ -256,12 +347,6 @@ def _peak_rss_bytes() -> int:
     return 0
 
 
-def partition(key_ids: np.ndarray, sealed: np.ndarray, workers: int) -> np.ndarray:
-    """(n,) int64: the worker of each row, a function of its value (``key id ‖ sealed``) alone."""
-    hashed = row_hash(np.asarray(key_ids, dtype=np.uint8)[:, None], sealed)
-    return ((hashed >> np.uint64(33)) % np.uint64(workers)).astype(np.int64)
-
-
 class Cluster:
     """A helper's Ray cluster (local or joined) and its W worker actors."""
 
@@ -283,6 +368,8 @@ class Cluster:
         self._calls = {"decryption": 0, "query": 0}
         self.identity: WorkerIdentity | None = None
         """What the workers serve their triples with (set by the server before it serves)."""
+        self.keys: KeyRegistry | None = None
+        """The helper's HPKE keys, which its workers decode with (set by the server before it serves)."""
         self._triple_bytes: dict[str, int] = {}
         self._layouts: dict[str, _Layout] = {}
         self._restarting: set[int] = set()
@@ -292,48 +379,86 @@ class Cluster:
     def workers(self) -> int:
         return len(self._actors)
 
-    def open_many(
-        self,
-        keys: Mapping[int, PrivateKey],
-        infos: Mapping[int, bytes],
-        key_ids: np.ndarray,
-        sealed: np.ndarray,
-        plaintext_length: int,
-    ) -> tuple[np.ndarray, np.ndarray, int]:
-        """:func:`ipa.crypto.opener.open_many` over the workers; WorkerError if one fails."""
+    def decode(self, query_id: str, cancelled: Cancelled, data: bytearray, spec: QuerySpec) -> RemoteBatch:
+        """Decode the upload ``data`` on the workers, which keep the rows (module docstring); the
+        verdicts come back. ``data`` is emptied once the workers' parts are in the object store.
+        The workers are waited for even if the query ends elsewhere (``cancelled``, unused), within
+        their allowance, as one that does not answer is replaced.
+
+        Raises InvalidReportError as :func:`~ipa.reports.decode.decode_batch` would (the first
+        invalid report of the batch, with policy FAIL), WorkerError if a worker fails.
+        """
+        if self.keys is None:
+            raise ConfigError("the cluster's workers have no HPKE keys to decode with")
+        head = read_head(data, self.keys, spec.binding, last_epoch=spec.last_epoch)
         self._await_restarted()
-        n = len(key_ids)
-        plain = np.zeros((n, plaintext_length), dtype=np.uint8)
-        ok = np.zeros(n, dtype=bool)
-        if n == 0:
-            return plain, ok, 0
-        owner = partition(key_ids, sealed, self.workers)
-        order = np.argsort(owner, kind="stable")
-        bounds = np.searchsorted(owner[order], np.arange(self.workers + 1))
-        shared = (self._ray.put(dict(keys)), self._ray.put(dict(infos)))  # once, not once per worker
+        pids = self._current_pids()
         self._calls["decryption"] += 1
-        calls = []
-        for k, actor in enumerate(self._actors):
-            rows = order[bounds[k] : bounds[k + 1]]
-            if len(rows):
-                action, _ = self._take_fault(k, "decryption")
-                ref = actor.open.remote(*shared, key_ids[rows], sealed[rows], plaintext_length, action)
-                calls.append((k, rows, ref))
-        distinct = 0
-        sent = key_ids.nbytes + sealed.nbytes  # the rows' columns, each to one worker
-        received = 0
-        started = time.monotonic()
-        for k, rows, ref in calls:
-            limit = self.timeout_seconds + len(rows) / MIN_OPENS_PER_SECOND
-            opened, good, count, pid = self._get(k, ref, started + limit, limit, "decryption")
-            plain[rows], ok[rows] = opened, good
-            distinct += count
-            received += opened.nbytes + good.nbytes
-            self.pids[k] = pid
-        per_worker = ",".join(str(int(bounds[k + 1] - bounds[k])) for k in range(self.workers))
-        moved = {"bytes_out": sent, "bytes_in": received}
-        logs.event(self.index, "workers_opened", rows=per_worker, distinct=distinct, **moved)
-        return plain, ok, distinct
+        cut = slices(head.n, self.workers)
+        # The same allowance for every worker: one waits for the others' rows (duplicates).
+        limit = self.timeout_seconds + max(s.stop - s.start for s in cut) / MIN_OPENS_PER_SECOND
+        keys = (self.keys.helper, dict(self.keys.keys), self.keys.current)
+        shared = (self._ray.put(head), self._ray.put(keys), spec.binding, spec.config)
+        # The decoding draws no randomness: its group's seeds are never used, and stay here.
+        seeds = (secrets.token_bytes(16), secrets.token_bytes(16))
+        calls, sent = [], 0
+        for k, rows in enumerate(cut):
+            first, stop = head.span(rows)
+            lo, hi = head.chunk_offset(first), head.chunk_offset(stop)
+            part = self._ray.put(np.frombuffer(data, np.uint8, hi - lo, lo))  # a copy: data can go
+            sent += hi - lo
+            group = Group(self.index - 1, k, tuple(self._actors), pids, seeds)
+            action, _ = self._take_fault(k, "decryption")
+            # A sibling waits at most twice a worker's allowance: the coordinator names a late one first.
+            ref = self._actors[k].decode.remote(query_id, part, rows, *shared, group, 2 * limit, action)
+            calls.append((k, limit, ref))
+        del part
+        data[:] = b""  # the upload: every worker's part is a copy in the object store
+        # Not ended early when the query fails elsewhere: a worker that does not answer within its
+        # allowance must be found, and replaced, before the next query needs it.
+        parts = self._gather(query_id, _running, "decryption", calls)
+        self._decoded(cut, sent, parts)
+        # A chunk that does not open refuses the batch before any report does, as in one process;
+        # the first of them, or of the invalid reports, is the one decoding it whole finds first.
+        refused = [p.error for p in parts if p.error is not None]
+        if refused:
+            raise _invalid(min(refused, key=_index))
+        firsts = [p.first for p in parts if p.first is not None]
+        if spec.invalid_reports is InvalidReportPolicy.FAIL and firsts:
+            raise _invalid(min(firsts, key=_index))
+        counts: dict[str, int] = {}
+        for p in parts:
+            for name, count in p.rejected.items():
+                counts[name] = counts.get(name, 0) + count
+        return RemoteBatch(np.concatenate([p.verdicts for p in parts]), counts, self.workers)
+
+    def _current_pids(self) -> tuple[int, ...]:
+        """Each worker's pid now (a sibling that is restarted while it waits for it is noticed)."""
+        started, limit = time.monotonic(), self.timeout_seconds
+        asked = [actor.pid.remote() for actor in self._actors]
+        self.pids[:] = [
+            int(self._get(k, ref, started + limit, limit, "decryption")) for k, ref in enumerate(asked)
+        ]
+        return tuple(self.pids)
+
+    def _decoded(self, cut: list[slice], sent: int, parts: list[DecodedPart]) -> None:
+        """Log what crossed inside this helper for the decoding (``workers_decoded``)."""
+        logs.event(
+            self.index,
+            "workers_decoded",
+            rows=",".join(str(r.stop - r.start) for r in cut),
+            distinct=sum(p.distinct for p in parts),
+            bytes_out=sent,
+            bytes_in=sum(p.verdicts.nbytes for p in parts),
+            sibling_bytes=",".join(str(p.sibling_bytes) for p in parts),
+            sibling_bytes_in=",".join(str(p.sibling_bytes_in) for p in parts),
+        )
+
+    def forget(self, query_id: str) -> None:
+        """Make the workers drop any rows they still hold for ``query_id`` (it has ended)."""
+        for actor in self._actors:
+            with contextlib.suppress(Exception):
+                actor.forget.remote(query_id)
 
     @property
     def verifiers(self) -> int:
@@ -341,27 +466,28 @@ class Cluster:
         return self.workers
 
     def run_query(
-        self, query_id: str, cancelled: Cancelled, ctx: Context, rows: SharedRows, config: QueryConfig,
+        self, query_id: str, cancelled: Cancelled, ctx: Context, rows: HeldRows, config: QueryConfig,
         noise: NoiseHook,
     ) -> QueryResult:  # fmt: skip
         """Query ``query_id`` on the worker triples (module docstring): worker k runs
-        :func:`~ipa.attribution.pipeline.run_query` on block k of ``rows``, and this helper's result
-        is the sum of its W workers' shares. ``cancelled`` says when the query has ended elsewhere:
-        the workers' parts are then ended and the call fails at once. Every worker takes part,
-        even with no rows: the rows it will hold after the sort come from the others."""
+        :func:`~ipa.attribution.pipeline.run_query` on the rows it decoded and keeps (``rows``), and
+        this helper's result is the sum of its W workers' shares. ``cancelled`` says when the query
+        has ended elsewhere: the workers' parts are then ended and the call fails at once. Every
+        worker takes part, even with no rows: the rows it will hold after the sort come from the
+        others."""
         layout = self._layout(query_id, ctx, cancelled, "query")
         self._calls["query"] += 1
-        cut, seeds = slices(len(rows), self.workers), ctx.prss.derived_seeds(GROUP_LABEL)
+        blocks, seeds = Blocks.of_sizes(rows.sizes), ctx.prss.derived_seeds(GROUP_LABEL)
+        cut = [blocks.rows(k) for k in range(self.workers)]
         calls, sent = [], 0
         for k, block in enumerate(cut):
-            part_rows = rows.block(block)
-            sent += part_rows.nbytes
+            sent += rows.drop[k].nbytes
             group = Group(ctx.party, k, tuple(self._actors), layout.pids, seeds)
-            part = QueryPart(self._triple_run(query_id, ctx, layout, k), part_rows, config, noise)
+            part = QueryPart(self._triple_run(query_id, ctx, layout, k), None, config, noise)
             fault = self._take_fault(k, "query")
-            calls.append((k, block, self._actors[k].query.remote(part, group, fault)))
-        del part_rows, part  # Ray holds the blocks until the workers have them
-        parts = self._gather(query_id, cancelled, "query", calls, MIN_QUERY_ROWS_PER_SECOND)
+            limit = self.timeout_seconds + (block.stop - block.start) / MIN_QUERY_ROWS_PER_SECOND
+            calls.append((k, limit, self._actors[k].query.remote(part, group, fault, rows.drop[k])))
+        parts = self._gather(query_id, cancelled, "query", calls)
         results = [p.result for p in parts]
         sums = results[0].sums
         for r in results[1:]:
@@ -427,19 +553,15 @@ class Cluster:
             return self._triple_bytes.pop(query_id, 0)
 
     def _gather(
-        self,
-        query_id: str,
-        cancelled: Cancelled,
-        phase: str,
-        calls: list[tuple[int, slice, Any]],
-        rate: float,
-    ) -> list[PartResult]:
-        """Each worker's part, in worker order, waiting on all at once: the first that fails (dies,
-        reports an error, or is late by ``timeout_seconds`` plus a second per ``rate`` rows) ends
-        every part still running, and the call fails naming it."""
+        self, query_id: str, cancelled: Cancelled, phase: str, calls: list[tuple[int, float, Any]]
+    ) -> list[Any]:
+        """Each worker's answer (a PartResult or DecodedPart), in worker order, waiting on all at
+        once: the first that fails (dies, reports an error, or is late by its allowance in seconds,
+        ``calls``: (worker, allowance, call)) ends every part still running, and the call fails
+        naming it."""
         started = time.monotonic()
-        pending = {ref: (k, self.timeout_seconds + (rows.stop - rows.start) / rate) for k, rows, ref in calls}
-        done: dict[int, PartResult] = {}
+        pending = {ref: (k, limit) for k, limit, ref in calls}
+        done: dict[int, Any] = {}
         try:
             while pending:
                 ready = self._ray.wait(list(pending), num_returns=1, timeout=1.0)[0]
@@ -593,6 +715,22 @@ def _worker_faults() -> dict[str, tuple[str, int]]:
     return faults
 
 
+def _running() -> str | None:
+    """A query that has not ended elsewhere (what :meth:`Cluster.decode` waits as)."""
+    return None
+
+
+def _invalid(verdict: tuple[int, int | None, str]) -> InvalidReportError:
+    """The InvalidReportError a (reason, index, detail) verdict of a worker stands for."""
+    reason, index, detail = verdict
+    return InvalidReportError(InvalidReportReason(reason), index, detail)
+
+
+def _index(verdict: tuple[int, int | None, str]) -> int:
+    """The report index of a (reason, index, detail) verdict; a whole batch's (None) first."""
+    return -1 if verdict[1] is None else verdict[1]
+
+
 def _union_bound(results: list[QueryResult]) -> float | None:
     """log2 of the chance that a cheat passes any of the triples' checks: at most the sum of each
     triple's (semi-honest: None)."""
@@ -600,10 +738,11 @@ def _union_bound(results: list[QueryResult]) -> float | None:
     return float(np.logaddexp2.reduce(bounds)) if bounds else None
 
 
-def _remember(table: dict[str, Any], query_id: str, value: Any) -> None:
-    """``table[query_id] = value``, keeping the 64 latest queries (one that failed never asks again)."""
+def _remember(table: dict[str, Any], query_id: str, value: Any, keep: int = 64) -> None:
+    """``table[query_id] = value``, keeping the ``keep`` latest queries (one that failed never asks
+    again)."""
     table[query_id] = value
-    while len(table) > 64:
+    while len(table) > keep:
         del table[next(iter(table))]
 
 

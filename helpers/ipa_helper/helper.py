@@ -69,6 +69,7 @@ from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
+from ipa_helper.held import HeldRows, RemoteBatch
 from ipa_helper.ledger import ABORTED, COMMITTED, READY, BudgetLedger
 from ipa_helper.limits import LimitError, check_query, check_upload
 from ipa_helper.mailbox import Mailbox
@@ -102,12 +103,18 @@ class Distributed(Protocol):
     @property
     def verifiers(self) -> int: ...
 
+    def decode(
+        self, query_id: str, cancelled: Callable[[], str | None], data: bytearray, spec: QuerySpec
+    ) -> RemoteBatch: ...
+
     def run_query(
-        self, query_id: str, cancelled: Callable[[], str | None], ctx: Context, rows: SharedRows,
+        self, query_id: str, cancelled: Callable[[], str | None], ctx: Context, rows: HeldRows,
         config: QueryConfig, noise: NoiseHook,
     ) -> QueryResult: ...  # fmt: skip
 
     def triple_bytes(self, query_id: str) -> int: ...
+
+    def forget(self, query_id: str) -> None: ...
 
 
 def _forward_as_is(spec: QuerySpec) -> QuerySpec:
@@ -475,6 +482,8 @@ class Helper:
             )
             self.fail(record, f"internal error ({type(exc).__name__})")
             channel = None
+        if self._distributed is not None:
+            self._distributed.forget(query_id)  # rows its workers decoded and did not query
         if channel is not None:
             self._release(record, channel)
         self.mailbox.abort(query_id, "the query has ended")  # drops late messages too
@@ -486,11 +495,12 @@ class Helper:
         declared = _declared_rows(data)  # None: the decoder names what is wrong with the batch
         if declared is not None:
             _agree_count(channel, declared)  # before the decoder's memory, not after
-        batch = self._decode(data, spec)
+        batch = self._decode_upload(record, data)
         del data  # the decoded columns replace it
-        rows = _agree_rows(channel, batch, spec.invalid_reports)
+        keep = _agree_rows(channel, batch.valid, batch.off_site, spec.invalid_reports)
+        rows = batch.select(keep)
         self.queries.update(record, rows=len(rows), invalid_reports=batch.rejected())
-        del batch  # the rows kept are all the query needs from it
+        del batch, keep  # the rows kept are all the query needs from it
         self._phase_done(record, "decrypt")
         malicious = security_of(spec.security, self.config.allow_semi_honest) == "malicious"
         verifier = Verifier(security_bits=self._security_bits) if malicious else None
@@ -507,14 +517,25 @@ class Helper:
         self._fault("voted")
         return channel
 
+    def _decode_upload(self, record: QueryRecord, data: bytearray) -> DecodedBatch | RemoteBatch:
+        """The upload decoded here, or on the workers, which keep the rows (ending their parts if
+        the query ends elsewhere)."""
+        if self._distributed is None:
+            return self._decode(data, record.spec)
+        query_id = record.query_id
+        cancelled = lambda: self.mailbox.aborted(query_id)  # noqa: E731
+        return self._distributed.decode(query_id, cancelled, data, record.spec)
+
     def _run_query(
-        self, record: QueryRecord, ctx: Context, rows: SharedRows, noise: NoiseHook
+        self, record: QueryRecord, ctx: Context, rows: SharedRows | HeldRows, noise: NoiseHook
     ) -> QueryResult:
         """The MPC in this process, or on the worker triples (ending their parts if the query ends
         elsewhere; their phases are logged when they are all done)."""
         config = record.spec.config
         if self._distributed is None:
+            assert isinstance(rows, SharedRows)
             return run_query(ctx, rows, config, noise, lambda p: self._phase_done(record, p))
+        assert isinstance(rows, HeldRows)
         query_id = record.query_id
         cancelled = lambda: self.mailbox.aborted(query_id)  # noqa: E731
         result = self._distributed.run_query(query_id, cancelled, ctx, rows, config, noise)
@@ -640,8 +661,10 @@ def _agree_count(channel: Channel, declared: int) -> None:
             )
 
 
-def _agree_rows(channel: Channel, batch: DecodedBatch, policy: InvalidReportPolicy) -> SharedRows:
-    """The rows valid at all three helpers, on whose site all three agree.
+def _agree_rows(
+    channel: Channel, valid: np.ndarray, off_site: np.ndarray, policy: InvalidReportPolicy
+) -> np.ndarray:
+    """(n,) bool: the rows valid at all three helpers, on whose site all three agree.
 
     Each sends both peers a byte per report: valid (bit 0) and made off the
     querying site (bit 1, from the report's binding, which each helper
@@ -649,11 +672,11 @@ def _agree_rows(channel: Channel, batch: DecodedBatch, policy: InvalidReportPoli
     collector mixing parts of different match keys) is refused (policy FAIL)
     or dropped by all. The masks say only which reports a helper refused and
     where they were made (public facts about the upload, not about users).
-    1 round; n bytes to each peer.
+    1 round; n bytes to each peer. A helper with workers learns ``valid`` and
+    ``off_site`` from their verdicts (``ipa_helper.held``): the same bytes.
     """
-    off_site = batch.rows.off_site
-    mine = batch.valid.astype(np.uint8) | (off_site.astype(np.uint8) << 1)
-    keep = batch.valid.copy()
+    mine = valid.astype(np.uint8) | (off_site.astype(np.uint8) << 1)
+    keep = valid.copy()
     for theirs in _tell_both_peers(channel, "setup/valid", mine):
         keep &= (theirs & 1).astype(bool)
         differ = keep & (((theirs >> 1) & 1).astype(bool) != off_site)
@@ -661,7 +684,7 @@ def _agree_rows(channel: Channel, batch: DecodedBatch, policy: InvalidReportPoli
             first = int(np.flatnonzero(differ)[0])
             raise InputError(f"report {first}: the helpers saw it made on different sites")
         keep &= ~differ
-    return batch.select(keep)
+    return keep
 
 
 def _noise_hook(spec: QuerySpec) -> NoiseHook:

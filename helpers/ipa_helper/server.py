@@ -38,6 +38,7 @@ from ipa.dp.accounting import EpochBudget
 from ipa.errors import ConfigError, IpaError
 from ipa.mpc.channel import Peer
 from ipa.mpc.memory import Tamper
+from ipa.network import read_key_registry
 from ipa.query import QuerySpec
 from ipa_helper import logs
 from ipa_helper.allocator import tune_malloc
@@ -278,9 +279,10 @@ def _start(
     budget = EpochBudget.of(config.epoch_budget, config.delta)
     ledger = BudgetLedger(config.data_dir / "budget.sqlite", budget.units, budget.describe)
     refunded = ledger.recover()
-    decoder = make_decoder(config, cluster.open_many if cluster is not None else None)
+    decoder = make_decoder(config)
     if cluster is not None:
         cluster.identity = WorkerIdentity.of(config, insecure)
+        cluster.keys = read_key_registry(config.hpke_keys)
     helper = Helper(
         config,
         links,

@@ -1,10 +1,10 @@
 """Worker triples: worker k of H1, H2 and H3 run an MPC phase on one slice of rows among themselves.
 
 A helper with ``[cluster] workers = W`` (``ipa_helper.cluster``) runs the
-query on its W workers: the coordinator cuts the decrypted rows into W
-contiguous blocks (:func:`ipa.mpc.collective.slices`, the same cut at every
-helper: it depends only on n and W), sends worker k its helper's shares of
-block k, and worker k of the three helpers (a *triple*) run
+query on its W workers: worker k decoded slice k of the reports
+(:func:`ipa.mpc.collective.slices`, the same cut at every helper: it depends
+only on n and W) and keeps the rows of it that all three helpers keep, its
+block, and worker k of the three helpers (a *triple*) run
 :func:`ipa.attribution.pipeline.run_query` in its distributed form on it:
 MPC messages go only within the triple, and rows move between the W workers
 of each helper (:mod:`ipa_helper.siblings`). Each worker returns its share of
@@ -41,7 +41,7 @@ import numpy as np
 from ipa.attribution.config import QueryConfig
 from ipa.attribution.pipeline import QUERY_STEPS, NoiseHook, PhaseHook, QueryResult, run_query
 from ipa.attribution.rows import SharedRows
-from ipa.errors import ConfigError, TransportError
+from ipa.errors import ConfigError, IpaError, TransportError
 from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.collective import Collective
 from ipa.mpc.context import Context
@@ -119,8 +119,9 @@ class QueryPart:
     """What worker k of one helper needs to run its part of a query."""
 
     run: TripleRun
-    rows: SharedRows = field(repr=False)
-    """Block k of the query's rows (this helper's two components of each share column)."""
+    rows: SharedRows | None = field(repr=False)
+    """Block k of the query's rows (this helper's two components of each share column); None: the
+    rows the worker decoded for the query (``ipa_helper.cluster``), which it puts here."""
     config: QueryConfig
     noise: NoiseHook
     """The helper's noise, which triple 0 adds (``run_query``, distributed)."""
@@ -214,6 +215,8 @@ class TripleServer:
                 self.identity.party, channel, PRSS(*run.seeds), step=f"w{self.k}", steps=QUERY_STEPS,
                 verifier=verifier, collective=collective,
             )  # fmt: skip
+            if part.rows is None:
+                raise IpaError("a part of a query reached its triple without rows")
             result = run_query(ctx, part.rows, part.config, part.noise, on_phase)
             return PartResult(result, channel.stats.total_bytes, pid, collective.stats.total_bytes)
         except BaseException:

@@ -10,12 +10,11 @@ import subprocess
 import sys
 import tomllib
 
-import numpy as np
 import pytest
 
 from ipa.errors import ConfigError
 from ipa_client.cli import main
-from ipa_helper.cluster import _kill_attempt, partition
+from ipa_helper.cluster import _kill_attempt
 from ipa_helper.config import ClusterConfig, load_config
 
 
@@ -59,19 +58,6 @@ def test_a_bad_cluster_table_is_refused_naming_the_key(tmp_path, capsys, table, 
     with pytest.raises(ConfigError, match=r"\[cluster\]") as refused:
         load_config(path)
     assert message in str(refused.value)
-
-
-def test_the_partition_is_a_function_of_the_value_and_spreads_rows():
-    rng = np.random.default_rng(3)
-    sealed = rng.integers(0, 256, (4000, 80), dtype=np.uint8)
-    key_ids = rng.integers(0, 3, 4000).astype(np.uint8)
-    sealed[2000:], key_ids[2000:] = sealed[:2000], key_ids[:2000]  # every row twice
-    owner = partition(key_ids, sealed, 3)
-    assert (owner[:2000] == owner[2000:]).all()
-    assert set(owner.tolist()) == {0, 1, 2} and np.bincount(owner).min() > 1000
-    other = key_ids.copy()
-    other[:2000] ^= 1  # the key id is part of the value
-    assert (partition(other, sealed, 3)[:2000] != owner[:2000]).any()
 
 
 def helper(config, *env: str):

@@ -51,7 +51,8 @@ per distinct match-key ciphertext (:func:`ipa.crypto.opener.open_many`).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -64,8 +65,9 @@ from ipa.attribution.rows import SharedRows
 from ipa.crypto.binding import MAX_EPOCH, Binding, Purpose, check_name, info, tag
 from ipa.crypto.hpke import Suite, open_sealed
 from ipa.crypto.keys import KeyRegistry
-from ipa.crypto.opener import Opener, group_identical, open_many
+from ipa.crypto.opener import Opener, group_identical, open_many, row_hash
 from ipa.errors import InputError, InvalidReportError, InvalidReportReason
+from ipa.mpc.collective import Blocks, Collective
 from ipa.mpc.replicated import BShares
 from ipa.mpc.ring import bool_dtype, mask
 from ipa.reports.layout import (
@@ -83,7 +85,19 @@ from ipa.reports.layout import (
     unpack_sites,
 )
 
-__all__ = ["DecodedBatch", "InvalidReportPolicy", "batch_head_length", "batch_size", "decode_batch"]
+__all__ = [
+    "BatchHead",
+    "DecodedBatch",
+    "Duplicates",
+    "InvalidReportPolicy",
+    "batch_head_length",
+    "batch_size",
+    "decode_batch",
+    "decode_part",
+    "exchange_duplicates",
+    "raise_first_invalid",
+    "read_head",
+]
 
 _R = InvalidReportReason
 
@@ -114,6 +128,11 @@ class DecodedBatch:
     def valid(self) -> np.ndarray:
         """(n,) bool: the reports valid at this helper."""
         return self.reasons == 0
+
+    @property
+    def off_site(self) -> np.ndarray:
+        """(n,) bool: the valid reports made off the querying site."""
+        return self.rows.off_site
 
     def rejected(self) -> dict[str, int]:
         """Counts of invalid reports by reason name (e.g. ``{"DUPLICATE": 2}``); empty if none."""
@@ -199,20 +218,82 @@ def decode_batch(
     oldest epoch this helper still accepts: an earlier report is
     EXPIRED_EPOCH, one outside the query's epochs WRONG_EPOCH. ``workers``:
     processes for the HPKE opens (default: all cores); ``opener``: what opens
-    them instead of :func:`open_many` (a helper's Ray workers). ``consume``:
+    them instead of :func:`open_many`. ``consume``:
     ``data``, a bytearray, is emptied once its records are read, so that its
     memory is freed before the match keys are opened (a helper's upload
     buffer, which it would otherwise keep beside every decoded column). Raises
     InvalidReportError for a bad batch, or (policy FAIL) for the first
     invalid report; see the module docstring for the checks and their order.
     """
+    if not isinstance(data, bytes | bytearray):
+        data = bytes(data)  # a bytearray (a helper's upload buffer) is read in place, not copied
+    head = read_head(data, keys, binding, oldest_epoch=oldest_epoch, last_epoch=last_epoch)
+    records, fields = _read_chunks(data, head, 0, -(-head.n // head.chunk_rows), head.start)
+    if consume and isinstance(data, bytearray):
+        del data[:]  # every view of it is gone: the records and fields are copies
+    opener = opener or partial(open_many, workers=workers)
+    batch, details = _decode_records(records, fields, head, keys, binding, config, opener, _duplicates)
+    if policy is InvalidReportPolicy.FAIL:
+        raise_first_invalid(batch.reasons, details)
+    return batch
+
+
+@dataclass(frozen=True)
+class BatchHead:
+    """What decoding any part of a batch needs from its head, read and checked once (:func:`read_head`).
+
+    ``batch_key`` is the batch's AES-GCM key: a secret of this helper, which
+    only its own processes (its workers) may hold.
+    """
+
+    n: int
+    chunk_rows: int
+    start: int
+    """Where the first chunk begins."""
+    record_width: int
+    suite: int
+    sites: tuple[str, ...]
+    aad: bytes
+    """The header part of every chunk's AAD."""
+    batch_key: bytes = field(repr=False)
+    oldest: int = 0
+    last: int = 0
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.n // self.chunk_rows)
+
+    def chunk_offset(self, j: int) -> int:
+        """Where chunk ``j`` begins (``j`` up to :attr:`chunks`: the batch's end)."""
+        rows = min(j * self.chunk_rows, self.n)
+        return self.start + rows * (self.record_width + FIELD_RECORD.itemsize) + j * TAG_BYTES
+
+    def span(self, rows: slice) -> tuple[int, int]:
+        """(first, stop) chunk numbers covering reports ``rows`` (empty rows: an empty span)."""
+        if rows.stop <= rows.start:
+            return 0, 0
+        return rows.start // self.chunk_rows, -(-rows.stop // self.chunk_rows)
+
+
+def read_head(
+    data: bytes | bytearray,
+    keys: KeyRegistry,
+    binding: Binding,
+    *,
+    oldest_epoch: int | None = None,
+    last_epoch: int | None = None,
+) -> BatchHead:
+    """Check an upload batch's header, site table and length, and open its batch key.
+
+    The first steps of :func:`decode_batch` (same arguments, same errors), for
+    a helper that decodes its batch in parts (:func:`decode_part`).
+    """
     oldest = (
         binding.epoch if oldest_epoch is None else integer("oldest_epoch", oldest_epoch, 0, binding.epoch)
     )
-    first = binding.epoch
-    last = integer("last_epoch", first if last_epoch is None else last_epoch, first, MAX_EPOCH)
-    if not isinstance(data, bytes | bytearray):
-        data = bytes(data)  # a bytearray (a helper's upload buffer) is read in place, not copied
+    last = integer(
+        "last_epoch", binding.epoch if last_epoch is None else last_epoch, binding.epoch, MAX_EPOCH
+    )
     header = _check_header(data, keys, binding, oldest)
     n, chunk_rows, key_id = header["n"], header["chunk_rows"], header["key_id"]
     suite = keys.suite
@@ -220,25 +301,80 @@ def decode_batch(
     sites, start = _read_query_tail(data, suite, last)
     _check_length(data, start, n, chunk_rows, record_dtype.itemsize)
     batch_key = keys.private_key(key_id)
+    sealed_end = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
     try:
         bound = info(Purpose.BATCH_KEY, FORMAT_VERSION, suite, key_id, keys.helper, binding)
-        sealed_key = bytes(data[BATCH_HEADER.size : BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)])
-        secret = open_sealed(batch_key, sealed_key, bound)
+        secret = open_sealed(batch_key, bytes(data[BATCH_HEADER.size : sealed_end]), bound)
     except InvalidReportError:
         raise InvalidReportError(_R.DECRYPTION_FAILED, detail="batch key") from None
-    sealed_end = BATCH_HEADER.size + suite.sealed_length(BATCH_KEY_BYTES)
-    head = bytes(data[: BATCH_HEADER.size]) + bytes(data[sealed_end:start])
-    records, fields = _read_chunks(data, head, start, n, chunk_rows, record_dtype, secret)
-    if consume and isinstance(data, bytearray):
-        del data[:]  # every view of it is gone: the records and fields are copies
+    aad = bytes(data[: BATCH_HEADER.size]) + bytes(data[sealed_end:start])
+    return BatchHead(
+        n, chunk_rows, start, record_dtype.itemsize, int(suite), tuple(sites), aad, secret, oldest, last
+    )
 
+
+Duplicates = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(records, fields, valid) -> the valid rows byte-identical to an earlier valid row of the batch."""
+
+
+def decode_part(
+    part: bytes | bytearray | np.ndarray,
+    head: BatchHead,
+    rows: slice,
+    keys: KeyRegistry,
+    binding: Binding,
+    config: QueryConfig,
+    duplicates: Duplicates,
+) -> tuple[DecodedBatch, dict[int, str]]:
+    """Reports ``rows`` of a batch, decoded from ``part``: the bytes of the chunks that cover them
+    (``head.chunk_offset`` of ``head.span(rows)``), as :func:`decode_batch` with policy DROP would.
+
+    ``duplicates`` finds the rows that duplicate an earlier row *of the whole
+    batch* (:func:`exchange_duplicates`, with the workers holding the other
+    parts). The match keys are opened in this process. Returns the decoded
+    rows and, per invalid row (index within ``rows``), what was out of range.
+    InvalidReportError (DECRYPTION_FAILED, the chunk's first report) if a
+    chunk's fields do not open: ``duplicates`` has not been called then.
+    """
+    first, stop = head.span(rows)
+    records, fields = _read_chunks(part, head, first, stop, 0)
+    skip = rows.start - first * head.chunk_rows
+    within = slice(skip, skip + rows.stop - rows.start)
+    if within != slice(0, len(records)):
+        records, fields = records[within].copy(), fields[within].copy()
+    opener = partial(open_many, workers=1)
+    return _decode_records(records, fields, head, keys, binding, config, opener, duplicates)
+
+
+def raise_first_invalid(reasons: np.ndarray, details: dict[int, str], offset: int = 0) -> None:
+    """InvalidReportError for the first invalid row (its index plus ``offset``), if there is one."""
+    if reasons.any():
+        first = int(np.flatnonzero(reasons)[0])
+        reason = _R(int(reasons[first]))
+        detail = details.get(first, "") if reason is _R.OUT_OF_RANGE else ""
+        raise InvalidReportError(reason, first + offset, detail)
+
+
+def _decode_records(
+    records: np.ndarray,
+    fields: np.ndarray,
+    head: BatchHead,
+    keys: KeyRegistry,
+    binding: Binding,
+    config: QueryConfig,
+    opener: Opener,
+    duplicates: Duplicates,
+) -> tuple[DecodedBatch, dict[int, str]]:
+    """Every report's checks, its opened match key and its share columns; (batch, range details)."""
+    n = len(records)
     reasons = np.zeros(n, dtype=np.uint8)
     _, collector, provider = binding.tags()
+    sites = list(head.sites)
     site_index = _site_index(records["site"], sites)
     _flag(reasons, records["version"] != FORMAT_VERSION, _R.CORRUPT)
     _flag(reasons, records["helper"] != keys.helper, _R.WRONG_HELPER)
-    _flag(reasons, records["epoch"] < oldest, _R.EXPIRED_EPOCH)
-    _flag(reasons, (records["epoch"] < binding.epoch) | (records["epoch"] > last), _R.WRONG_EPOCH)
+    _flag(reasons, records["epoch"] < head.oldest, _R.EXPIRED_EPOCH)
+    _flag(reasons, (records["epoch"] < binding.epoch) | (records["epoch"] > head.last), _R.WRONG_EPOCH)
     _flag(reasons, site_index < 0, _R.WRONG_SITE)
     _flag(reasons, records["report_collector"] != collector, _R.WRONG_REPORT_COLLECTOR)
     _flag(reasons, records["match_key_provider"] != provider, _R.WRONG_MATCH_KEY_PROVIDER)
@@ -246,7 +382,6 @@ def decode_batch(
     range_detail = _check_field_ranges(reasons, fields, config)
 
     todo = np.flatnonzero(reasons == 0)
-    opener = opener or partial(open_many, workers=workers)
     everything = len(todo) == n  # the usual case: the records themselves, not a copy of them
     plain, ok, distinct = _open_parts(
         keys, binding, sites, records if everything else records[todo],
@@ -257,13 +392,7 @@ def decode_batch(
     failed[todo[~ok]] = True
     del ok
     _flag(reasons, failed, _R.DECRYPTION_FAILED)
-    _flag(reasons, _duplicates(records, fields, reasons == 0), _R.DUPLICATE)
-
-    if policy is InvalidReportPolicy.FAIL and reasons.any():
-        first = int(np.flatnonzero(reasons)[0])
-        reason = _R(int(reasons[first]))
-        detail = range_detail.get(first, "") if reason is _R.OUT_OF_RANGE else ""
-        raise InvalidReportError(reason, first, detail)
+    _flag(reasons, duplicates(records, fields, reasons == 0), _R.DUPLICATE)
 
     match_key = np.zeros((n, 2), dtype=np.uint64)
     match_key[todo] = plain.view("<u8").reshape(-1, 2)
@@ -271,7 +400,7 @@ def decode_batch(
     off_site = records["site"] != tag("site", binding.site)
     del records
     rows = _shared_rows(match_key, fields, reasons == 0, config, off_site)
-    return DecodedBatch(rows, reasons, distinct)
+    return DecodedBatch(rows, reasons, distinct), range_detail
 
 
 def _read_query_tail(data: bytes | bytearray, suite: Suite, last: int) -> tuple[list[str], int]:
@@ -412,24 +541,26 @@ def _check_length(data: bytes | bytearray, start: int, n: int, chunk_rows: int, 
 
 
 def _read_chunks(
-    data: bytes | bytearray, head: bytes, start: int, n: int, chunk_rows: int, record_dtype: np.dtype,
-    batch_key: bytes,
+    data: bytes | bytearray | np.ndarray, head: BatchHead, first: int, stop: int, at: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Records and decrypted field records of every chunk; ``head`` is the AAD's header part."""
-    aead = AESGCM(batch_key)
-    at = start
-    records, fields = np.empty(n, dtype=record_dtype), np.empty(n, dtype=FIELD_RECORD)
-    view = memoryview(data)
-    for j, first in enumerate(range(0, n, chunk_rows)):
-        rows = slice(first, min(first + chunk_rows, n))
+    """Records and decrypted field records of chunks ``first`` … ``stop - 1``, read from ``at`` on."""
+    aead = AESGCM(head.batch_key)
+    record_dtype = match_key_record_dtype(Suite(head.suite))
+    lo, hi = first * head.chunk_rows, min(stop * head.chunk_rows, head.n)
+    records = np.empty(max(hi - lo, 0), dtype=record_dtype)
+    fields = np.empty(max(hi - lo, 0), dtype=FIELD_RECORD)
+    view = (data.data if isinstance(data, np.ndarray) else memoryview(data)).cast("B")
+    for j in range(first, stop):
+        start = j * head.chunk_rows
+        rows = slice(start - lo, min(start + head.chunk_rows, head.n) - lo)
         r = rows.stop - rows.start
         records[rows] = np.frombuffer(view, dtype=record_dtype, count=r, offset=at)
         at += r * record_dtype.itemsize
         sealed_length = r * FIELD_RECORD.itemsize + TAG_BYTES
         try:
-            plain = aead.decrypt(chunk_nonce(j), view[at : at + sealed_length], chunk_aad(head, j))
+            plain = aead.decrypt(chunk_nonce(j), view[at : at + sealed_length], chunk_aad(head.aad, j))
         except InvalidTag:
-            raise InvalidReportError(_R.DECRYPTION_FAILED, first, "field chunk") from None
+            raise InvalidReportError(_R.DECRYPTION_FAILED, start, "field chunk") from None
         fields[rows] = np.frombuffer(plain, dtype=FIELD_RECORD)
         at += sealed_length
     view.release()
@@ -476,6 +607,50 @@ def _duplicates(records: np.ndarray, fields: np.ndarray, valid: np.ndarray) -> n
     later[first] = False
     duplicate[index[later]] = True
     return duplicate
+
+
+def exchange_duplicates(collective: Collective, parts: Blocks, step: str = "decode/duplicates") -> Duplicates:
+    """:func:`_duplicates` over the whole batch, for worker ``collective.index`` of the W workers that
+    hold its parts (worker k: rows ``parts.rows(k)``, contiguous, in worker order).
+
+    Each worker sends every valid row's bytes (match-key and field record)
+    and batch index to the worker picked by the row's hash, so identical rows
+    meet on one worker; it groups what it received (in batch order: senders
+    in worker order, rows in order), and sends each later copy's index back
+    to the worker holding it. Exact: the same rows as :func:`_duplicates` on
+    the whole batch. Two all-to-alls inside one helper: 167 bytes per valid
+    row that changes worker (a record, its fields and its index), 8 per
+    duplicate back. Every worker must call it, also with no rows.
+    """
+    offset = parts.rows(collective.index).start
+
+    def duplicates(records: np.ndarray, fields: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        index = np.flatnonzero(valid)
+        mk = records[index].view(np.uint8).reshape(len(index), records.dtype.itemsize)
+        fv = fields[index].view(np.uint8).reshape(len(index), fields.dtype.itemsize)
+        owner = (row_hash(mk, fv) >> np.uint64(33)) % np.uint64(collective.size)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.searchsorted(owner[order], np.arange(1, collective.size))
+        sent = [
+            [index[rows] + offset, mk[rows], fv[rows]] for rows in np.split(order, cuts)
+        ]  # fmt: skip
+        del mk, fv, order
+        got = collective.all_to_all(f"{step}/rows", sent)
+        del sent
+        at, mk, fv = (np.concatenate([part[i] for part in got]) for i in range(3))
+        del got
+        later = np.ones(len(at), dtype=bool)
+        if len(at):
+            first, _ = group_identical(mk, fv)
+            later[first] = False
+        copies = at[later]
+        holder = parts.owner(copies)
+        back = collective.all_to_all(f"{step}/later", [[copies[holder == k]] for k in range(collective.size)])
+        duplicate = np.zeros(len(records), dtype=bool)
+        duplicate[np.concatenate([part[0] for part in back]) - offset] = True
+        return duplicate
+
+    return duplicates
 
 
 def _shared_rows(
