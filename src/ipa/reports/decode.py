@@ -46,6 +46,16 @@ nothing protected.
 
 Cost: parsing and every check are numpy over whole columns; HPKE opens are
 per distinct match-key ciphertext (:func:`ipa.crypto.opener.open_many`).
+
+In parts
+--------
+A helper with W workers decodes its batch in W slices of reports: it reads
+the head once (:func:`read_head`: the same checks and errors), each worker
+decodes the chunks covering its slice (:func:`decode_part`), and the workers
+find the duplicates of the whole batch among themselves
+(:func:`exchange_duplicates`). The reasons and rows of the slices, joined,
+are those of :func:`decode_batch` with policy DROP; the first invalid report
+of the batch is the first of the slices' (:func:`raise_first_invalid`).
 """
 
 from __future__ import annotations
@@ -228,7 +238,7 @@ def decode_batch(
     if not isinstance(data, bytes | bytearray):
         data = bytes(data)  # a bytearray (a helper's upload buffer) is read in place, not copied
     head = read_head(data, keys, binding, oldest_epoch=oldest_epoch, last_epoch=last_epoch)
-    records, fields = _read_chunks(data, head, 0, -(-head.n // head.chunk_rows), head.start)
+    records, fields = _read_chunks(data, head, 0, head.chunks, head.start)
     if consume and isinstance(data, bytearray):
         del data[:]  # every view of it is gone: the records and fields are copies
     opener = opener or partial(open_many, workers=workers)
