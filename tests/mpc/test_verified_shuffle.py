@@ -37,6 +37,7 @@ CHECKS = {
     "triple cut-and-choose",
     "triple sacrifice",
     "multiplication",
+    "MAC",
 }
 
 

@@ -8,6 +8,7 @@ import pytest
 from ipa.errors import ProtocolError
 from ipa.mpc.buckets import log2_bound, parameters
 from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
+from ipa.mpc.mac import MAC_LOG2_BOUND
 from ipa.mpc.multiply import and_, multiply
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.sort import sort
@@ -79,7 +80,7 @@ def test_a_standalone_sort_is_sound_to_2_to_the_minus_40_in_total():
 
     result = run(protocol, share_boolean(keys, width), payload, security="malicious")
     bounds = _bounds(result)
-    assert len(bounds) == 2 * math.ceil(width / 3)  # each pass verifies two forms of product
+    assert bounds == [MAC_LOG2_BOUND] * math.ceil(width / 3)  # each pass checks its products' MACs once
     assert result.outputs[0][2] <= -40
     got = reconstruct([out[0] for out in result.outputs])
     assert got.tolist() == np.argsort(keys, kind="stable").tolist()

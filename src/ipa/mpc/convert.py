@@ -42,8 +42,9 @@ from ipa.mpc.adder import ADD_STEPS, add, carry_save
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
 from ipa.mpc.input import input_from
+from ipa.mpc.mac import Macs
 from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, BShares
+from ipa.mpc.replicated import AShares, BShares, stack
 from ipa.mpc.ring import check_arithmetic_dtype
 from ipa.mpc.step import Steps
 from ipa.mpc.verify import DIGEST_BYTES, digest
@@ -53,12 +54,14 @@ __all__ = [
     "BIT_TO_ARITH_STEPS",
     "BOOL_TO_ARITH_STEPS",
     "arith_to_bool",
+    "authenticated_bit_to_arith",
     "bit_to_arith",
     "bool_to_arith",
 ]
 
-BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply", "xor_01", "xor_2")
-"""Semi-honest: ``input`` (H1's y) and ``multiply``; malicious: ``xor_01`` (b_0·b_1) and ``xor_2``."""
+BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply", "authenticate", "xor_01", "xor_2")
+"""Semi-honest: ``input`` (H1's y) and ``multiply``; malicious: ``xor_01`` (b_0·b_1) and ``xor_2``,
+after ``authenticate`` (the components' MACs) in :func:`authenticated_bit_to_arith`."""
 ARITH_TO_BOOL_STEPS = Steps("arith_to_bool", "carry_save", add=ADD_STEPS)
 BOOL_TO_ARITH_STEPS = Steps(
     "bool_to_arith", "mask_1", "mask_2", "carry_save", "open", "confirm", add=ADD_STEPS
@@ -91,20 +94,38 @@ def bit_to_arith(ctx: Context, b: BShares, dtype: npt.DTypeLike = np.uint32) -> 
 
 
 def _xor_of_components(ctx: Context, left: np.ndarray, right: np.ndarray) -> AShares:
-    """b_0 ⊕ b_1 ⊕ b_2 from the components of 1-bit shares, each a trivial arithmetic sharing.
+    """b_0 ⊕ b_1 ⊕ b_2 from the components of 1-bit shares, each a trivial arithmetic sharing."""
+    b0, b1, b2 = _components(ctx.party, left, right)
+    t = b0 + b1 - multiply(ctx.narrow("xor_01"), b0, b1).scale(2)
+    return t + b2 - multiply(ctx.narrow("xor_2"), t, b2).scale(2)
+
+
+def _components(party: int, left: np.ndarray, right: np.ndarray) -> list[AShares]:
+    """The three components of shares, each as a trivial arithmetic sharing.
 
     Party i holds b_i (``left``) and b_{i+1} (``right``); component j of the
     trivial sharing of b_j is b_j, held by its two holders, the others zero.
     """
     zero = np.zeros_like(left)
-    me = ctx.party
+    return [AShares(left if j == party else zero, right if j == (party + 1) % 3 else zero) for j in range(3)]
 
-    def component(j: int) -> AShares:
-        return AShares(left if j == me else zero, right if j == (me + 1) % 3 else zero)
 
-    b0, b1, b2 = component(0), component(1), component(2)
-    t = b0 + b1 - multiply(ctx.narrow("xor_01"), b0, b1).scale(2)
-    return t + b2 - multiply(ctx.narrow("xor_2"), t, b2).scale(2)
+def authenticated_bit_to_arith(ctx: Context, macs: Macs, b: BShares) -> AShares:
+    """1-bit boolean shares (d, n) → authenticated arithmetic shares (d, 1 + K, n) in Z_2^64.
+
+    The malicious :func:`bit_to_arith` with its products checked by ``macs``
+    (:mod:`ipa.mpc.mac`) instead of a checkpoint: each component b_j is
+    authenticated (a product with the keys; it is right by definition, as
+    its honest holder's copy), then ``(b_0 ⊕ b_1) ⊕ b_2`` by two
+    authenticated products.
+    Cost: ``3`` rounds, ``3*K + 2*(1 + K)`` words per element.
+    """
+    ctx = ctx.enter(BIT_TO_ARITH_STEPS)
+    components = stack(_components(ctx.party, b.left.astype(np.uint64), b.right.astype(np.uint64)))
+    authenticated = macs.authenticate(ctx.narrow("authenticate"), components)
+    b0, b1, b2 = (authenticated[j] for j in range(3))
+    t = b0 + b1 - macs.multiply(ctx.narrow("xor_01"), b0, b1).scale(2)
+    return t + b2 - macs.multiply(ctx.narrow("xor_2"), t, b2).scale(2)
 
 
 def _component_as_bool(party: int, x: AShares, j: int) -> BShares:

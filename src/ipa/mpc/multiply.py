@@ -24,6 +24,7 @@ of a corrupt helper's choice; no unmasked value may be opened.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import EllipsisType
 
 import numpy as np
 
@@ -43,6 +44,8 @@ __all__ = [
     "multiply",
     "multiply_stacked",
     "reshare",
+    "unrecorded_inner_product",
+    "unrecorded_multiply",
 ]
 
 
@@ -83,12 +86,18 @@ def _cross_terms(
     for start in range(0, n, _BLOCK):
         rows = (..., slice(start, start + _BLOCK)) if shape else ...
         out = z[rows]
-        term = plus(y.left[rows], y.right[rows], dtype=z.dtype)
-        times(term, x.left[rows], out=term)
+        x_left, x_right, y_left, y_right = (_rows(a, rows) for a in (x.left, x.right, y.left, y.right))
+        term = plus(y_left, y_right, out=np.empty(out.shape, dtype))
+        times(term, x_left, out=term)
         plus(out, term, out=out)
-        times(x.right[rows], y.left[rows], out=term)
+        times(x_right, y_left, out=term)
         plus(out, term, out=out)
     return z
+
+
+def _rows(a: np.ndarray, rows: tuple[object, ...] | EllipsisType) -> np.ndarray:
+    """Block ``rows`` of an operand, or the operand itself where it is broadcast over the rows."""
+    return a[rows] if a.ndim and a.shape[-1] != 1 else a
 
 
 def reshare(ctx: Context, z: np.ndarray) -> np.ndarray:
@@ -115,8 +124,19 @@ def multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
     Each party sends one word per element to its previous neighbour.
     Cost: ``1`` round, ``1`` word per element.
     """
-    z = _cross_terms(x, y, ctx.prss.zero(ctx.step, x.shape, x.dtype), np.add, np.multiply, True)
-    return _record(ctx, "multiply", x, y, AShares(z, reshare(ctx, z)))
+    return _record(ctx, "multiply", x, y, unrecorded_multiply(ctx, x, y))
+
+
+def unrecorded_multiply(ctx: Context, x: AShares, y: AShares) -> AShares:
+    """The semi-honest product ``x·y`` of broadcastable shapes, never recorded for a checkpoint.
+
+    For products checked otherwise (:mod:`ipa.mpc.mac`); in malicious mode
+    anything else must call :func:`multiply`.
+    Cost: ``1`` round, ``1`` word per element of the result.
+    """
+    shape = np.broadcast_shapes(x.shape, y.shape)
+    z = _cross_terms(x, y, ctx.prss.zero(ctx.step, shape, x.dtype), np.add, np.multiply, True)
+    return AShares(z, reshare(ctx, z))
 
 
 def and_(ctx: Context, x: BShares, y: BShares) -> BShares:
@@ -181,9 +201,18 @@ def inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShare
     1 round, 1 word per element of the *output* sent by each party, however
     many terms are summed.
     """
+    return _record(ctx, "inner_product", x, y, unrecorded_inner_product(ctx, x, y, axis), axis)
+
+
+def unrecorded_inner_product(ctx: Context, x: AShares, y: AShares, axis: int = 0) -> AShares:
+    """:func:`inner_product` of broadcastable shapes (``x`` the larger), never recorded (see
+    :func:`unrecorded_multiply`).
+
+    Cost: ``1`` round, ``1`` word per element of the result.
+    """
     local = _summed_cross_terms(x, y, axis)
-    z = local + ctx.prss.zero(ctx.step, local.shape, x.dtype)
-    return _record(ctx, "inner_product", x, y, AShares(z, reshare(ctx, z)), axis)
+    z = local + ctx.prss.zero(ctx.step, np.shape(local), x.dtype)
+    return AShares(z, reshare(ctx, z))
 
 
 def _summed_cross_terms(x: AShares, y: AShares, axis: int) -> np.ndarray:

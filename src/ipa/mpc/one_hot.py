@@ -20,11 +20,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipa.mpc.context import Context
+from ipa.mpc.mac import Macs
 from ipa.mpc.multiply import multiply_stacked
-from ipa.mpc.replicated import AShares, public
+from ipa.mpc.replicated import AShares, public, stack
 from ipa.mpc.step import Family, Steps
 
-__all__ = ["ONE_HOT_STEPS", "Monomials", "monomials", "one_hot"]
+__all__ = [
+    "ONE_HOT_STEPS",
+    "Monomials",
+    "authenticated_one_hot",
+    "mobius",
+    "monomials",
+    "one_hot",
+    "product_levels",
+]
 
 ONE_HOT_STEPS = Steps("one_hot", level=Family(6))
 """One multiplication per level: ⌈log2 d⌉ ≤ 6 for up to 64 bits."""
@@ -61,8 +70,8 @@ class Monomials:
                 f.left[s], f.right[s] = bits.left[s.bit_length() - 1], bits.right[s.bit_length() - 1]
             else:
                 f.left[s], f.right[s] = self.products[s].left[rows], self.products[s].right[rows]
-        _mobius(f.left, self.d)
-        _mobius(f.right, self.d)
+        mobius(f.left, self.d)
+        mobius(f.right, self.d)
         return f
 
 
@@ -74,21 +83,28 @@ def monomials(ctx: Context, bits: AShares) -> Monomials:
     ctx = ctx.enter(ONE_HOT_STEPS)
     d = bits.shape[0]
     monomial: dict[int, AShares] = {1 << j: bits[j] for j in range(d)}
-    size, level = 1, 0
-    while size < d:
-        # Subsets of size in (size, 2·size]: split off their lowest `size` bits.
-        todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
-        lows = [_lowest_bits(s, size) for s in todo]
-        product = multiply_stacked(
-            ctx.narrow("level", level),
-            [monomial[lo] for lo in lows],
-            [monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)],
-        )
-        for k, s in enumerate(todo):
+    for level, pairs in enumerate(product_levels(d)):
+        lows, highs = [monomial[lo] for _, lo, _ in pairs], [monomial[hi] for _, _, hi in pairs]
+        product = multiply_stacked(ctx.narrow("level", level), lows, highs)
+        for k, (s, _, _) in enumerate(pairs):
             monomial[s] = product[k]
-        size, level = 2 * size, level + 1
     products = {s: m for s, m in monomial.items() if s.bit_count() >= 2}
     return Monomials(ctx.party, bits, products)
+
+
+def product_levels(d: int) -> list[list[tuple[int, int, int]]]:
+    """The subsets of d bits with two bits or more, by doubling subset size: one list per level.
+
+    Each entry is ``(s, lo, hi)``: subset s is the product of its lowest bits
+    ``lo`` (as many as the subsets of the level before had, at most) and the
+    rest ``hi``, both formed at earlier levels (or single bits).
+    """
+    levels, size = [], 1
+    while size < d:
+        todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
+        levels.append([(s, lo, s ^ lo) for s in todo for lo in [_lowest_bits(s, size)]])
+        size *= 2
+    return levels
 
 
 def one_hot(ctx: Context, bits: AShares) -> AShares:
@@ -101,6 +117,28 @@ def one_hot(ctx: Context, bits: AShares) -> AShares:
     return monomials(ctx, bits).indicators()
 
 
+def authenticated_one_hot(ctx: Context, macs: Macs, bits: AShares) -> AShares:
+    """:func:`one_hot` of authenticated bits (d, 1 + K, n), its products checked by ``macs``
+    (:mod:`ipa.mpc.mac`): authenticated indicators, shape (2^d, 1 + K, n).
+
+    Cost: ``log2(d)`` rounds, ``(2**d - d - 1)*(1 + K)`` words per row.
+    """
+    ctx = ctx.enter(ONE_HOT_STEPS)
+    d = bits.shape[0]
+    monomial: dict[int, AShares] = {0: macs.one().map(lambda a: np.broadcast_to(a, bits.shape[1:]))}
+    monomial.update({1 << j: bits[j] for j in range(d)})
+    for level, pairs in enumerate(product_levels(d)):
+        lows, highs = stack([monomial[lo] for _, lo, _ in pairs]), stack([monomial[hi] for _, _, hi in pairs])
+        product = macs.multiply(ctx.narrow("level", level), lows, highs)
+        for k, (s, _, _) in enumerate(pairs):
+            monomial[s] = product[k]
+    f = stack([monomial[s] for s in range(1 << d)])
+    del monomial
+    mobius(f.left, d)
+    mobius(f.right, d)
+    return f
+
+
 def _lowest_bits(s: int, count: int) -> int:
     out = 0
     while count:
@@ -109,7 +147,7 @@ def _lowest_bits(s: int, count: int) -> int:
     return out
 
 
-def _mobius(a: np.ndarray, d: int) -> None:
+def mobius(a: np.ndarray, d: int) -> None:
     """In place, the superset Möbius transform over the leading axis of length 2^d.
 
     It is linear, so applying it to each share component transforms the secret.

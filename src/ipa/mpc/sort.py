@@ -62,16 +62,24 @@ import numpy as np
 
 from ipa.mpc.collective import Blocks
 from ipa.mpc.context import Context
-from ipa.mpc.convert import BIT_TO_ARITH_STEPS, bit_to_arith
+from ipa.mpc.convert import BIT_TO_ARITH_STEPS, authenticated_bit_to_arith, bit_to_arith
+from ipa.mpc.mac import MAC_STEPS, Macs, value
 from ipa.mpc.multiply import inner_product
-from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
+from ipa.mpc.one_hot import ONE_HOT_STEPS, authenticated_one_hot, one_hot
 from ipa.mpc.permute import MOVE_ROWS_STEPS, move_rows
 from ipa.mpc.replicated import AShares, BShares, K, _Pair, public
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["DEFAULT_DIGIT_BITS", "SORT_STEPS", "sort"]
 
-_PASS = Steps("sort.pass", "rank", to_arith=BIT_TO_ARITH_STEPS, one_hot=ONE_HOT_STEPS, move=MOVE_ROWS_STEPS)
+_PASS = Steps(
+    "sort.pass",
+    "rank",
+    mac=MAC_STEPS,
+    to_arith=BIT_TO_ARITH_STEPS,
+    one_hot=ONE_HOT_STEPS,
+    move=MOVE_ROWS_STEPS,
+)
 SORT_STEPS = Steps("sort", pass_=Family(64, _PASS), invert=MOVE_ROWS_STEPS, apply=MOVE_ROWS_STEPS)
 """At most 64 passes: keys of up to 64 bits, at least one bit per pass."""
 
@@ -83,14 +91,35 @@ _MALICIOUS_INDEX = np.dtype(np.uint64)
 def _destinations(ctx: Context, digit: BShares, dtype: np.dtype) -> AShares:
     """Stable sorted position (0-based) of each row by a d-bit digit (d stacked bits).
 
-    Distributed, the positions are global: the 2^d digit totals of each
-    worker (both share components) are all-gathered among the helper's
-    workers, and each row's rank is offset by the rows of a smaller digit in
-    all workers plus those of its digit in the workers before this one.
+    ``dest = Σ_v f_v · rank_v − 1`` with f the digit's one-hot indicators and
+    rank_v the rows up to this one with digit v plus those of a smaller digit.
+    In malicious mode the products are authenticated and checked by MACs
+    under the pass's own keys before ``dest`` is returned (:mod:`ipa.mpc.mac`).
     """
-    bits = bit_to_arith(ctx.narrow("to_arith"), digit, dtype)
-    f = one_hot(ctx.narrow("one_hot"), bits)
-    del bits
+    if ctx.malicious:
+        macs = Macs.draw(ctx.narrow("mac"))
+        bits = authenticated_bit_to_arith(ctx.narrow("to_arith"), macs, digit)
+        f = authenticated_one_hot(ctx.narrow("one_hot"), macs, bits)
+        del bits
+        rank = _ranks(ctx, value(f)[:, 0]).map(lambda a: a[:, None])
+        dest = value(macs.inner_product(ctx.narrow("rank"), f, rank, axis=0))[0]
+        macs.check()
+    else:
+        bits = bit_to_arith(ctx.narrow("to_arith"), digit, dtype)
+        f = one_hot(ctx.narrow("one_hot"), bits)
+        del bits
+        dest = inner_product(ctx.narrow("rank"), f, _ranks(ctx, f), axis=0)
+    return dest.add_public(ctx.party, -1)
+
+
+def _ranks(ctx: Context, f: AShares) -> AShares:
+    """Each row's rank among the rows of its digit value, offset by the rows of a smaller digit.
+
+    Distributed, the ranks are global: the 2^d digit totals of each worker
+    (both share components) are all-gathered among the helper's workers, and
+    each row's rank is offset by the rows of a smaller digit in all workers
+    plus those of its digit in the workers before this one.
+    """
     rank = f.cumsum(axis=1)
     parts = (rank.left, rank.right)
     totals = [p[:, -1].copy() if p.shape[1] else np.zeros(p.shape[0], p.dtype) for p in parts]
@@ -105,7 +134,7 @@ def _destinations(ctx: Context, digit: BShares, dtype: np.dtype) -> AShares:
     else:
         for part, t in zip(parts, totals, strict=True):  # in place: rank_v += rows of a smaller digit
             part += (np.cumsum(t, dtype=part.dtype) - t)[:, None]
-    return inner_product(ctx.narrow("rank"), f, rank, axis=0).add_public(ctx.party, -1)
+    return rank
 
 
 def sort(
@@ -120,9 +149,11 @@ def sort(
     at most 3 each: for 40-bit keys and 3-bit digits 101 rounds (the bound 116).
     Cost: at most ``sum(6 + log2(min(d, w - i*d)) for i in range(-(-w // d))) + 6`` rounds.
     Words per row per party: see the module docstring; ``bench/mpc.py`` prints them.
-    In malicious mode a pass adds a checkpoint (4 rounds) and the shuffle's
-    tags, key opening and checks (3 rounds) to its move:
-    Malicious cost: at most ``sum(13 + log2(min(d, w - i*d)) for i in range(-(-w // d))) + 12`` rounds.
+    In malicious mode a pass authenticates the digit's share components (1
+    round), checks its products' MACs (the keys' opening and one zero check
+    per product call: 5 + ⌈log2 d⌉ rounds, :mod:`ipa.mpc.mac`) and adds the
+    shuffle's tags, key opening and checks (3 rounds) to its move:
+    Malicious cost: at most ``sum(15 + 2*log2(min(d, w - i*d)) for i in range(-(-w // d))) + 12`` rounds.
 
     **Distributed** (``ctx.distributed``, W workers): ``key`` and the payload
     are this worker's rows, the k-th contiguous block of the input order (any
