@@ -11,11 +11,11 @@ so a user's contributions add up to ``min(total, cap)`` and the earliest
 rows are kept whole.
 
 Cost: the segmented running sum by doubling takes ⌈log2 n⌉ rounds of 2 words
-(64-bit) per row; the two comparisons with ``cap`` need A2B (8 rounds),
-less-than (7 rounds), bit→arith (2 rounds) and one multiply, after the
-flags' bit→arith (2) and the value multiply (1): ⌈log2 n⌉ + 21 steps in a
-row, of which the first two overlap (only H1 waits for the second round of
-a bit→arith conversion), so ⌈log2 n⌉ + 20 rounds. Parties learn nothing.
+(64-bit) per row; the two comparisons with ``cap`` take the sign bit of
+``cum − cap`` by A2B (8 rounds; no comparator circuit), then bit→arith (2
+rounds) and one multiply, after the flags' bit→arith (2) and the value
+multiply (1): at most ⌈log2 n⌉ + 14 rounds (a doubling level may overlap
+the next step's first round). Parties learn nothing.
 
 **Distributed** (W workers per helper, :func:`running_sum`): each triple
 sums its block, carrying the product of the ``same_user`` flags since the
@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ipa.mpc.compare import LESS_THAN_STEPS, less_than
 from ipa.mpc.context import Context
 from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
 from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, BShares, public, public_bits, repeat, stack
+from ipa.mpc.replicated import AShares, BShares, public, repeat, stack
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
@@ -43,9 +42,7 @@ _CARRY_STEPS = Steps("running_sum.carry", level=Family(32))
 RUNNING_SUM_STEPS = Steps("running_sum", "fix_up", level=Family(32), carry=_CARRY_STEPS)
 """⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit); ``carry`` and ``fix_up``
 only when the rows are spread over a helper's workers."""
-_MIN_STEPS = Steps(
-    "cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, less=LESS_THAN_STEPS, to_arith=BIT_TO_ARITH_STEPS
-)
+_MIN_STEPS = Steps("cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, to_arith=BIT_TO_ARITH_STEPS)
 CAP_STEPS = Steps("cap", "value", to_arith=BIT_TO_ARITH_STEPS, running_sum=RUNNING_SUM_STEPS, min=_MIN_STEPS)
 
 _RING = np.dtype(np.uint64)
@@ -126,18 +123,13 @@ def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | No
 
 
 def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
-    """``min(x, bound)`` elementwise for x < 2^63 (any shape)."""
+    """``min(x, bound) = bound + [x < bound]·(x − bound)`` elementwise for x, bound < 2^63 (any
+    shape); ``x < bound`` is the sign bit of ``x − bound`` in Z_2^64, from its A2B."""
     ctx = ctx.enter(_MIN_STEPS)
-    below = bit_to_arith(ctx.narrow("to_arith"), _below(ctx, x, bound), _RING)
     over = x.add_public(ctx.party, -bound)
+    sign = arith_to_bool(ctx.narrow("to_bool"), over).shift_right(63)
+    below = bit_to_arith(ctx.narrow("to_arith"), sign, _RING)
     return multiply(ctx.narrow("select"), below, over).add_public(ctx.party, bound)
-
-
-def _below(ctx: Context, x: AShares, bound: int) -> BShares:
-    """1-bit shares of ``x < bound``; the bound is shared as a view of one word, not a column."""
-    bits = arith_to_bool(ctx.narrow("to_bool"), x)
-    limit = public_bits(ctx.party, np.array(bound), bits.width).map(lambda a: np.broadcast_to(a, x.shape))
-    return less_than(ctx.narrow("less"), bits, limit)
 
 
 def _running_totals(ctx: Context, attributed: BShares, value: AShares, same_user: BShares) -> AShares:
@@ -153,8 +145,8 @@ def cap_contributions(
 ) -> AShares:
     """Each row's capped contribution in Z_2^64 (0 for unattributed rows), for n rows.
 
-    Cost: ``20 + log2(n)`` rounds,
-    ``(61 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0), 57 + max(2*log2(n) - 1, 0))``
+    Cost: at most ``14 + log2(n)`` rounds,
+    ``(37 + max(2*log2(n) - 1, 0), 33 + max(2*log2(n) - 1, 0), 33 + max(2*log2(n) - 1, 0))``
     words per row.
     Distributed over ``W`` workers (:func:`running_sum`), per helper:
     Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
