@@ -24,13 +24,12 @@ of a corrupt helper's choice; no unmasked value may be opened.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import EllipsisType
 
 import numpy as np
 
 from ipa.mpc.channel import Peer
 from ipa.mpc.context import Context
-from ipa.mpc.replicated import AShares, BShares, S, Shares, _Pair, stack
+from ipa.mpc.replicated import AShares, BShares, Index, S, Shares, _Pair, stack
 from ipa.mpc.ring import mask
 from ipa.mpc.verifier import Op, Product
 
@@ -84,7 +83,7 @@ def _cross_terms(
         z[...] = alpha
     n = shape[-1] if shape else 1
     for start in range(0, n, _BLOCK):
-        rows = (..., slice(start, start + _BLOCK)) if shape else ...
+        rows: Index = (..., slice(start, start + _BLOCK)) if shape else (...,)
         out = z[rows]
         x_left, x_right, y_left, y_right = (_rows(a, rows) for a in (x.left, x.right, y.left, y.right))
         term = plus(y_left, y_right, out=np.empty(out.shape, dtype))
@@ -95,7 +94,7 @@ def _cross_terms(
     return z
 
 
-def _rows(a: np.ndarray, rows: tuple[object, ...] | EllipsisType) -> np.ndarray:
+def _rows(a: np.ndarray, rows: Index) -> np.ndarray:
     """Block ``rows`` of an operand, or the operand itself where it is broadcast over the rows."""
     return a[rows] if a.ndim and a.shape[-1] != 1 else a
 

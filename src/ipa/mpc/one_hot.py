@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ipa.mpc.context import Context
-from ipa.mpc.mac import Macs
+from ipa.mpc.mac import Macs, value
 from ipa.mpc.multiply import multiply_stacked
 from ipa.mpc.replicated import AShares, public, stack
 from ipa.mpc.step import Family, Steps
@@ -128,7 +128,8 @@ def authenticated_one_hot(ctx: Context, macs: Macs, bits: AShares) -> AShares:
     monomial: dict[int, AShares] = {0: macs.one().map(lambda a: np.broadcast_to(a, bits.shape[1:]))}
     monomial.update({1 << j: bits[j] for j in range(d)})
     for level, pairs in enumerate(product_levels(d)):
-        lows, highs = stack([monomial[lo] for _, lo, _ in pairs]), stack([monomial[hi] for _, _, hi in pairs])
+        lows = stack([monomial[lo] for _, lo, _ in pairs])
+        highs = stack([value(monomial[hi]) for _, _, hi in pairs])  # only their values are multiplied
         product = macs.multiply(ctx.narrow("level", level), lows, highs)
         for k, (s, _, _) in enumerate(pairs):
             monomial[s] = product[k]
