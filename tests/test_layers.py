@@ -24,7 +24,7 @@ LAYERS = [
     # buckets (the bound's arithmetic, nothing of ipa) sits here: the verifier plans each batch with it
     ("steps, channel, randomness, context", "ipa.mpc.step ipa.mpc.channel ipa.mpc.prss ipa.mpc.buckets "
                                       "ipa.mpc.collective ipa.mpc.verifier ipa.mpc.context ipa.mpc.memory"),
-    ("basic protocols",               "ipa.mpc.verify ipa.mpc.multiply ipa.mpc.reveal "
+    ("basic protocols",               "ipa.mpc.verify ipa.mpc.multiply ipa.mpc.mac ipa.mpc.reveal "
                                       "ipa.mpc.input ipa.mpc.checkpoint ipa.mpc.halo"),
     ("boolean circuits, conversions", "ipa.mpc.adder ipa.mpc.compare ipa.mpc.convert ipa.mpc.one_hot"),
     ("shuffle and sort",              "ipa.mpc.tags ipa.mpc.shuffle ipa.mpc.permute ipa.mpc.sort"),
