@@ -10,7 +10,7 @@ import pytest
 
 from ipa.attribution.aggregate import AGGREGATE_STEPS, aggregate
 from ipa.attribution.boundaries import BOUNDARIES_STEPS, adjacent_equal
-from ipa.attribution.cap import CAP_STEPS, cap_contributions, running_sum
+from ipa.attribution.cap import CAP_STEPS, cap_contributions
 from ipa.attribution.last_touch import LAST_TOUCH_STEPS, last_touch
 from ipa.errors import MaliciousBehaviourError
 from ipa.mpc.checkpoint import CHECKPOINT_STEPS, checkpoint
@@ -79,32 +79,3 @@ def test_phase_in_malicious_mode_equals_semi_honest_and_catches_a_tamper(name):
     for sent in (own[0], own[len(own) // 2], own[-1]):  # sampled: the full sweep of a query is issue 19's
         with pytest.raises(MaliciousBehaviourError):
             run(protocol, *shares, security="malicious", tamper=Tamper.at(sent, "add", index=-1))
-
-
-def _segmented_sums(values, same_user):
-    out, total = [], 0
-    for v, same in zip(values.tolist(), same_user.tolist(), strict=True):
-        total = (total if same else 0) + v
-        out.append(total % 2**64)
-    return np.array(out, np.uint64)
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 17])
-def test_the_running_sums_are_checked_by_macs_level_by_level(n):
-    """In malicious mode each doubling level authenticates its inputs, checks its products' MACs
-    under keys of its own and records nothing for a checkpoint; a tamper anywhere in it aborts."""
-    values = RNG.integers(0, 2**64, n, dtype=np.uint64)
-    same_user = RNG.integers(0, 2, n, dtype=np.uint64)
-
-    def protocol(ctx, v, s):
-        out = running_sum(ctx, v, s)
-        assert ctx.verifier.pending == 0
-        return out
-
-    shares = [share_arithmetic(values), share_arithmetic(same_user)]
-    honest = run(protocol, *shares, security="malicious")
-    assert np.array_equal(opened(honest), _segmented_sums(values, same_user))
-    for sent in honest.messages:
-        with pytest.raises(MaliciousBehaviourError) as caught:
-            run(protocol, *shares, security="malicious", tamper=Tamper.at(sent, "add", index=-1))
-        assert caught.value.check in {"MAC", "verified reveal"}

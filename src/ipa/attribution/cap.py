@@ -28,13 +28,10 @@ multiplication). The comparisons with the cap are per row, unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from ipa.mpc.context import Context
 from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
-from ipa.mpc.mac import MAC_STEPS, Macs, value
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares, public, repeat, stack
 from ipa.mpc.step import Family, Steps
@@ -42,17 +39,9 @@ from ipa.mpc.step import Family, Steps
 __all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
 
 _CARRY_STEPS = Steps("running_sum.carry", level=Family(32))
-RUNNING_SUM_STEPS = Steps(
-    "running_sum",
-    "fix_up",
-    level=Family(32),
-    authenticate=Family(32),
-    mac=Family(32, MAC_STEPS),
-    carry=_CARRY_STEPS,
-)
+RUNNING_SUM_STEPS = Steps("running_sum", "fix_up", level=Family(32), carry=_CARRY_STEPS)
 """⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit); ``carry`` and ``fix_up``
-only when the rows are spread over a helper's workers; ``authenticate`` and ``mac`` (each
-level's MACs) only in malicious mode."""
+only when the rows are spread over a helper's workers."""
 _MIN_STEPS = Steps("cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, to_arith=BIT_TO_ARITH_STEPS)
 CAP_STEPS = Steps("cap", "value", to_arith=BIT_TO_ARITH_STEPS, running_sum=RUNNING_SUM_STEPS, min=_MIN_STEPS)
 
@@ -64,11 +53,6 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 
     ``same_user`` is arithmetic 0/1. Each level but the last multiplies two columns.
     Cost: ``log2(n)`` rounds, ``max(2*log2(n) - 1, 0)`` words per row.
-    In malicious mode each level authenticates ``cum`` and the flags' product
-    (K = 2 words each), makes its products on the stacks (1 + K words each),
-    opens its keys and checks its two calls (:mod:`ipa.mpc.mac`: 112 bytes a
-    level), so nothing waits for a checkpoint and no level's MACs outlive it:
-    Malicious cost: ``5*log2(n)`` rounds, ``max(10*log2(n) - 3, 0) + 14*log2(n)/n`` words per row.
 
     **Distributed** (``ctx.distributed``): ``values`` and ``same_user`` are this
     worker's block (``same_user`` of its first row compares it with the row
@@ -80,10 +64,9 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
     """
     ctx = ctx.enter(RUNNING_SUM_STEPS)
-    level = _authenticated_level if ctx.malicious else _level
     if not ctx.distributed:
-        return _doubling(ctx, values, same_user, whole=False, level=level)[0]
-    cum, span = _doubling(ctx, values, same_user, whole=True, level=level)
+        return _doubling(ctx, values, same_user, whole=False)[0]
+    cum, span = _doubling(ctx, values, same_user, whole=True)
     carry = _carry_into_block(ctx, cum, span)
     if carry is None or len(cum) == 0:
         return cum
@@ -91,71 +74,27 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     return cum + multiply(ctx.narrow("fix_up"), span, here)
 
 
-Level = Callable[..., tuple[AShares, AShares]]
-"""One doubling level: ``(ctx, i, cum, span, shift, *, whole, last)`` → the next ``(cum, span)``."""
-
-
-def _doubling(
-    ctx: Context, values: AShares, span: AShares, *, whole: bool, level: Level | None = None
-) -> tuple[AShares, AShares]:
+def _doubling(ctx: Context, values: AShares, span: AShares, *, whole: bool) -> tuple[AShares, AShares]:
     """The segmented running sums by doubling, and (if ``whole``) the flags' product since row 0.
 
     With ``whole`` the rows before row 0 count as the same user (their flags
     are public ones, their values zero), so ``span_i`` ends as the product of
     the flags of rows 0 … i; otherwise the last level skips it.
     """
-    level = level or _level
-    n, shift, i = len(values), 1, 0
+    n, shift, level = len(values), 1, 0
     cum = values
     while shift < n:
-        cum, span = level(ctx, i, cum, span, shift, whole=whole, last=2 * shift >= n and not whole)
-        shift, i = 2 * shift, i + 1
+        step = ctx.narrow("level", level)
+        if 2 * shift >= n and not whole:
+            cum = cum + multiply(step, span, cum.lag(shift))
+        else:
+            earlier = span.lag(shift)
+            if whole:
+                earlier = earlier.add_public(ctx.party, (np.arange(n) < shift).astype(span.dtype))
+            both = multiply(step, repeat(span, 2), stack([cum.lag(shift), earlier]))
+            cum, span = cum + both[0], both[1]
+        shift, level = 2 * shift, level + 1
     return cum, span
-
-
-def _level(
-    ctx: Context, i: int, cum: AShares, span: AShares, shift: int, *, whole: bool, last: bool
-) -> tuple[AShares, AShares]:
-    """Doubling level i; its products are recorded for a checkpoint in malicious mode."""
-    step = ctx.narrow("level", i)
-    if last:
-        return cum + multiply(step, span, cum.lag(shift)), span
-    earlier = span.lag(shift)
-    if whole:
-        earlier = earlier.add_public(ctx.party, _before_row_0(len(span), shift))
-    both = multiply(step, repeat(span, 2), stack([cum.lag(shift), earlier]))
-    return cum + both[0], both[1]
-
-
-def _authenticated_level(
-    ctx: Context, i: int, cum: AShares, span: AShares, shift: int, *, whole: bool, last: bool
-) -> tuple[AShares, AShares]:
-    """:func:`_level` with its products checked by MACs under keys of its own (:mod:`ipa.mpc.mac`).
-
-    ``cum`` and ``span`` (right: checked by the level before, or inputs) are
-    authenticated, K words each; the level's products are made on the
-    stacks, 1 + K words each; the keys are opened and the MACs checked
-    before the next level, so no level's MACs are held past it.
-    """
-    macs = Macs.draw(ctx.narrow("mac", i))
-    authenticated = macs.authenticate(ctx.narrow("authenticate", i), stack([cum, span]))
-    cum_a, span_a = authenticated[0], authenticated[1]
-    step = ctx.narrow("level", i)
-    if last:
-        cum_a = cum_a + macs.multiply(step, cum_a.lag(shift), span_a)
-    else:
-        earlier = span_a.lag(shift)
-        if whole:
-            earlier = earlier + macs.one().scale(_before_row_0(len(span), shift))
-        both = macs.multiply(step, stack([cum_a.lag(shift), earlier]), span_a)
-        cum_a, span_a = cum_a + both[0], both[1]
-    macs.check()
-    return value(cum_a)[0], value(span_a)[0]
-
-
-def _before_row_0(n: int, shift: int) -> np.ndarray:
-    """1 for the rows whose row ``shift`` before lies before row 0, which count as the same user."""
-    return (np.arange(n) < shift).astype(_RING)
 
 
 def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | None:

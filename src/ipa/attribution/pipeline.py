@@ -9,9 +9,9 @@ verify every product each phase records: ``verify_sort``,
 ``verify_attribute``, ``verify_cap`` and ``verify_release`` (the aggregate and
 the noise; its last checkpoint runs before ``run_query`` returns its result
 shares). The sort records none today: each of its passes checks its own
-products by MACs before it opens anything (:mod:`ipa.mpc.mac`), and so does
-each level of the cap's running sums. So no unmasked value is opened, and no
-result share leaves a helper, before every pending check has passed.
+products by MACs before it opens anything (:mod:`ipa.mpc.mac`). So no
+unmasked value is opened, and no result share leaves a helper, before every
+pending check has passed.
 
 **Memory.** The verifier pins the x, y, z of every product not yet
 verified, and a checkpoint needs about 75 bytes per helper for each pending

@@ -46,6 +46,17 @@ probability at most 2^-66. An authenticated input has D = δ, caught with
 certainty. Each batch spends its bound, 2^-66, from the run's budget
 (:meth:`~ipa.mpc.verifier.Verifier.spend`).
 
+**Only where results count modulo 2^32.** The bound needs v ≤ 31 for every
+harmful error, which holds where results are used modulo 2^32 (the sort's
+destinations). Where the high bits of a 64-bit value matter, it does not:
+an error of 2^63 with no MAC error passes a key whenever the key is even,
+both keys with probability 1/4. So the cap's running sums, whose sign bit
+(bit 63) decides the comparison with the cap, stay with the checkpoints
+(they were moved here once, on 2 December 2026, and moved back the same
+day for this reason). Full 64-bit values would need MACs in a larger ring
+(Z_2^(64+s), as SPDZ2k does: Cramer, Damgård, Escudero, Scholl, Xing,
+CRYPTO 2018), which numpy has no native words for.
+
 **Why call by call, not in one round.** With D_x ≠ 0, D_z = D_x·y + …
 depends on the data y, and the zero check sends c a digest of its
 neighbours' part of D under a key c shares, so c could test guesses of y.
