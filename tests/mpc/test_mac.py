@@ -21,6 +21,7 @@ from ipa.mpc.sharing import reconstruct, share_boolean
 from ipa.mpc.sort import sort
 from ipa.mpc.step import Steps
 from ipa.mpc.testing import check_cost, run
+from test_malicious import tampers
 
 RNG = np.random.default_rng(61)
 STEPS = Steps("digit", "rank", mac=MAC_STEPS, to_arith=BIT_TO_ARITH_STEPS, one_hot=ONE_HOT_STEPS)
@@ -62,11 +63,9 @@ def test_authenticated_products_equal_the_plaintext_and_pass(d, n, data):
 
 
 def _tampers(honest):
+    """The basic protocols' tampers, and bit 40 of every product's words."""
+    yield from tampers(honest)
     for sent in honest.messages:
-        yield Tamper.at(sent, "add")
-        yield Tamper.at(sent, "add", index=-1)
-        yield Tamper.at(sent, "flip", bit=0, index=-1)
-        yield Tamper.at(sent, "flip", bit=7)
         if "/mac/" not in sent.step:  # a product's words, not a digest's bytes
             yield Tamper.at(sent, "flip", bit=40)  # above the 32 bits the sort opens: caught all the same
 

@@ -25,15 +25,7 @@ from ipa.mpc.multiply import multiply_stacked
 from ipa.mpc.replicated import AShares, public, stack
 from ipa.mpc.step import Family, Steps
 
-__all__ = [
-    "ONE_HOT_STEPS",
-    "Monomials",
-    "authenticated_one_hot",
-    "mobius",
-    "monomials",
-    "one_hot",
-    "product_levels",
-]
+__all__ = ["ONE_HOT_STEPS", "Monomials", "authenticated_one_hot", "monomials", "one_hot"]
 
 ONE_HOT_STEPS = Steps("one_hot", level=Family(6))
 """One multiplication per level: ⌈log2 d⌉ ≤ 6 for up to 64 bits."""
@@ -43,68 +35,67 @@ ONE_HOT_STEPS = Steps("one_hot", level=Family(6))
 class Monomials:
     """The products of every subset of d bits, from which the indicators follow locally.
 
-    ``bits`` is (d, n); ``products[s]`` the shares of ``Π_{j∈s} b_j`` for each
-    subset s of two bits or more. :meth:`indicators` applies the Möbius
-    transform to any block of rows, so a caller that consumes the 2^d
-    indicators block by block never holds them for all rows.
+    ``bits`` is (d, n), or (d, 1 + K, n) authenticated (:mod:`ipa.mpc.mac`);
+    ``products[s]`` the shares of ``Π_{j∈s} b_j`` for each subset s of two
+    bits or more; ``one`` the empty product (public 1, or ``[1, α_1, α_2]``).
+    :meth:`indicators` applies the Möbius transform to any block of rows, so
+    a caller that consumes the 2^d indicators block by block never holds
+    them for all rows.
     """
 
-    party: int
     bits: AShares
     products: dict[int, AShares]
+    one: AShares
 
     @property
     def d(self) -> int:
         return self.bits.shape[0]
 
     def indicators(self, rows: slice = slice(None)) -> AShares:
-        """Shares of ``[digit == v]`` for v < 2^d (shape (2^d, rows)), fresh arrays."""
-        bits = self.bits[:, rows]
-        shape = (1 << self.d, len(bits))
+        """Shares of ``[digit == v]`` for v < 2^d (shape (2^d, ..., rows)), fresh arrays."""
+        bits = self.bits[..., rows]
+        shape = (1 << self.d, *bits.shape[1:])
         f = AShares(np.empty(shape, bits.dtype), np.empty(shape, bits.dtype))
         for s in range(1 << self.d):
             if s == 0:
-                one = public(self.party, np.ones(1), bits.dtype)
-                f.left[0], f.right[0] = one.left, one.right
+                f.left[0], f.right[0] = self.one.left, self.one.right
             elif s & (s - 1) == 0:
                 f.left[s], f.right[s] = bits.left[s.bit_length() - 1], bits.right[s.bit_length() - 1]
             else:
-                f.left[s], f.right[s] = self.products[s].left[rows], self.products[s].right[rows]
-        mobius(f.left, self.d)
-        mobius(f.right, self.d)
+                f.left[s], f.right[s] = self.products[s].left[..., rows], self.products[s].right[..., rows]
+        _mobius(f.left, self.d)
+        _mobius(f.right, self.d)
         return f
 
 
-def monomials(ctx: Context, bits: AShares) -> Monomials:
+def monomials(ctx: Context, bits: AShares, macs: Macs | None = None) -> Monomials:
     """Products of all subsets of d stacked 0/1 columns, by doubling subset size.
 
+    With ``macs`` the bits are authenticated, (d, 1 + K, n), and so are the
+    products, checked by ``macs`` (each stack times the other factor's value).
     Cost: ``log2(d)`` rounds, ``2**d - d - 1`` words per row.
     """
     ctx = ctx.enter(ONE_HOT_STEPS)
     d = bits.shape[0]
     monomial: dict[int, AShares] = {1 << j: bits[j] for j in range(d)}
-    for level, pairs in enumerate(product_levels(d)):
-        lows, highs = [monomial[lo] for _, lo, _ in pairs], [monomial[hi] for _, _, hi in pairs]
-        product = multiply_stacked(ctx.narrow("level", level), lows, highs)
-        for k, (s, _, _) in enumerate(pairs):
-            monomial[s] = product[k]
-    products = {s: m for s, m in monomial.items() if s.bit_count() >= 2}
-    return Monomials(ctx.party, bits, products)
-
-
-def product_levels(d: int) -> list[list[tuple[int, int, int]]]:
-    """The subsets of d bits with two bits or more, by doubling subset size: one list per level.
-
-    Each entry is ``(s, lo, hi)``: subset s is the product of its lowest bits
-    ``lo`` (as many as the subsets of the level before had, at most) and the
-    rest ``hi``, both formed at earlier levels (or single bits).
-    """
-    levels, size = [], 1
+    size, level = 1, 0
     while size < d:
+        # Subsets of size in (size, 2·size]: split off their lowest `size` bits.
         todo = [s for s in range(1 << d) if size < s.bit_count() <= 2 * size]
-        levels.append([(s, lo, s ^ lo) for s in todo for lo in [_lowest_bits(s, size)]])
-        size *= 2
-    return levels
+        lows = [_lowest_bits(s, size) for s in todo]
+        xs = [monomial[lo] for lo in lows]
+        ys = [monomial[s ^ lo] for s, lo in zip(todo, lows, strict=True)]
+        step = ctx.narrow("level", level)
+        if macs is None:
+            product = multiply_stacked(step, xs, ys)
+        else:  # only the other factor's value is multiplied
+            product = macs.multiply(step, stack(xs), stack([value(y) for y in ys]))
+        for k, s in enumerate(todo):
+            monomial[s] = product[k]
+        size, level = 2 * size, level + 1
+    products = {s: m for s, m in monomial.items() if s.bit_count() >= 2}
+    one = public(ctx.party, np.ones(1), bits.dtype) if macs is None else macs.one()
+    return Monomials(bits, products, one)
 
 
 def one_hot(ctx: Context, bits: AShares) -> AShares:
@@ -123,21 +114,7 @@ def authenticated_one_hot(ctx: Context, macs: Macs, bits: AShares) -> AShares:
 
     Cost: ``log2(d)`` rounds, ``(2**d - d - 1)*(1 + K)`` words per row.
     """
-    ctx = ctx.enter(ONE_HOT_STEPS)
-    d = bits.shape[0]
-    monomial: dict[int, AShares] = {0: macs.one().map(lambda a: np.broadcast_to(a, bits.shape[1:]))}
-    monomial.update({1 << j: bits[j] for j in range(d)})
-    for level, pairs in enumerate(product_levels(d)):
-        lows = stack([monomial[lo] for _, lo, _ in pairs])
-        highs = stack([value(monomial[hi]) for _, _, hi in pairs])  # only their values are multiplied
-        product = macs.multiply(ctx.narrow("level", level), lows, highs)
-        for k, (s, _, _) in enumerate(pairs):
-            monomial[s] = product[k]
-    f = stack([monomial[s] for s in range(1 << d)])
-    del monomial
-    mobius(f.left, d)
-    mobius(f.right, d)
-    return f
+    return monomials(ctx, bits, macs).indicators()
 
 
 def _lowest_bits(s: int, count: int) -> int:
@@ -148,7 +125,7 @@ def _lowest_bits(s: int, count: int) -> int:
     return out
 
 
-def mobius(a: np.ndarray, d: int) -> None:
+def _mobius(a: np.ndarray, d: int) -> None:
     """In place, the superset Möbius transform over the leading axis of length 2^d.
 
     It is linear, so applying it to each share component transforms the secret.
