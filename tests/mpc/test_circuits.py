@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipa.mpc.adder import add
+from ipa.mpc.adder import add, carry_out
 from ipa.mpc.compare import equal, less_than
-from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith
+from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith, sign_bit
 from ipa.mpc.sharing import share_arithmetic, share_boolean
 from ipa.mpc.testing import opened, run
 from strategies import words
@@ -63,6 +63,27 @@ def test_arith_to_bool(data, bits):
     x = data.draw(words(bits))
     result = run(arith_to_bool, share_arithmetic(x, x.dtype))
     assert opened(result).tolist() == x.tolist()
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([32, 64]))
+def test_sign_bit(data, bits):
+    dtype = np.dtype(f"uint{bits}")
+    top = 1 << (bits - 1)
+    edges = np.array([0, 1, top - 1, top, top + 1, 2 * top - 1], np.uint64)  # each side of the sign
+    x = np.concatenate([edges, data.draw(words(bits))]).astype(dtype)
+    result = run(sign_bit, share_arithmetic(x, dtype))
+    assert opened(result).tolist() == (x >> (bits - 1)).tolist()
+
+
+@SETTINGS
+@given(st.data(), st.sampled_from([2, 4, 8, 16, 32, 64]))
+def test_carry_out(data, width):
+    a = data.draw(words(width))
+    b = np.resize(data.draw(words(width)), len(a))
+    g, p = share_boolean(a & b, width), share_boolean(a ^ b, width)
+    carry = (a.astype(object) + b.astype(object)) >> width
+    assert opened(run(carry_out, g, p)).tolist() == carry.tolist()
 
 
 @SETTINGS

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ipa.mpc.adder import add, carry_save
+from ipa.mpc.adder import add, carry_out, carry_save
 from ipa.mpc.compare import equal, less_than
-from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith
+from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith, sign_bit
 from ipa.mpc.input import input_from_each
 from ipa.mpc.multiply import and_, multiply
 from ipa.mpc.one_hot import one_hot
@@ -40,6 +40,12 @@ def test_one_round_protocols():
         check_cost(carry_save, run(carry_save, bits(width), bits(width), bits(width)), N, word)
 
 
+@pytest.mark.parametrize("w", [2, 4, 8, 16, 32, 64])
+def test_carry_out(w):
+    word = bool_dtype(w).itemsize
+    check_cost(carry_out, run(carry_out, bits(w), bits(w)), N, word, w=w)
+
+
 @pytest.mark.parametrize("w", [1, 2, 3, 8, 16, 33, 64])
 def test_adder_and_comparisons(w):
     word = bool_dtype(w).itemsize
@@ -53,6 +59,7 @@ def test_conversions(dtype):
     k, word = np.dtype(dtype).itemsize * 8, np.dtype(dtype).itemsize
     check_cost(bit_to_arith, run(lambda ctx, b: bit_to_arith(ctx, b, dtype), bits(1)), N, word)
     check_cost(arith_to_bool, run(arith_to_bool, arith(dtype=dtype)), N, word, k=k)
+    check_cost(sign_bit, run(sign_bit, arith(dtype=dtype)), N, word, k=k)
     check_cost(bool_to_arith, run(lambda ctx, b: bool_to_arith(ctx, b, dtype), bits(16)), N, word, k=k)
 
 

@@ -19,9 +19,11 @@ from ipa.mpc.convert import (
     ARITH_TO_BOOL_STEPS,
     BIT_TO_ARITH_STEPS,
     BOOL_TO_ARITH_STEPS,
+    SIGN_BIT_STEPS,
     arith_to_bool,
     bit_to_arith,
     bool_to_arith,
+    sign_bit,
 )
 from ipa.mpc.memory import Tamper
 from ipa.mpc.one_hot import ONE_HOT_STEPS, one_hot
@@ -52,6 +54,7 @@ def malicious(protocol, *shares, **kwargs):
 
 B2A = verified(bit_to_arith, BIT_TO_ARITH_STEPS)
 A2B = verified(arith_to_bool, ARITH_TO_BOOL_STEPS)
+SIGN = verified(sign_bit, SIGN_BIT_STEPS)
 ADD = verified(add, ADD_STEPS)
 LESS = verified(less_than, LESS_THAN_STEPS)
 EQUAL = verified(equal, EQUAL_STEPS)
@@ -79,6 +82,13 @@ def test_bit_to_arith(bits, dtype):
 def test_arith_to_bool(values, dtype):
     result = malicious(A2B, share_arithmetic(values, dtype))
     assert np.array_equal(opened(result), values.astype(dtype))
+
+
+@settings(max_examples=8, deadline=None)
+@given(words(64))
+def test_sign_bit(values):
+    values = np.concatenate([values.astype(np.uint64), np.array([0, 2**63 - 1, 2**63, 2**64 - 1], np.uint64)])
+    assert np.array_equal(opened(malicious(SIGN, share_arithmetic(values))), values >> 63)
 
 
 @settings(max_examples=8, deadline=None)
@@ -162,6 +172,7 @@ N = 5
 CASES = {
     "bit_to_arith": (bit_to(np.uint64), lambda: [share_boolean(RNG.integers(0, 2, N), 1)]),
     "arith_to_bool": (A2B, lambda: [share_arithmetic(RNG.integers(0, 2**32, N), np.uint32)]),
+    "sign_bit": (SIGN, lambda: [share_arithmetic(RNG.integers(0, 2**63, N, dtype=np.uint64) * 2 + 1)]),
     "bool_to_arith": (to_arith(np.uint32), lambda: [share_boolean(RNG.integers(0, 2**12, N), 12)]),
     "add": (ADD, lambda: [share_boolean(RNG.integers(0, 2**6, N), 6)] * 2),
     "less_than": (LESS, lambda: [share_boolean(RNG.integers(0, 2**5, N), 5)] * 2),

@@ -10,12 +10,14 @@ user's running sum up to row i, each row contributes
 so a user's contributions add up to ``min(total, cap)`` and the earliest
 rows are kept whole.
 
-Cost: the segmented running sum by doubling takes ⌈log2 n⌉ rounds of 2 words
-(64-bit) per row; the two comparisons with ``cap`` take the sign bit of
-``cum − cap`` by A2B (8 rounds; no comparator circuit), then bit→arith (2
+Cost: the segmented running sum is a work-efficient (Brent–Kung) scan: at
+most 3 words (64-bit) per row in about 2·log2 n rounds (doubling at every
+row, before 2 December 2026, sent 2·log2 n words per row in log2 n rounds:
+33 at 10^5 rows); the two comparisons with ``cap`` take the sign bit of
+``cum − cap`` (:func:`ipa.mpc.convert.sign_bit`: 8 rounds, 35 bytes per value, no
+comparator circuit and no full A2B), then bit→arith (2
 rounds) and one multiply, after the flags' bit→arith (2) and the value
-multiply (1): at most ⌈log2 n⌉ + 14 rounds (a doubling level may overlap
-the next step's first round). Parties learn nothing.
+multiply (1): at most 2·⌈log2 n⌉ + 14 rounds. Parties learn nothing.
 
 **Distributed** (W workers per helper, :func:`running_sum`): each triple
 sums its block, carrying the product of the ``same_user`` flags since the
@@ -31,18 +33,18 @@ from __future__ import annotations
 import numpy as np
 
 from ipa.mpc.context import Context
-from ipa.mpc.convert import ARITH_TO_BOOL_STEPS, BIT_TO_ARITH_STEPS, arith_to_bool, bit_to_arith
+from ipa.mpc.convert import BIT_TO_ARITH_STEPS, SIGN_BIT_STEPS, bit_to_arith, sign_bit
 from ipa.mpc.multiply import multiply
 from ipa.mpc.replicated import AShares, BShares, public, repeat, stack
 from ipa.mpc.step import Family, Steps
 
 __all__ = ["CAP_STEPS", "RUNNING_SUM_STEPS", "cap_contributions", "running_sum"]
 
-_CARRY_STEPS = Steps("running_sum.carry", level=Family(32))
-RUNNING_SUM_STEPS = Steps("running_sum", "fix_up", level=Family(32), carry=_CARRY_STEPS)
-"""⌈log2 n⌉ doubling levels, n < 2^32 rows (the sort's limit); ``carry`` and ``fix_up``
+_CARRY_STEPS = Steps("running_sum.carry", up=Family(32), down=Family(32))
+RUNNING_SUM_STEPS = Steps("running_sum", "fix_up", up=Family(32), down=Family(32), carry=_CARRY_STEPS)
+"""⌊log2 n⌋ levels up and as many down, n < 2^32 rows (the sort's limit); ``carry`` and ``fix_up``
 only when the rows are spread over a helper's workers."""
-_MIN_STEPS = Steps("cap.min", "select", to_bool=ARITH_TO_BOOL_STEPS, to_arith=BIT_TO_ARITH_STEPS)
+_MIN_STEPS = Steps("cap.min", "select", sign=SIGN_BIT_STEPS, to_arith=BIT_TO_ARITH_STEPS)
 CAP_STEPS = Steps("cap", "value", to_arith=BIT_TO_ARITH_STEPS, running_sum=RUNNING_SUM_STEPS, min=_MIN_STEPS)
 
 _RING = np.dtype(np.uint64)
@@ -51,8 +53,12 @@ _RING = np.dtype(np.uint64)
 def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     """Segmented prefix sums: ``cum_i = Σ v_j`` over rows j ≤ i of row i's user.
 
-    ``same_user`` is arithmetic 0/1. Each level but the last multiplies two columns.
-    Cost: ``log2(n)`` rounds, ``max(2*log2(n) - 1, 0)`` words per row.
+    ``same_user`` is arithmetic 0/1. A work-efficient scan (:func:`_doubling`):
+    at most 3 words per row in ⌊log2 n⌋ rounds up and as many down (fewer when
+    n < 3·2^(⌊log2 n⌋ − 1)).
+    Cost: ``log2(n + 1) - 1 + sum(1 for d in range(log2(n + 1) - 1) if n >= 3 << d)`` rounds,
+    ``sum(2 * (n >> (d + 1)) + ((n - (1 << d)) >> (d + 1))
+    for d in range(log2(n + 1) - 1)) / max(n, 1)`` words per row.
 
     **Distributed** (``ctx.distributed``): ``values`` and ``same_user`` are this
     worker's block (``same_user`` of its first row compares it with the row
@@ -75,26 +81,49 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 
 
 def _doubling(ctx: Context, values: AShares, span: AShares, *, whole: bool) -> tuple[AShares, AShares]:
-    """The segmented running sums by doubling, and (if ``whole``) the flags' product since row 0.
+    """The segmented running sums, and (if ``whole``) the flags' product since row 0.
+
+    A work-efficient (Brent–Kung) scan of the pairs (v_i, f_i) under
+    ``(v, f) ∘ (v', f') = (v' + f'·v, f'·f)``: an up-sweep of ⌊log2 n⌋ levels
+    combines the blocks of 2, 4, … rows ending at rows 2^(d+1)·j − 1
+    (``n >> (d+1)`` pairs at level d, two products each); a down-sweep of the
+    same levels, highest first, completes the rows in between
+    (``(n − 2^d) >> (d+1)`` pairs at level d, one product each, two if
+    ``whole``). So at most 3 words per row (4 if ``whole``) in about 2·log2 n
+    rounds, where doubling at every row took 2·log2 n words in log2 n rounds.
 
     With ``whole`` the rows before row 0 count as the same user (their flags
     are public ones, their values zero), so ``span_i`` ends as the product of
-    the flags of rows 0 … i; otherwise the last level skips it.
+    the flags of rows 0 … i; otherwise the down-sweep leaves ``span`` unfinished.
+    The operands of each product are fresh arrays, not views of the columns
+    the scan updates in place (a malicious-mode record keeps them).
     """
-    n, shift, level = len(values), 1, 0
-    cum = values
-    while shift < n:
-        step = ctx.narrow("level", level)
-        if 2 * shift >= n and not whole:
-            cum = cum + multiply(step, span, cum.lag(shift))
-        else:
-            earlier = span.lag(shift)
-            if whole:
-                earlier = earlier.add_public(ctx.party, (np.arange(n) < shift).astype(span.dtype))
-            both = multiply(step, repeat(span, 2), stack([cum.lag(shift), earlier]))
-            cum, span = cum + both[0], both[1]
-        shift, level = 2 * shift, level + 1
+    n = values.shape[-1]
+    cum, span = values.map(np.copy), span.map(np.copy)
+    levels = max(n.bit_length() - 1, 0)  # ⌊log2 n⌋
+    for d in range(levels):
+        _combine(ctx.narrow("up", d), cum, span, first=(1 << (d + 1)) - 1, d=d, flags=True)
+    for d in reversed(range(levels)):
+        _combine(ctx.narrow("down", d), cum, span, first=3 * (1 << d) - 1, d=d, flags=whole)
     return cum, span
+
+
+def _combine(ctx: Context, cum: AShares, span: AShares, *, first: int, d: int, flags: bool) -> None:
+    """In place, rows ``first, first + 2^(d+1), …`` absorb the rows 2^d before them (one round)."""
+    n = cum.shape[-1]
+    if first >= n:
+        return
+    right, left = np.s_[..., first :: 2 << d], np.s_[..., first - (1 << d) : n - (1 << d) : 2 << d]
+    f = span[right].map(np.array)
+    if flags:
+        both = multiply(ctx, repeat(f, 2), stack([cum[left], span[left]]))
+        cum.left[right] += both.left[0]
+        cum.right[right] += both.right[0]
+        span.left[right], span.right[right] = both.left[1], both.right[1]
+    else:
+        carried = multiply(ctx, f, cum[left].map(np.array))
+        cum.left[right] += carried.left
+        cum.right[right] += carried.right
 
 
 def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | None:
@@ -124,11 +153,10 @@ def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | No
 
 def _min_with_public(ctx: Context, x: AShares, bound: int) -> AShares:
     """``min(x, bound) = bound + [x < bound]·(x − bound)`` elementwise for x, bound < 2^63 (any
-    shape); ``x < bound`` is the sign bit of ``x − bound`` in Z_2^64, from its A2B."""
+    shape); ``x < bound`` is the sign bit of ``x − bound`` in Z_2^64 (:func:`sign_bit`)."""
     ctx = ctx.enter(_MIN_STEPS)
     over = x.add_public(ctx.party, -bound)
-    sign = arith_to_bool(ctx.narrow("to_bool"), over).shift_right(63)
-    below = bit_to_arith(ctx.narrow("to_arith"), sign, _RING)
+    below = bit_to_arith(ctx.narrow("to_arith"), sign_bit(ctx.narrow("sign"), over), _RING)
     return multiply(ctx.narrow("select"), below, over).add_public(ctx.party, bound)
 
 
@@ -145,9 +173,10 @@ def cap_contributions(
 ) -> AShares:
     """Each row's capped contribution in Z_2^64 (0 for unattributed rows), for n rows.
 
-    Cost: at most ``14 + log2(n)`` rounds,
-    ``(37 + max(2*log2(n) - 1, 0), 33 + max(2*log2(n) - 1, 0), 33 + max(2*log2(n) - 1, 0))``
-    words per row.
+    The running sum sends :func:`running_sum`'s words (at most 3 per row).
+    Cost: at most ``14 + 2 * log2(n)`` rounds,
+    ``tuple(w + sum(2 * (n >> (d + 1)) + ((n - (1 << d)) >> (d + 1))
+    for d in range(log2(n + 1) - 1)) / max(n, 1) for w in (19.75, 15.75, 15.75))`` words per row.
     Distributed over ``W`` workers (:func:`running_sum`), per helper:
     Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
     """

@@ -8,20 +8,40 @@ level go out in one message.
 
 Cost: ``add`` 1 + ⌈log2 w⌉ rounds and 2⌈log2 w⌉ words per element per party;
 ``carry_save`` 1 round, 1 word. Parties learn nothing.
+
+Where only the carry out of the top bit is wanted (a sign bit,
+:func:`ipa.mpc.convert.sign_bit`), :func:`carry_out` combines the same
+(G, P) pairs as a tree, halving the word at each level (bits 2i and 2i+1
+become bit i, a local bit permutation of each share), so its messages are
+2·(w/2 + w/4 + … ) bits rounded up to whole bytes, not 2·w bits per level.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_, and_stacked
 from ipa.mpc.replicated import BShares
+from ipa.mpc.ring import bool_dtype
 from ipa.mpc.step import Family, Steps
 
-__all__ = ["ADD_STEPS", "PREFIX_STEPS", "add", "carry_save", "prefix_carries"]
+__all__ = ["ADD_STEPS", "CARRY_OUT_STEPS", "PREFIX_STEPS", "add", "carry_out", "carry_save", "prefix_carries"]
 
 PREFIX_STEPS = Steps("prefix_carries", level=Family(6))
 """One AND per doubling level: ⌈log2 w⌉ ≤ 6 for words of up to 64 bits."""
 ADD_STEPS = Steps("add", "generate", carry=PREFIX_STEPS)
+CARRY_OUT_STEPS = Steps("carry_out", level=Family(6))
+"""One AND per tree level: log2 w ≤ 6 for words of up to 64 bits."""
+
+# Bit i of the result is bit 2i of the word: the steps of a "perfect outer unshuffle" of 64 bits.
+_COMPACT = [
+    (1, 0x3333333333333333),
+    (2, 0x0F0F0F0F0F0F0F0F),
+    (4, 0x00FF00FF00FF00FF),
+    (8, 0x0000FFFF0000FFFF),
+    (16, 0x00000000FFFFFFFF),
+]
 
 
 def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
@@ -62,3 +82,49 @@ def carry_save(ctx: Context, a: BShares, b: BShares, c: BShares) -> tuple[BShare
     """
     majority = and_(ctx, a ^ b, a ^ c) ^ a
     return a ^ b ^ c, majority.shift_left(1)
+
+
+def carry_out(ctx: Context, g: BShares, p: BShares) -> BShares:
+    """The carry out of the top bit of a w-bit sum, from its per-bit generate ``g`` and propagate
+    ``p`` (w a power of two, 2 ≤ w ≤ 64): 1-bit shares.
+
+    Each level pairs bit 2i+1 (high) with bit 2i (low):
+    ``G = G_hi ^ (P_hi & G_lo)``, ``P = P_hi & P_lo``, in words of half the
+    width; the last level needs only G.
+    Cost: ``log2(w)`` rounds, ``sum(2 * nbytes(w >> j) for j in range(1, log2(w))) + 1``
+    bytes per element.
+    """
+    if g.width != p.width or g.width < 2 or g.width & (g.width - 1):
+        raise ValueError(f"carry_out needs generate and propagate of one power-of-two width, got {g.width}")
+    ctx = ctx.enter(CARRY_OUT_STEPS)
+    level = 0
+    while g.width > 1:
+        (g_lo, g_hi), (p_lo, p_hi) = _halves(g), _halves(p)
+        step = ctx.narrow("level", level)
+        if g.width == 2:
+            g = g_hi ^ and_(step, p_hi, g_lo)
+        else:
+            both = and_stacked(step, [p_hi, p_hi], [g_lo, p_lo])
+            g, p = g_hi ^ both[0], both[1]
+        level += 1
+    return g
+
+
+def _halves(x: BShares) -> tuple[BShares, BShares]:
+    """The even bits and the odd bits of each w-bit word, each packed into a w/2-bit word."""
+    width = x.width // 2
+    even, odd = (
+        BShares(_even_bits(x.left >> shift, width), _even_bits(x.right >> shift, width), width)
+        for shift in (0, 1)
+    )
+    return even, odd
+
+
+def _even_bits(a: np.ndarray, width: int) -> np.ndarray:
+    """Bits 0, 2, 4, … of ``a`` as bits 0, 1, 2, … of a ``width``-bit word (``2·width`` bits in)."""
+    x = a.astype(np.uint64) & np.uint64(0x5555555555555555)
+    for shift, keep in _COMPACT:
+        if shift >= width:
+            break
+        x = (x | (x >> np.uint64(shift))) & np.uint64(keep)
+    return x.astype(bool_dtype(width))
