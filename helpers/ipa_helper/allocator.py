@@ -1,4 +1,4 @@
-"""The helper process's malloc: one arena, and freed large arrays kept in the heap for reuse.
+"""The helper process's memory: one arena, freed arrays kept for the query's reuse, small pages.
 
 glibc gives each thread that allocates while another holds an arena an arena
 of its own, up to eight per core. In a helper the MPC runs in a query
@@ -10,26 +10,36 @@ their freed memory (``bench/e2e.py``, README *Benchmarks*: the peak per
 helper at 10^5 and 10^6 events, and the same times).
 
 The MPC's large numpy temporaries (a checkpoint's triples, a sort pass's
-columns: megabytes to tens of MiB each) are, by glibc's defaults, each a
+columns: megabytes to hundreds of MiB each) are, by glibc's defaults, each a
 fresh ``mmap`` returned to the kernel when freed (allocations above the
 dynamic mmap threshold, at most 32 MiB; and a thread's own arena cannot hold
 more than 64 MiB in one piece), so the kernel zeroes every page of every one
-of them again: in malicious mode about a fifth of the query's CPU time
-(``docs/malicious.md`` §9.3). :func:`tune_malloc` therefore makes the
-process use **one arena** (glibc's main heap, which grows without that 64 MiB
-limit), serves allocations up to :data:`MMAP_THRESHOLD` from it and trims its
-top only above :data:`TRIM_THRESHOLD` of free memory, so a freed array's
-pages are reused, not zeroed again, by the next one. Measured in memory at
-10^5 events: the malicious query's CPU time about −17 % and the semi-honest
-query's about −20 %, the peak RSS a little lower in both (§9.3).
+of them again: in malicious mode about a fifth of the query's CPU time at
+10^5 events, and most of it at 10^6 (``docs/malicious.md`` §9.3, §9.6).
+:func:`tune_malloc` therefore
+
+- makes the process use **one arena** (glibc's main heap, which grows
+  without that 64 MiB limit);
+- serves every allocation below :data:`MMAP_THRESHOLD` (2 GiB) from it and
+  never trims its top while a query runs, so a freed array's pages are
+  reused, not zeroed again, by the next one; the helper gives them back
+  to the kernel when its last running query ends
+  (:func:`release_freed_memory`);
+- turns off numpy's ``madvise(MADV_HUGEPAGE)`` on large arrays: each
+  transparent huge page is 2 MiB the kernel must find (compacting memory
+  when none is free) and zero at the first touch, and on this machine that
+  cost more system time than the 4 KiB pages it saves (§9.6).
+
+Measured in memory, the verified sort of 10^6 rows: 338 s (354 s of system
+time) with glibc's and numpy's defaults, 111 s (37 s) tuned (§9.6).
 
 An operator's own settings win: ``MALLOC_ARENA_MAX``,
 ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or any
-``glibc.malloc`` tunable in ``GLIBC_TUNABLES`` (read by glibc itself) leave
-the corresponding settings alone; where there is no glibc ``mallopt`` (macOS,
-musl), nothing changes. A fixed *low* ``M_MMAP_THRESHOLD`` (128 KiB or 4 MiB,
-every large array a fresh mapping) was measured before and doubled the time
-of the MPC phases.
+``glibc.malloc`` tunable in ``GLIBC_TUNABLES`` (read by glibc itself), and
+numpy's ``NUMPY_MADVISE_HUGEPAGE``, leave the corresponding settings alone;
+where there is no glibc ``mallopt`` (macOS, musl), the heap is not changed.
+A fixed *low* ``M_MMAP_THRESHOLD`` (128 KiB or 4 MiB, every large array a
+fresh mapping) was measured before and doubled the time of the MPC phases.
 """
 
 from __future__ import annotations
@@ -38,21 +48,25 @@ import ctypes
 import os
 from collections.abc import Callable
 
+import numpy as np
+
 __all__ = [
     "HELPER_ARENAS",
     "MMAP_THRESHOLD",
     "TRIM_THRESHOLD",
     "keep_freed_memory",
     "limit_arenas",
+    "release_freed_memory",
+    "small_pages",
     "tune_malloc",
 ]
 
 HELPER_ARENAS = 1
 """One arena: the main heap, which can hold arrays of any size (a thread's arena holds at most 64 MiB)."""
-MMAP_THRESHOLD = 256 << 20
-"""Allocations up to this size come from the heap (glibc's default: at most 32 MiB)."""
-TRIM_THRESHOLD = 1 << 30
-"""The heap's free top goes back to the kernel only above this size (glibc: 128 KiB, rising to 64 MiB)."""
+MMAP_THRESHOLD = (1 << 31) - 1
+"""Allocations below this come from the heap (glibc: at most 32 MiB); the largest ``mallopt`` takes."""
+TRIM_THRESHOLD = -1
+"""``M_TRIM_THRESHOLD`` that never trims the heap's free top (glibc: 128 KiB, rising to 64 MiB)."""
 
 # glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -89,29 +103,60 @@ def limit_arenas(arenas: int = HELPER_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
-def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
-    """Serve allocations up to ``mmap_threshold`` bytes from the heap and trim it only above
-    ``trim_threshold``; True if glibc took both settings.
+def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+    """Serve allocations below ``mmap_threshold`` bytes from the heap and never trim it;
+    True if glibc took both settings.
 
+    Freed memory then stays in the process until :func:`release_freed_memory`.
     False if the operator set either (``MALLOC_MMAP_THRESHOLD_``,
     ``MALLOC_TRIM_THRESHOLD_``, a ``glibc.malloc`` tunable), if this C library
     has no ``mallopt``, or if it refuses the threshold (glibc before 2.35 caps
     it at 32 MiB).
     """
-    if mmap_threshold < 0 or trim_threshold < 0:
-        raise ValueError(f"thresholds must be >= 0, got {mmap_threshold} and {trim_threshold}")
+    if mmap_threshold < 0:
+        raise ValueError(f"the mmap threshold must be >= 0, got {mmap_threshold}")
     mallopt = _mallopt()
     if _operator_set("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_") or mallopt is None:
         return False
     if not mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
         return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Give the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``); True if any went.
+
+    The helper calls it when its last running query ends, so memory kept for
+    reuse within a query is not held between queries.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
+def small_pages() -> bool:
+    """Stop numpy asking for transparent huge pages for its arrays; True if numpy took the setting.
+
+    False if the operator set ``NUMPY_MADVISE_HUGEPAGE`` (numpy has applied it)
+    or this numpy has no switch for it.
+    """
+    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
+    switch = getattr(multiarray, "_set_madvise_hugepage", None)
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ or switch is None:
+        return False
+    switch(False)
+    return True
 
 
 def tune_malloc() -> bool:
-    """The helper's settings: :func:`limit_arenas` and :func:`keep_freed_memory`; True if both took.
+    """The helper's settings: :func:`limit_arenas`, :func:`keep_freed_memory` and
+    :func:`small_pages`; True if all three took.
 
     Call it before any thread starts (``ipa-helper`` and the in-memory benches do).
     """
     arenas = limit_arenas()
-    return keep_freed_memory() and arenas
+    kept = keep_freed_memory()
+    return small_pages() and kept and arenas

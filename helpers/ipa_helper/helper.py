@@ -67,6 +67,7 @@ from ipa.query import QuerySpec, params_digest
 from ipa.reports.decode import DecodedBatch, InvalidReportPolicy, batch_head_length, batch_size
 from ipa.reports.layout import BATCH_HEADER
 from ipa_helper import logs
+from ipa_helper.allocator import release_freed_memory
 from ipa_helper.config import HelperConfig
 from ipa_helper.decode import Decoder
 from ipa_helper.held import HeldRows, RemoteBatch
@@ -453,6 +454,8 @@ class Helper:
                 pass  # a simulated crash: the thread ends where it is
             finally:
                 self._workers.discard(threading.current_thread())
+                if not self._workers:
+                    release_freed_memory()  # kept for reuse while queries ran (ipa_helper.allocator)
 
         worker = threading.Thread(target=body, name=f"query-{record.query_id[:8]}", daemon=True)
         self._workers.add(worker)
