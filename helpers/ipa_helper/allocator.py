@@ -31,7 +31,7 @@ of them again: in malicious mode about a fifth of the query's CPU time at
   cost more system time than the 4 KiB pages it saves (§9.6).
 
 Measured in memory, the verified sort of 10^6 rows: 338 s (354 s of system
-time) with glibc's and numpy's defaults, 111 s (37 s) tuned (§9.6).
+time) with §9.3's settings and numpy's huge pages, 111 s (37 s) as tuned now (§9.6).
 
 An operator's own settings win: ``MALLOC_ARENA_MAX``,
 ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or any
