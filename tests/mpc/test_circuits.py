@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipa.mpc.adder import add, carry_out
+from ipa.mpc.adder import add, carry_out, top_bit
 from ipa.mpc.compare import equal, less_than
 from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith, sign_bit
 from ipa.mpc.sharing import share_arithmetic, share_boolean
@@ -77,13 +77,16 @@ def test_sign_bit(data, bits):
 
 
 @SETTINGS
-@given(st.data(), st.sampled_from([2, 4, 8, 16, 32, 64]))
-def test_carry_out(data, width):
+@given(st.data(), st.sampled_from([1, 2, 3, 4, 8, 16, 33, 63, 64]))
+def test_carry_out_and_top_bit(data, width):
     a = data.draw(words(width))
     b = np.resize(data.draw(words(width)), len(a))
+    total = a.astype(object) + b.astype(object)
     g, p = share_boolean(a & b, width), share_boolean(a ^ b, width)
-    carry = (a.astype(object) + b.astype(object)) >> width
-    assert opened(run(carry_out, g, p)).tolist() == carry.tolist()
+    assert opened(run(carry_out, g, p)).tolist() == (total >> width).tolist()
+    if width >= 2:
+        top = opened(run(top_bit, share_boolean(a, width), share_boolean(b, width)))
+        assert top.tolist() == ((total >> (width - 1)) & 1).tolist()
 
 
 @SETTINGS

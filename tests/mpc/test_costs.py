@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ipa.mpc.adder import add, carry_out, carry_save
+from ipa.mpc.adder import add, carry_out, carry_save, top_bit
 from ipa.mpc.compare import equal, less_than
 from ipa.mpc.convert import arith_to_bool, bit_to_arith, bool_to_arith, sign_bit
 from ipa.mpc.input import input_from_each
@@ -40,10 +40,12 @@ def test_one_round_protocols():
         check_cost(carry_save, run(carry_save, bits(width), bits(width), bits(width)), N, word)
 
 
-@pytest.mark.parametrize("w", [2, 4, 8, 16, 32, 64])
-def test_carry_out(w):
+@pytest.mark.parametrize("w", [1, 2, 3, 4, 8, 16, 33, 63, 64])
+def test_carry_out_and_top_bit(w):
     word = bool_dtype(w).itemsize
     check_cost(carry_out, run(carry_out, bits(w), bits(w)), N, word, w=w)
+    if w >= 2:
+        check_cost(top_bit, run(top_bit, bits(w), bits(w)), N, word, w=w)
 
 
 @pytest.mark.parametrize("w", [1, 2, 3, 8, 16, 33, 64])

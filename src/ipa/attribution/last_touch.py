@@ -12,11 +12,11 @@ lets row i look back over rows i−K+1 … i of its own group:
 A trigger is attributed when the scan found a source (``valid``) and, with a
 window W, ``t_trigger − t_source ≤ W``: the sign bit of
 ``t_trigger + ~t_source + 2^(b+2) − W`` in b+2 bits, one carry-save step and
-one adder.
+the top bit of their sum (:func:`ipa.mpc.adder.top_bit`).
 
 Cost: the scan takes 2·log2 K rounds, each level sending 2 bytes of flags (1
 in the last) and one packed word; one AND with ``is_trigger``; with a window,
-a carry-save step and a (b+2)-bit adder (1 + 1 + ⌈log2(b+2)⌉ rounds), then
+a carry-save step and the top bit of the (b+2)-bit sum (1 + 1 + ⌈log2(b+1)⌉ rounds), then
 one AND with the result. :func:`last_touch` gives the exact figures.
 Parties learn nothing.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ipa.mpc.adder import ADD_STEPS, add, carry_save
+from ipa.mpc.adder import TOP_BIT_STEPS, carry_save, top_bit
 from ipa.mpc.context import Context
 from ipa.mpc.halo import with_halo, without_halo
 from ipa.mpc.multiply import and_
@@ -43,7 +43,7 @@ __all__ = ["LAST_TOUCH_STEPS", "Attribution", "last_touch"]
 
 _SCAN_STEPS = Steps("last_touch.scan", level=Family(20, Steps("last_touch.scan.level", "take", "copy")))
 """log2 K doubling levels, K ≤ 2^20."""
-_WINDOW_STEPS = Steps("last_touch.window", "carry_save", add=ADD_STEPS)
+_WINDOW_STEPS = Steps("last_touch.window", "carry_save", top=TOP_BIT_STEPS)
 LAST_TOUCH_STEPS = Steps("last_touch", "is_trigger", "in_window", scan=_SCAN_STEPS, window=_WINDOW_STEPS)
 
 
@@ -85,8 +85,7 @@ def _within_window(ctx: Context, t_trigger: BShares, t_source: BShares, window: 
     s, c = carry_save(
         ctx.narrow("carry_save"), t_trigger.resize(width), t_source.resize(width).invert(ctx.party), offset
     )
-    difference = add(ctx.narrow("add"), s, c)  # t_trigger − t_source − window − 1, mod 2^width
-    return difference.shift_right(width - 1)
+    return top_bit(ctx.narrow("top"), s, c)  # of t_trigger − t_source − window − 1, mod 2^width
 
 
 def last_touch(
@@ -102,9 +101,10 @@ def last_touch(
     """Attribute each trigger to the latest source at most K−1 rows back in its group.
 
     With ``tb``-bit timestamps, ``bb``-bit breakdown keys, and ``W`` 1 with a
-    window, 0 without (for K = 64, tb = 32, bb = 8: 13 or 22 rounds, 60 or 165 bytes):
-    Cost: ``2*log2(K) + 1 + W*(3 + log2(tb + 2))`` rounds,
-    ``max(2*log2(K), 1) + log2(K)*nbytes(1 + bb + tb) + W*(nbytes(tb + 2)*(1 + 2*log2(tb + 2)) + 1)``
+    window, 0 without (for K = 64, tb = 32, bb = 8: 13 or 22 rounds, 60 or 96 bytes):
+    Cost: ``2*log2(K) + 1 + W*(3 + log2(tb + 1))`` rounds,
+    ``max(2*log2(K), 1) + log2(K)*nbytes(1 + bb + tb)
+    + W*(2*nbytes(tb + 2) + sum(2 * nbytes(2**log2(tb + 1) >> j) for j in range(1, log2(tb + 1))) + 2)``
     bytes per row.
     Distributed over ``W`` workers, their K − 1 rows of halo each (per helper):
     Collective cost: at most ``W*(W - 1)*(K - 1)*2*(2 + nbytes(bb) + nbytes(tb))/n`` bytes per row.

@@ -9,8 +9,9 @@ level go out in one message.
 Cost: ``add`` 1 + ⌈log2 w⌉ rounds and 2⌈log2 w⌉ words per element per party;
 ``carry_save`` 1 round, 1 word. Parties learn nothing.
 
-Where only the carry out of the top bit is wanted (a sign bit,
-:func:`ipa.mpc.convert.sign_bit`), :func:`carry_out` combines the same
+Where only the top bit of a sum is wanted (a sign bit,
+:func:`ipa.mpc.convert.sign_bit`; a comparison, :func:`top_bit`),
+:func:`carry_out` combines the same
 (G, P) pairs as a tree, halving the word at each level (bits 2i and 2i+1
 become bit i, a local bit permutation of each share), so its messages are
 2·(w/2 + w/4 + … ) bits rounded up to whole bytes, not 2·w bits per level.
@@ -23,16 +24,27 @@ import numpy as np
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_, and_stacked
 from ipa.mpc.replicated import BShares
-from ipa.mpc.ring import bool_dtype
+from ipa.mpc.ring import bool_dtype, mask
 from ipa.mpc.step import Family, Steps
 
-__all__ = ["ADD_STEPS", "CARRY_OUT_STEPS", "PREFIX_STEPS", "add", "carry_out", "carry_save", "prefix_carries"]
+__all__ = [
+    "ADD_STEPS",
+    "CARRY_OUT_STEPS",
+    "PREFIX_STEPS",
+    "TOP_BIT_STEPS",
+    "add",
+    "carry_out",
+    "carry_save",
+    "prefix_carries",
+    "top_bit",
+]
 
 PREFIX_STEPS = Steps("prefix_carries", level=Family(6))
 """One AND per doubling level: ⌈log2 w⌉ ≤ 6 for words of up to 64 bits."""
 ADD_STEPS = Steps("add", "generate", carry=PREFIX_STEPS)
 CARRY_OUT_STEPS = Steps("carry_out", level=Family(6))
 """One AND per tree level: log2 w ≤ 6 for words of up to 64 bits."""
+TOP_BIT_STEPS = Steps("top_bit", "generate", carry=CARRY_OUT_STEPS)
 
 # Bit i of the result is bit 2i of the word: the steps of a "perfect outer unshuffle" of 64 bits.
 _COMPACT = [
@@ -86,17 +98,22 @@ def carry_save(ctx: Context, a: BShares, b: BShares, c: BShares) -> tuple[BShare
 
 def carry_out(ctx: Context, g: BShares, p: BShares) -> BShares:
     """The carry out of the top bit of a w-bit sum, from its per-bit generate ``g`` and propagate
-    ``p`` (w a power of two, 2 ≤ w ≤ 64): 1-bit shares.
+    ``p`` (1 ≤ w ≤ 64): 1-bit shares.
 
-    Each level pairs bit 2i+1 (high) with bit 2i (low):
-    ``G = G_hi ^ (P_hi & G_lo)``, ``P = P_hi & P_lo``, in words of half the
-    width; the last level needs only G.
-    Cost: ``log2(w)`` rounds, ``sum(2 * nbytes(w >> j) for j in range(1, log2(w))) + 1``
-    bytes per element.
+    The words are padded to P = 2^⌈log2 w⌉ bits with propagate 1 above bit
+    w−1 (which passes a carry through). Each level pairs bit 2i+1 (high)
+    with bit 2i (low): ``G = G_hi ^ (P_hi & G_lo)``, ``P = P_hi & P_lo``, in
+    words of half the width; the last level needs only G.
+    Cost: ``log2(w)`` rounds,
+    ``sum(2 * nbytes(2**log2(w) >> j) for j in range(1, log2(w))) + min(w - 1, 1)`` bytes per element.
     """
-    if g.width != p.width or g.width < 2 or g.width & (g.width - 1):
-        raise ValueError(f"carry_out needs generate and propagate of one power-of-two width, got {g.width}")
+    if g.width != p.width:
+        raise ValueError(f"generate and propagate must be one width, got {g.width} and {p.width}")
+    if g.width == 1:
+        return g
     ctx = ctx.enter(CARRY_OUT_STEPS)
+    padded = 1 << (g.width - 1).bit_length()
+    g, p = g.resize(padded), p.resize(padded).xor_public(ctx.party, mask(padded) ^ mask(p.width))
     level = 0
     while g.width > 1:
         (g_lo, g_hi), (p_lo, p_hi) = _halves(g), _halves(p)
@@ -108,6 +125,24 @@ def carry_out(ctx: Context, g: BShares, p: BShares) -> BShares:
             g, p = g_hi ^ both[0], both[1]
         level += 1
     return g
+
+
+def top_bit(ctx: Context, a: BShares, b: BShares) -> BShares:
+    """Bit w−1 of ``a + b mod 2^w`` of w-bit boolean shares (2 ≤ w ≤ 64), 1-bit shares: the
+    generate of the low w−1 bits, then only their carry out (:func:`carry_out`), not
+    :func:`add`'s every carry.
+
+    Cost: ``1 + log2(w - 1)`` rounds,
+    ``nbytes(w) + sum(2 * nbytes(2**log2(w - 1) >> j) for j in range(1, log2(w - 1))) + min(w - 2, 1)``
+    bytes per element.
+    """
+    if a.width != b.width or a.width < 2:
+        raise ValueError(f"top_bit needs two words of one width of at least 2 bits, got {a.width}, {b.width}")
+    ctx = ctx.enter(TOP_BIT_STEPS)
+    low = a.width - 1
+    g = and_(ctx.narrow("generate"), a, b).resize(low)  # bit w−1's own generate is not needed
+    p = a ^ b
+    return p.shift_right(low) ^ carry_out(ctx.narrow("carry"), g, p.resize(low))
 
 
 def _halves(x: BShares) -> tuple[BShares, BShares]:
