@@ -53,7 +53,7 @@ _RING = np.dtype(np.uint64)
 def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     """Segmented prefix sums: ``cum_i = Σ v_j`` over rows j ≤ i of row i's user.
 
-    ``same_user`` is arithmetic 0/1. A work-efficient scan (:func:`_doubling`):
+    ``same_user`` is arithmetic 0/1; a work-efficient scan (:func:`_segmented_scan`):
     at most 3 words per row in ⌊log2 n⌋ rounds up and as many down (fewer when
     n < 3·2^(⌊log2 n⌋ − 1)).
     Cost: ``log2(n + 1) - 1 + sum(1 for d in range(log2(n + 1) - 1) if n >= 3 << d)`` rounds,
@@ -71,8 +71,8 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     """
     ctx = ctx.enter(RUNNING_SUM_STEPS)
     if not ctx.distributed:
-        return _doubling(ctx, values, same_user, whole=False)[0]
-    cum, span = _doubling(ctx, values, same_user, whole=True)
+        return _segmented_scan(ctx, values, same_user, whole=False)[0]
+    cum, span = _segmented_scan(ctx, values, same_user, whole=True)
     carry = _carry_into_block(ctx, cum, span)
     if carry is None or len(cum) == 0:
         return cum
@@ -80,7 +80,7 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
     return cum + multiply(ctx.narrow("fix_up"), span, here)
 
 
-def _doubling(ctx: Context, values: AShares, span: AShares, *, whole: bool) -> tuple[AShares, AShares]:
+def _segmented_scan(ctx: Context, values: AShares, span: AShares, *, whole: bool) -> tuple[AShares, AShares]:
     """The segmented running sums, and (if ``whole``) the flags' product since row 0.
 
     A work-efficient (Brent–Kung) scan of the pairs (v_i, f_i) under
@@ -147,7 +147,7 @@ def _carry_into_block(ctx: Context, cum: AShares, span: AShares) -> AShares | No
         )
         for i in (0, 2)
     )
-    carried, _ = _doubling(ctx.narrow("carry"), sums, flags, whole=False)
+    carried, _ = _segmented_scan(ctx.narrow("carry"), sums, flags, whole=False)
     return carried.map(lambda a: a[..., -1:])
 
 
