@@ -62,9 +62,9 @@ def running_sum(ctx: Context, values: AShares, same_user: AShares) -> AShares:
 
     **Distributed** (``ctx.distributed``): ``values`` and ``same_user`` are this
     worker's block (``same_user`` of its first row compares it with the row
-    before the block); each level multiplies both columns (the flags'
-    product since the block's start is needed whole), then the carry over
-    the blocks before this one (⌈log2 k⌉ levels on k words) and one
+    before the block); its scan's down-sweep multiplies both columns too (the
+    flags' product since the block's start is needed whole), then the carry
+    over the blocks before this one (the same scan on k words) and one
     multiplication per row add what the user had before the block. Per
     helper, each worker sends every other its block's last sum and flag:
     Collective cost: at most ``W*(W - 1)*32/n`` bytes per row.
