@@ -74,13 +74,18 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
-def _mallopt() -> Callable[[int, int], int] | None:
+def _libc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """The C library's function ``name`` returning an int, or None where it has none."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt
+    function.argtypes, function.restype = list(argtypes), ctypes.c_int
+    return function
+
+
+def _mallopt() -> Callable[..., int] | None:
+    return _libc("mallopt", ctypes.c_int, ctypes.c_int)
 
 
 def _operator_set(*variables: str) -> bool:
@@ -129,12 +134,8 @@ def release_freed_memory() -> bool:
     The helper calls it when its last running query ends, so memory kept for
     reuse within a query is not held between queries.
     """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return bool(trim(0))
+    trim = _libc("malloc_trim", ctypes.c_size_t)
+    return trim is not None and bool(trim(0))
 
 
 def small_pages() -> bool:
