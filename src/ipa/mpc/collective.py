@@ -246,7 +246,7 @@ class Blocks:
 def _split(arrays: Sequence[np.ndarray], order: np.ndarray, counts: np.ndarray) -> list[list[np.ndarray]]:
     """Rows ``order`` of every array, cut into one part per worker of ``counts`` rows each."""
     cuts = np.cumsum(counts)[:-1]
-    pieces = [np.split(a[..., order], cuts, axis=-1) for a in arrays]
+    pieces = [np.split(np.take(a, order, axis=-1), cuts, axis=-1) for a in arrays]
     return [[p[j] for p in pieces] for j in range(len(counts))]
 
 
@@ -315,7 +315,8 @@ def permute_blocks(
     if len(before) != (arrays[0].shape[-1] if arrays else 0) or len(after) != counts[:, k].sum():
         raise ValueError(f"worker {k}'s local permutations do not match its rows and counts")
     received = collective.all_to_all(step, _split(arrays, before, counts[k]))
-    return [np.concatenate([part[i] for part in received], axis=-1)[..., after] for i in range(len(arrays))]
+    joined = (np.concatenate([part[i] for part in received], axis=-1) for i in range(len(arrays)))
+    return [np.take(a, after, axis=-1) for a in joined]
 
 
 def route(

@@ -104,7 +104,7 @@ def move_rows(
         raise ProtocolError("opened destinations are not a permutation: inconsistent shares")
     source = np.empty(n, np.int64)
     source[opened] = np.arange(n)  # gather index: position j takes the shuffled row source[j]
-    return [cast(K, col.map(lambda a: a[..., source])) for col in shuffled[1:]]
+    return [cast(K, col.map(lambda a: np.take(a, source, axis=-1))) for col in shuffled[1:]]
 
 
 def _move_distributed(
