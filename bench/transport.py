@@ -1,0 +1,86 @@
+"""The helpers' peer transport alone: MPC messages over gRPC with mutual TLS, on this machine.
+
+    python bench/transport.py [--message-mib M] [--total-gib G] [--insecure] [--json F]
+
+One process serves the ``Peer`` service (as ``ipa_helper.server`` does)
+and sends it messages of ``M`` MiB of random uint64 words through
+:class:`ipa_helper.transport.GrpcPeer`, as a helper sends a step's arrays to a
+neighbour; the receiver reassembles each one (:func:`ipa_helper.transport.decode_message`)
+and drops it. Printed: MB per second of wall time, and MB per CPU-second of the
+process (sender and receiver together), which is what a query on a machine
+whose cores are all busy pays for each byte it sends. Malicious mode sends about
+ten times the bytes of semi-honest mode (``docs/malicious.md`` §9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+
+from ipa.certs import make_identity
+from ipa.errors import TransportError
+from ipa_helper.transport import GrpcPeer, decode_message, peer_channel
+from ipa_rpc import MESSAGE_LIMITS
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
+
+
+class _Sink(peer_pb2_grpc.PeerServicer):
+    def Send(self, request_iterator, context):  # noqa: N802
+        try:
+            decode_message(request_iterator)
+        except TransportError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return peer_pb2.SendAck()
+
+
+def measure(message_bytes: int, total_bytes: int, insecure: bool) -> dict[str, float]:
+    """Send ``total_bytes`` in messages of ``message_bytes``; the rates, after one warm-up message."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=MESSAGE_LIMITS)
+    peer_pb2_grpc.add_PeerServicer_to_server(_Sink(), server)
+    (cert1, key1), (cert2, key2) = make_identity(1, ["localhost"]), make_identity(2, ["localhost"])
+    if insecure:
+        port = server.add_insecure_port("localhost:0")
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(key2, cert2)], root_certificates=cert1, require_client_auth=True
+        )
+        port = server.add_secure_port("localhost:0", credentials)
+    server.start()
+    channel = peer_channel(f"localhost:{port}", 2, MESSAGE_LIMITS, None if insecure else (key1, cert1, cert2))
+    peer = GrpcPeer(1, peer_pb2_grpc.PeerStub(channel), timeout=120.0)
+    words = np.random.default_rng(0).integers(0, 2**63, message_bytes // 8, dtype=np.uint64)
+    peer.send("bench", "warm-up", 0, [words])
+    count = max(1, total_bytes // message_bytes)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(count):
+        peer.send("bench", f"m{i}", 0, [words])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    channel.close()
+    server.stop(None)
+    sent = count * words.nbytes
+    return {"bytes": sent, "mb_per_s": sent / wall / 1e6, "mb_per_cpu_s": sent / cpu / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--message-mib", type=float, default=8.0)
+    parser.add_argument("--total-gib", type=float, default=2.0)
+    parser.add_argument("--insecure", action="store_true", help="plaintext instead of mutual TLS")
+    parser.add_argument("--json", metavar="F")
+    args = parser.parse_args()
+    figures = measure(int(args.message_mib * 2**20), int(args.total_gib * 2**30), args.insecure)
+    mode = "plaintext" if args.insecure else "mutual TLS"
+    print(f"# peer transport, {mode}, messages of {args.message_mib:g} MiB, {figures['bytes'] / 1e9:.2f} GB")
+    print(f"{figures['mb_per_s']:,.0f} MB/s wall, {figures['mb_per_cpu_s']:,.0f} MB per CPU-second")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
