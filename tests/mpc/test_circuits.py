@@ -32,6 +32,21 @@ def test_add_wraps_at_the_width(width, data):
     assert opened(result).tolist() == expected
 
 
+def test_add_carries_through_every_bit_at_every_width():
+    """The longest carry chains (all ones plus one, a propagate run ending in a generate) and
+    none (x plus its complement), where the Brent–Kung tree's blocks meet."""
+    for width in range(1, 65):
+        top = (1 << width) - 1
+        x = [top, top, 0, top, 1 << (width - 1), 0b0101 & top, top >> 1]
+        y = [1, top, 0, 0, 1 << (width - 1), 0b1011 & top, 1]
+        x += [a ^ top for a in x]
+        y += y
+        result = run(
+            add, share_boolean(np.array(x, np.uint64), width), share_boolean(np.array(y, np.uint64), width)
+        )
+        assert opened(result).tolist() == [(a + b) & top for a, b in zip(x, y, strict=True)], width
+
+
 @SETTINGS
 @given(st.integers(1, 64), st.data())
 def test_less_than_and_equal(width, data):

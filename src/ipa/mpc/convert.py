@@ -143,7 +143,9 @@ def _component_as_bool(party: int, x: AShares, j: int) -> BShares:
 def arith_to_bool(ctx: Context, x: AShares) -> BShares:
     """Arithmetic shares in Z_2^k → boolean shares of the same k-bit words (A2B).
 
-    Cost: ``2 + log2(k)`` rounds, ``1 + 2*log2(k)`` words per element (k-bit words).
+    A carry-save step, then :func:`~ipa.mpc.adder.add`.
+    Cost: ``1 + 2*log2(k)`` rounds,
+    ``2*nbytes(k) + sum(3*nbytes(k >> j) for j in range(1, log2(k))) + 1`` bytes per element.
     """
     ctx = ctx.enter(ARITH_TO_BOOL_STEPS)
     parts = [_component_as_bool(ctx.party, x, j) for j in range(3)]
@@ -172,13 +174,14 @@ def sign_bit(ctx: Context, x: AShares) -> BShares:
 def bool_to_arith(ctx: Context, x: BShares, dtype: npt.DTypeLike = np.uint64) -> AShares:
     """w-bit boolean shares → arithmetic shares in Z_2^k of the same integers (B2A), w ≤ k.
 
-    H2 sends 2 words more than the others, to open the masked value to H1 and H3.
-    Cost: ``3 + log2(k)`` rounds,
-    ``(1 + 2*log2(k), 3 + 2*log2(k), 1 + 2*log2(k))`` words per element (k-bit words).
+    A carry-save step and :func:`~ipa.mpc.adder.add`, then H2 sends 2 words more than the
+    others (``extra``), to open the masked value to H1 and H3.
+    Cost: ``2 + 2*log2(k)`` rounds, ``tuple(2*nbytes(k) + sum(3*nbytes(k >> j) for j in range(1, log2(k)))
+    + 1 + extra for extra in (0, 2*nbytes(k), 0))`` bytes per element.
     In malicious mode H1 and H3 also confirm the opening to each other (32 bytes each, same round;
-    n elements of b bytes):
-    Malicious cost: ``3 + log2(k)`` rounds,
-    ``(1 + 2*log2(k) + 32/(n*b), 3 + 2*log2(k), 1 + 2*log2(k) + 32/(n*b))`` words per element.
+    n elements):
+    Malicious cost: ``2 + 2*log2(k)`` rounds, ``tuple(2*nbytes(k) + sum(3*nbytes(k >> j) for j in
+    range(1, log2(k))) + 1 + extra for extra in (32/n, 2*nbytes(k), 32/n))`` bytes per element.
     """
     ctx = ctx.enter(BOOL_TO_ARITH_STEPS)
     dtype = check_arithmetic_dtype(dtype)
