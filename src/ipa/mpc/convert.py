@@ -44,7 +44,7 @@ from ipa.mpc.context import Context
 from ipa.mpc.input import input_from
 from ipa.mpc.mac import Macs
 from ipa.mpc.multiply import multiply
-from ipa.mpc.replicated import AShares, BShares, stack
+from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import check_arithmetic_dtype
 from ipa.mpc.step import Steps
 from ipa.mpc.verify import DIGEST_BYTES, digest
@@ -62,8 +62,8 @@ __all__ = [
 ]
 
 BIT_TO_ARITH_STEPS = Steps("bit_to_arith", "input", "multiply", "authenticate", "xor_01", "xor_2")
-"""Semi-honest: ``input`` (H1's y) and ``multiply``; malicious: ``xor_01`` (b_0·b_1) and ``xor_2``,
-after ``authenticate`` (the components' MACs) in :func:`authenticated_bit_to_arith`."""
+"""Semi-honest: ``input`` (H1's y) and ``multiply``; malicious: ``xor_01`` (b_1·(1 - 2b_0)) and
+``xor_2``, after ``authenticate`` (b_0's MACs) in :func:`authenticated_bit_to_arith`."""
 ARITH_TO_BOOL_STEPS = Steps("arith_to_bool", "carry_save", add=ADD_STEPS)
 SIGN_BIT_STEPS = Steps("sign_bit", "carry_save", top=TOP_BIT_STEPS)
 BOOL_TO_ARITH_STEPS = Steps(
@@ -117,18 +117,22 @@ def authenticated_bit_to_arith(ctx: Context, macs: Macs, b: BShares) -> AShares:
     """1-bit boolean shares (d, n) → authenticated arithmetic shares (d, 1 + K, n) in Z_2^64.
 
     The malicious :func:`bit_to_arith` with its products checked by ``macs``
-    (:mod:`ipa.mpc.mac`) instead of a checkpoint: each component b_j is
-    authenticated (a product with the keys; it is right by definition, as
-    its honest holder's copy), then ``(b_0 ⊕ b_1) ⊕ b_2`` by two
-    authenticated products.
-    Cost: ``3`` rounds, ``3*K + 2*(1 + K)`` words per element.
+    (:mod:`ipa.mpc.mac`) instead of a checkpoint. ``b = (b_0 ⊕ b_1) ⊕ b_2`` with
+    ``x ⊕ y = x + y·(1 − 2x)``: b_0 is authenticated (a product with the
+    keys; it is right by definition, as its honest holder's copy), then
+    ``t = b_0 + b_1·(1 − 2b_0)`` and ``b = t + b_2·(1 − 2t)`` by two
+    authenticated products, each of an authenticated stack by a plain
+    component, so b_1 and b_2 need no MACs of their own (a helper that uses
+    a wrong copy of one adds an error to the product, which the MACs catch
+    like any other: :mod:`ipa.mpc.mac`).
+    Cost: ``3`` rounds, ``K + 2*(1 + K)`` words per element.
     """
     ctx = ctx.enter(BIT_TO_ARITH_STEPS)
-    components = stack(_components(ctx.party, b.left.astype(np.uint64), b.right.astype(np.uint64)))
-    authenticated = macs.authenticate(ctx.narrow("authenticate"), components)
-    b0, b1, b2 = (authenticated[j] for j in range(3))
-    t = b0 + b1 - macs.multiply(ctx.narrow("xor_01"), b0, b1).scale(2)
-    return t + b2 - macs.multiply(ctx.narrow("xor_2"), t, b2).scale(2)
+    b0, b1, b2 = _components(ctx.party, b.left.astype(np.uint64), b.right.astype(np.uint64))
+    one = macs.one()
+    t = macs.authenticate(ctx.narrow("authenticate"), b0)
+    t = t + macs.multiply(ctx.narrow("xor_01"), one - t.scale(2), b1[..., None, :])
+    return t + macs.multiply(ctx.narrow("xor_2"), one - t.scale(2), b2[..., None, :])
 
 
 def _component_as_bool(party: int, x: AShares, j: int) -> BShares:

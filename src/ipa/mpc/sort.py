@@ -28,7 +28,7 @@ runs in ``uint64``, of which the shuffles verify and ``move_rows`` opens the
 low 32 bits (values < n < 2^32). Steps 1–3 are authenticated: each pass
 draws two MAC keys, makes every product on ``[x, α_1·x, α_2·x]`` and checks
 the MACs once its keys are opened, before step 4 (:mod:`ipa.mpc.mac`): per
-row and pass 12d + 3(2^d − d) words (51 for d = 3) instead of a checkpoint's 13 per product
+row and pass 8d + 3(2^d − d) words (39 for d = 3) instead of a checkpoint's 13 per product
 and per term of the rank. Every move is a verified shuffle and a confirmed
 opening (:mod:`ipa.mpc.permute`); its checkpoint finds nothing pending. The payload
 must be boolean columns, which the shuffle verifies in every bit (an
