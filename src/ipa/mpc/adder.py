@@ -12,8 +12,8 @@ go out in one message.
 words that halve at each level, then each block's carry going down, one AND
 per even block. About 3w bits per element in all instead of 2w·⌈log2 w⌉
 (36 bytes instead of 96 for 64-bit words, with the generate), for 2⌈log2 w⌉ − 1
-rounds instead of ⌈log2 w⌉: a conversion (:func:`ipa.mpc.convert.bool_to_arith`)
-sends 8 bytes per AND bit to the checkpoint in malicious mode, and rounds are cheap.
+rounds instead of ⌈log2 w⌉: in malicious mode each AND bit also costs the
+checkpoint about 13 bits (:mod:`ipa.mpc.checkpoint`), and rounds are cheap.
 ``carry_save`` 1 round, 1 word. Parties learn nothing.
 
 Where only the top bit of a sum is wanted (a sign bit,
