@@ -28,13 +28,13 @@ protocol, in its own module (:mod:`ipa.mpc.step`)::
 
     from ipa.mpc.step import Family, Steps
 
-    ADD_STEPS = Steps("add", "generate", carry=PREFIX_STEPS)  # name, leaves, children
-    PREFIX_STEPS = Steps("prefix_carries", level=Family(6))   # level_0 … level_5
+    ADD_STEPS = Steps("add", "generate", carry=CARRIES_STEPS)  # name, leaves, children
+    CARRIES_STEPS = Steps("carries", up=Family(6), down=Family(5))  # up_0 … up_5, down_0 … down_4
 
     def add(ctx, a, b):
         ctx = ctx.enter(ADD_STEPS)                  # first line of the protocol
         g = and_(ctx.narrow("generate"), a, b)      # a leaf: messages are sent there
-        c = prefix_carries(ctx.narrow("carry"), g, a ^ b)  # a child protocol's tree
+        c = carries(ctx.narrow("carry"), g, a ^ b)  # a child protocol's tree
 
 and in a loop, ``ctx.narrow("level", i)`` (a bounded family). An undeclared
 name, an index past the family's bound, narrowing below a leaf or entering a

@@ -1,23 +1,24 @@
 """Parallel-prefix carries on packed boolean words.
 
 For w-bit operands a and b, ``g = a & b`` (generate) and ``p = a ^ b``
-(propagate). :func:`prefix_carries` (Kogge–Stone) doubles: after ⌈log2 w⌉
-levels ``G_i = G_i | (P_i & G_{i-s})``, ``P_i = P_i & P_{i-s}``, bit i of G is
-the carry out of bit i, for 2 words per element per level. The OR is an XOR
-because a position never both generates and propagates. Both ANDs of a level
-go out in one message.
+(propagate). A block of bits generates a carry out when its high part does
+or its high part propagates one from its low part, ``G = G_hi ^ (P_hi & G_lo)``
+(the OR is an XOR because a block never both generates and propagates), and
+propagates when both parts do, ``P = P_hi & P_lo``; both ANDs of a level go
+out in one message.
 
-:func:`add` takes its carries from a Brent–Kung tree instead
-(:func:`carries`): the (G, P) pairs of blocks of 2, 4, … bits going up, in
-words that halve at each level, then each block's carry going down, one AND
-per even block. About 3w bits per element in all instead of 2w·⌈log2 w⌉
-(36 bytes instead of 96 for 64-bit words, with the generate), for 2⌈log2 w⌉ − 1
+:func:`add` takes its carries from a Brent–Kung tree (:func:`carries`): the
+(G, P) pairs of blocks of 2, 4, … bits going up, in words that halve at each
+level, then each block's carry going down, one AND per even block. About 3w
+bits per element in all instead of a Kogge–Stone prefix's 2w·⌈log2 w⌉ (36
+bytes instead of 96 for 64-bit words, with the generate), for 2⌈log2 w⌉ − 1
 rounds instead of ⌈log2 w⌉: in malicious mode each AND bit also costs the
 checkpoint about 13 bits (:mod:`ipa.mpc.checkpoint`), and rounds are cheap.
 ``carry_save`` 1 round, 1 word. Parties learn nothing.
 
 Where only the top bit of a sum is wanted (a sign bit,
-:func:`ipa.mpc.convert.sign_bit`; a comparison, :func:`top_bit`),
+:func:`ipa.mpc.convert.sign_bit`; a comparison, :func:`top_bit` and
+:func:`ipa.mpc.compare.less_than`),
 :func:`carry_out` combines the same
 (G, P) pairs as a tree, halving the word at each level (bits 2i and 2i+1
 become bit i, a local bit permutation of each share), so its messages are
@@ -38,18 +39,14 @@ __all__ = [
     "ADD_STEPS",
     "CARRIES_STEPS",
     "CARRY_OUT_STEPS",
-    "PREFIX_STEPS",
     "TOP_BIT_STEPS",
     "add",
     "carries",
     "carry_out",
     "carry_save",
-    "prefix_carries",
     "top_bit",
 ]
 
-PREFIX_STEPS = Steps("prefix_carries", level=Family(6))
-"""One AND per doubling level: ⌈log2 w⌉ ≤ 6 for words of up to 64 bits."""
 CARRIES_STEPS = Steps("carries", up=Family(6), down=Family(5))
 """One AND per level up and per level down but the top's: log2 w ≤ 6 and log2 w - 1 ≤ 5."""
 ADD_STEPS = Steps("add", "generate", carry=CARRIES_STEPS)
@@ -73,25 +70,6 @@ _SPREAD = [
     (2, 0x3333333333333333),
     (1, 0x5555555555555555),
 ]
-
-
-def prefix_carries(ctx: Context, g: BShares, p: BShares) -> BShares:
-    """Group-generate G from per-bit generate/propagate: bit i is the carry out of bit i.
-
-    ⌈log2 w⌉ rounds; 2 words per element per round (1 in the last round).
-    """
-    ctx = ctx.enter(PREFIX_STEPS)
-    shift, level = 1, 0
-    while shift < g.width:
-        last = 2 * shift >= g.width
-        step = ctx.narrow("level", level)
-        if last:
-            g = g ^ and_(step, p, g.shift_left(shift))
-        else:
-            both = and_stacked(step, [p, p], [g.shift_left(shift), p.shift_left(shift)])
-            g, p = g ^ both[0], both[1]
-        shift, level = 2 * shift, level + 1
-    return g
 
 
 def add(ctx: Context, a: BShares, b: BShares) -> BShares:

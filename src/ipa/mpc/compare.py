@@ -3,14 +3,14 @@
 ``equal``: AND-reduce the w bits of ``~(a ^ b)`` by halving: ⌈log2 w⌉ rounds,
 and the words sent shrink with the width (at most 1 word per element per
 round). ``less_than``: a < b exactly when a + ~b + 1 has no carry out of the
-top bit; the carry comes from the prefix carries with a carry-in of one:
-1 + ⌈log2 w⌉ rounds, 2⌈log2 w⌉ words per element per party.
+top bit, which :func:`ipa.mpc.adder.carry_out` finds by a tree with a
+carry-in of one (no other carry is needed): 1 + ⌈log2 w⌉ rounds.
 Both return 1-bit boolean shares; parties learn nothing.
 """
 
 from __future__ import annotations
 
-from ipa.mpc.adder import PREFIX_STEPS, prefix_carries
+from ipa.mpc.adder import CARRY_OUT_STEPS, carry_out
 from ipa.mpc.context import Context
 from ipa.mpc.multiply import and_
 from ipa.mpc.replicated import BShares
@@ -19,7 +19,7 @@ from ipa.mpc.step import Family, Steps
 __all__ = ["EQUAL_STEPS", "LESS_THAN_STEPS", "equal", "less_than"]
 
 EQUAL_STEPS = Steps("equal", level=Family(6))
-LESS_THAN_STEPS = Steps("less_than", "generate", carry=PREFIX_STEPS)
+LESS_THAN_STEPS = Steps("less_than", "generate", carry=CARRY_OUT_STEPS)
 
 
 def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
@@ -42,7 +42,9 @@ def equal(ctx: Context, a: BShares, b: BShares) -> BShares:
 def less_than(ctx: Context, a: BShares, b: BShares) -> BShares:
     """``a < b`` (unsigned, w bits) as a 1-bit sharing (words of ``nbytes(w)`` bytes).
 
-    Cost: ``1 + log2(w)`` rounds, ``max(2*log2(w), 1)`` words per element.
+    Cost: ``1 + log2(w)`` rounds,
+    ``nbytes(w) + sum(2 * nbytes(2**log2(w) >> j) for j in range(1, log2(w))) + min(w - 1, 1)``
+    bytes per element.
     """
     ctx = ctx.enter(LESS_THAN_STEPS)
     width = max(a.width, b.width)
@@ -50,5 +52,4 @@ def less_than(ctx: Context, a: BShares, b: BShares) -> BShares:
     g = and_(ctx.narrow("generate"), a, not_b)
     p = a ^ not_b
     g = g ^ p.mask(1)  # carry-in of one: bit 0 generates whenever it propagates
-    carry = prefix_carries(ctx.narrow("carry"), g, p)
-    return carry.shift_right(width - 1).invert(ctx.party)
+    return carry_out(ctx.narrow("carry"), g, p).invert(ctx.party)

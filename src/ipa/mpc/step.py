@@ -2,15 +2,15 @@
 
 A protocol module declares its step tree next to its code::
 
-    STEPS = Steps("add", "generate", carry=PREFIX_STEPS)   # leaves, then named children
-    LEVELS = Steps("prefix_carries", level=Family(6))       # level_0 … level_5
+    STEPS = Steps("add", "generate", carry=CARRIES_STEPS)   # leaves, then named children
+    CARRIES_STEPS = Steps("carries", up=Family(6), down=Family(5))   # up_0 … up_5, down_0 … down_4
 
 and its function enters it first, then narrows only to declared names::
 
     def add(ctx, a, b):
         ctx = ctx.enter(STEPS)
         g = and_(ctx.narrow("generate"), a, b)
-        carries = prefix_carries(ctx.narrow("carry"), g, p)   # a child protocol's tree
+        c = carries(ctx.narrow("carry"), g, a ^ b)   # a child protocol's tree
 
 - a *leaf* (a positional name) is a step where messages are sent or PRSS
   words drawn, by this protocol or by a one-step protocol (``multiply``,
