@@ -44,6 +44,8 @@ sends N·B + C words of triples, 3·C + 2·(B − 1)·N + 2·n words of openings
 the coin (16 bytes + a 32-byte digest), a 32-byte digest for the openings and
 64 bytes of zero check: about 3·B − 1 words per product for large batches
 (11 at B = 4, from about 10^4 to 4·10^5 units; 8 at B = 3, from about 10^6).
+ANDs are checked as ANDs of 64-bit words, their bits packed (:func:`_packed_and`):
+n ANDs of b-byte words are ⌈n·b/8⌉ units, whatever their width.
 A sum of products or a matrix product is cut into *units* of w terms
 (:func:`block_width`): a unit's triple costs its output's words (1 for a sum,
 p·q for a p×q matrix product) and opening it costs its inputs' words, so
@@ -142,14 +144,15 @@ def checkpoint(ctx: Context) -> None:
     caller that bounds what the verifier holds sets ``Verifier.spill``, as
     the query's phases do (:class:`ipa.attribution.pipeline.Verification`).
 
-    Each batch (one per form of product) takes its bucket plan from the
+    Each batch (one per form of product; all ANDs are one form, :func:`_packed_and`) takes its bucket plan from the
     verifier's soundness budget (:meth:`ipa.mpc.verifier.Verifier.plan`): the
     whole run, however many checkpoints it passes, is sound to 2^-40.
     For one batch of U units (plan N, B, C; a unit's inputs x and y are ``i``
     words, its output ``o`` words, of ``b`` bytes; :func:`block_width`), per
     element of n: triples, cut-and-choose, sacrifice and product openings,
     and 144 bytes of coin, digests and zero check (n elementwise products:
-    U = n, i = 2, o = 1):
+    U = n, i = 2, o = 1; n ANDs of b-byte words are packed into U = ⌈n·b/8⌉
+    64-bit words, so b = 8, and all of a checkpoint's ANDs make one batch):
     Cost: ``4`` rounds,
     ``(((N*B + C)*o + C*(i + o) + (B-1)*N*i + U*i) * b + 144) / n`` bytes per element.
     Nothing is sent if nothing is pending.
@@ -200,12 +203,42 @@ def _as(x: Shares, dtype: np.dtype, boolean: bool) -> Shares:
 
 def _elementwise(p: Product) -> _Units:
     dtype, shape = p.z.dtype, p.z.shape
+    if p.op == "and":
+        return _packed_and(p)
     form = Form(p.op, dtype, (), ())
 
     def flat(x: Shares) -> Shares:
         return _as(x, dtype, form.boolean).map(lambda a: np.broadcast_to(a, shape).reshape(-1))
 
     return _Units(form, flat(p.x), flat(p.y), p.z, lambda d: d.reshape(shape))
+
+
+_WORD = np.dtype("<u8")
+"""The unit of every boolean product: a 64-bit word of packed bits, read little-endian everywhere."""
+
+
+def _packed_and(p: Product) -> _Units:
+    """An AND of words of any width as an AND of 64-bit words: the bytes of x, y and z, zero-padded.
+
+    AND acts bit by bit, so the packed words' product is the bytes' product,
+    and the padding is a product of zeros. Every boolean product of a
+    checkpoint is then one form, so one batch with one bucket plan, and its
+    triples are 64-bit words, whose a and b fill one AES block of the
+    ``masks`` stream exactly: a triple of bytes would take a whole block,
+    and a place in the coin's permutation, for an eighth of the bits.
+    """
+    dtype, shape = p.z.dtype.newbyteorder("<"), p.z.shape
+
+    def words(x: Shares) -> Shares:
+        def pack(a: np.ndarray) -> np.ndarray:
+            raw = np.ascontiguousarray(np.broadcast_to(a, shape), dtype).reshape(-1).view(np.uint8)
+            pad = -raw.size % _WORD.itemsize
+            packed = (np.concatenate([raw, np.zeros(pad, np.uint8)]) if pad else raw).view(_WORD)
+            return packed if packed.flags.aligned else packed.copy()
+
+        return BShares(pack(x.left), pack(x.right), 64)
+
+    return _Units(Form("and", _WORD, (), ()), words(p.x), words(p.y), words(p.z), lambda d: d)
 
 
 def block_width(outputs: int, terms: int, p: int = 1, q: int = 1) -> int:
