@@ -144,9 +144,10 @@ def checkpoint(ctx: Context) -> None:
     caller that bounds what the verifier holds sets ``Verifier.spill``, as
     the query's phases do (:class:`ipa.attribution.pipeline.Verification`).
 
-    Each batch (one per form of product; all ANDs are one form, :func:`_packed_and`) takes its bucket plan from the
-    verifier's soundness budget (:meth:`ipa.mpc.verifier.Verifier.plan`): the
-    whole run, however many checkpoints it passes, is sound to 2^-40.
+    Each batch (one per form of product; all ANDs are one form,
+    :func:`_packed_and`) takes its bucket plan from the verifier's soundness
+    budget (:meth:`ipa.mpc.verifier.Verifier.plan`): the whole run, however
+    many checkpoints it passes, is sound to 2^-40.
     For one batch of U units (plan N, B, C; a unit's inputs x and y are ``i``
     words, its output ``o`` words, of ``b`` bytes; :func:`block_width`), per
     element of n: triples, cut-and-choose, sacrifice and product openings,
