@@ -36,6 +36,8 @@ from functools import lru_cache
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from ipa.mpc.prss import stream_bytes
+
 __all__ = [
     "MIN_BUCKETS",
     "SECURITY_BITS",
@@ -215,9 +217,8 @@ class CoinStream:
         self._stream = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
 
     def words(self, count: int) -> np.ndarray:
-        """The next ``count`` words of the stream, as ``uint64``."""
-        raw = self._stream.update(bytes(8 * count))
-        return np.frombuffer(raw, "<u8").astype(np.uint64)
+        """The next ``count`` words of the stream, as a new ``uint64`` array."""
+        return stream_bytes(self._stream, 8 * count).view("<u8").astype(np.uint64, copy=False)
 
 
 def assign(plan: Plan, stream: CoinStream) -> Assignment:

@@ -19,7 +19,7 @@ import os
 import threading
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from randomgen import AESCounter
 
 from ipa.errors import ProtocolError
@@ -27,7 +27,7 @@ from ipa.mpc.channel import Channel, Peer
 from ipa.mpc.replicated import AShares, BShares
 from ipa.mpc.ring import bool_dtype, mask
 
-__all__ = ["PRSS", "SEED_BYTES", "KeyStream"]
+__all__ = ["PRSS", "SEED_BYTES", "KeyStream", "stream_bytes"]
 
 SEED_BYTES = 16
 _ZERO_NONCE = bytes(16)
@@ -152,8 +152,13 @@ class PRSS:
 
 def _ctr_bytes(key: bytes, block: int, nbytes: int) -> np.ndarray:
     """``nbytes`` of the AES-128-CTR key stream of ``key`` from 16-byte block ``block`` on (a new
-    ``uint8`` array), encrypted a chunk of zeros at a time straight into the result."""
-    stream = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big"))).encryptor()
+    ``uint8`` array)."""
+    return stream_bytes(Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big"))).encryptor(), nbytes)
+
+
+def stream_bytes(stream: CipherContext, nbytes: int) -> np.ndarray:
+    """The next ``nbytes`` of a CTR ``stream``'s key stream (a new, writable ``uint8`` array),
+    encrypted a chunk of zeros at a time straight into the result."""
     out = np.empty(nbytes + 15, np.uint8)  # update_into wants a block less one byte to spare
     for start in range(0, nbytes, _CHUNK):
         size = min(_CHUNK, nbytes - start)
