@@ -33,6 +33,16 @@ of them again: in malicious mode about a fifth of the query's CPU time at
 Measured in memory, the verified sort of 10^6 rows: 338 s (354 s of system
 time) with §9.3's settings and numpy's huge pages, 111 s (37 s) as tuned now (§9.6).
 
+One thing still hands freed memory back while a query runs: protobuf's
+Python runtime (upb) calls ``malloc_trim(0)`` after every 10,000 frees of
+its messages' memory, and each call returns all of the heap's free pages
+(about a gigabyte at 10^6 events) to be faulted in and zeroed again. The
+peer transport keeps those frees few by streaming in chunks of 4 MiB
+(:data:`ipa_rpc.CHUNK_BYTES`), not 1 MiB: at 10^6 events, malicious, the
+page faults per helper fell from 1.7–2.0 to 1.0–1.1 million (about 2 GiB
+of them the first touch of the peak), and the CPU from 115 to 104 seconds
+(``docs/malicious.md`` §9.8).
+
 An operator's own settings win: ``MALLOC_ARENA_MAX``,
 ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or any
 ``glibc.malloc`` tunable in ``GLIBC_TUNABLES`` (read by glibc itself), and

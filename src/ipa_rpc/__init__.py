@@ -7,7 +7,11 @@ The limits below are part of the contract: both sides stream in chunks of
 ``--insecure`` development network (with TLS, its client certificate does).
 """
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20
+"""4 MiB: the fewer chunks, the fewer protobuf messages a helper frees, and protobuf's Python runtime
+(upb) calls ``malloc_trim(0)`` after every 10,000 frees, which hands the helper's freed heap back to
+the kernel to be zeroed again (``ipa_helper.allocator``; at 10^6 events, malicious, 1 MiB chunks
+about doubled the page faults of the peak memory, ``docs/malicious.md`` §9.8)."""
 MAX_MESSAGE_BYTES = 8 << 20  # a chunk plus its header, with room to spare
 MESSAGE_LIMITS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
