@@ -39,9 +39,9 @@ its messages' memory, and each call returns all of the heap's free pages
 (about a gigabyte at 10^6 events) to be faulted in and zeroed again. The
 peer transport keeps those frees few by streaming in chunks of 4 MiB
 (:data:`ipa_rpc.CHUNK_BYTES`), not 1 MiB: at 10^6 events, malicious, the
-page faults per helper fell from 1.7–2.0 to 1.0–1.1 million (about 2 GiB
-of them the first touch of the peak), and the CPU from 115 to 104 seconds
-(``docs/malicious.md`` §9.8).
+page faults per helper fell from 1.7–2.0 to 0.9–1.2 million (about half a
+million of them the first touch of the peak), and the CPU from 115 to 104
+seconds (``docs/malicious.md`` §9.8).
 
 An operator's own settings win: ``MALLOC_ARENA_MAX``,
 ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or any
