@@ -35,7 +35,7 @@ import numpy as np
 
 from ipa.certs import common_name, make_identity
 from ipa.errors import TransportError
-from ipa_helper.transport import GrpcPeer, decode_message, peer_channel
+from ipa_helper.transport import GrpcPeer, add_peer_servicer, decode_message, peer_channel
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -52,7 +52,7 @@ class _Sink(peer_pb2_grpc.PeerServicer):
 def measure(message_bytes: int, total_bytes: int, insecure: bool) -> dict[str, float]:
     """Send ``total_bytes`` in messages of ``message_bytes``; the rates, after one warm-up message."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=MESSAGE_LIMITS)
-    peer_pb2_grpc.add_PeerServicer_to_server(_Sink(), server)
+    add_peer_servicer(_Sink(), server)
     (cert1, key1), (cert2, key2) = make_identity(1, ["localhost"]), make_identity(2, ["localhost"])
     if insecure:
         port = server.add_insecure_port("localhost:0")
@@ -63,7 +63,7 @@ def measure(message_bytes: int, total_bytes: int, insecure: bool) -> dict[str, f
         port = server.add_secure_port("localhost:0", credentials)
     server.start()
     channel = peer_channel(f"localhost:{port}", 2, MESSAGE_LIMITS, None if insecure else (key1, cert1, cert2))
-    peer = GrpcPeer(1, peer_pb2_grpc.PeerStub(channel), timeout=120.0)
+    peer = GrpcPeer(1, channel, timeout=120.0)
     words = np.random.default_rng(0).integers(0, 2**63, message_bytes // 8, dtype=np.uint64)
     peer.send("bench", "warm-up", 0, [words])
     count = max(1, total_bytes // message_bytes)

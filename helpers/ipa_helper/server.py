@@ -50,10 +50,10 @@ from ipa_helper.helper import Helper
 from ipa_helper.ledger import BudgetLedger
 from ipa_helper.peers import MessageHook, PeerLink
 from ipa_helper.services import BudgetServicer, PeerServicer, QueryServicer
-from ipa_helper.transport import GrpcPeer, caller_index, peer_channel
+from ipa_helper.transport import GrpcPeer, add_peer_servicer, caller_index, peer_channel
 from ipa_helper.triples import WorkerIdentity
 from ipa_rpc import MESSAGE_LIMITS
-from ipa_rpc.v1 import budget_pb2_grpc, peer_pb2_grpc, query_pb2_grpc
+from ipa_rpc.v1 import budget_pb2_grpc, query_pb2_grpc
 
 __all__ = ["RunningHelper", "main", "start"]
 
@@ -269,11 +269,7 @@ def _start(
 ) -> RunningHelper:
     channels = _peer_channels(config, insecure)
     links: dict[Peer, PeerLink] = {
-        p: GrpcPeer(
-            p.of(config.party),
-            peer_pb2_grpc.PeerStub(channels[p.of(config.party) + 1]),
-            config.timeout_seconds,
-        )
+        p: GrpcPeer(p.of(config.party), channels[p.of(config.party) + 1], config.timeout_seconds)
         for p in Peer
     }
     budget = EpochBudget.of(config.epoch_budget, config.delta)
@@ -299,9 +295,7 @@ def _start(
     budget_pb2_grpc.add_BudgetServicer_to_server(BudgetServicer(helper, collectors, budget), public)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, public)
-    peer_pb2_grpc.add_PeerServicer_to_server(
-        PeerServicer(helper, _identifier(config, insecure), collectors), peer
-    )
+    add_peer_servicer(PeerServicer(helper, _identifier(config, insecure), collectors), peer)
 
     public.start()
     peer.start()

@@ -50,7 +50,7 @@ from ipa.mpc.verifier import Verifier
 from ipa_helper.config import HelperConfig
 from ipa_helper.mailbox import Mailbox
 from ipa_helper.peers import PeerChannel, PeerLink
-from ipa_helper.transport import GrpcPeer, caller_index, decode_message, peer_channel
+from ipa_helper.transport import GrpcPeer, add_peer_servicer, caller_index, decode_message, peer_channel
 from ipa_rpc import MESSAGE_LIMITS
 from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -177,7 +177,7 @@ class TripleServer:
         self.identity, self.k = identity, k
         self.mailbox = Mailbox(lambda s: f"H{s + 1}'s worker w{k}", remember=_REMEMBERED)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=MESSAGE_LIMITS)
-        peer_pb2_grpc.add_PeerServicer_to_server(_TripleServicer(identity, k, self.mailbox), self._server)
+        add_peer_servicer(_TripleServicer(identity, k, self.mailbox), self._server)
         bind = f"[{identity.host}]:0" if ":" in identity.host else f"{identity.host}:0"
         if identity.insecure:
             port = self._server.add_insecure_port(bind)
@@ -204,7 +204,7 @@ class TripleServer:
         channels = {Peer(p): self._grpc_channel(Peer(p), address) for p, address in run.peers.items()}
         try:
             links: dict[Peer, PeerLink] = {
-                p: GrpcPeer(p.of(self.identity.party), peer_pb2_grpc.PeerStub(ch), run.timeout)
+                p: GrpcPeer(p.of(self.identity.party), ch, run.timeout)
                 for p, ch in channels.items()
             }
             channel: Channel = PeerChannel(

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from google.protobuf import message_factory
 from grpc_world import InProcessNetwork
 
 from ipa.errors import TransportError
@@ -10,8 +11,14 @@ from ipa.mpc.multiply import multiply
 from ipa.mpc.sharing import reconstruct, share_arithmetic, share_boolean
 from ipa.mpc.sort import sort
 from ipa.mpc.step import Steps
-from ipa_helper.transport import CHUNK_BYTES, decode_message, encode_message
-from ipa_rpc.v1 import peer_pb2
+from ipa_helper.transport import (
+    CHUNK_BYTES,
+    SEND_METHOD,
+    decode_message,
+    encode_message,
+    peer_method_handlers,
+)
+from ipa_rpc.v1 import peer_pb2, peer_pb2_grpc
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,10 @@ def test_abort_wakes_a_waiting_receiver(network):
             running.helper.mailbox.take("aborted", 0, "x", 1.0)
 
 
+def _chunk(raw: bytes) -> peer_pb2.ShareChunk:
+    return peer_pb2.ShareChunk.FromString(raw)
+
+
 def test_message_encoding_round_trip():
     arrays = [np.arange(5, dtype=np.uint32), np.zeros((2, 3), np.uint8)]
     query, step, sender, back = decode_message(iter(encode_message("q", "s/t", 2, arrays)))
@@ -64,11 +75,47 @@ def test_message_encoding_round_trip():
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(arrays, back, strict=True))
 
 
+def test_chunks_are_share_chunk_messages_on_the_wire():
+    """The hand-written data fields are protobuf's encoding: protobuf parses every chunk, and a
+    message protobuf encodes (any field order) decodes the same."""
+    arrays = [np.arange(CHUNK_BYTES // 4, dtype=np.uint64), np.arange(7, dtype=np.uint16)]
+    chunks = list(encode_message("q", "s", 1, arrays))
+    parsed = [_chunk(raw) for raw in chunks]
+    assert (parsed[0].query_id, parsed[0].step, parsed[0].sender, len(parsed[0].arrays)) == ("q", "s", 1, 2)
+    joined = b"".join(p.data for p in parsed)
+    assert joined == b"".join(a.tobytes() for a in arrays)
+    assert [len(p.data) for p in parsed[:-1]] == [CHUNK_BYTES] * (len(parsed) - 1)
+    by_protobuf = [p.SerializeToString() for p in parsed]
+    by_protobuf[1] = peer_pb2.ShareChunk(data=parsed[1].data, step="ignored").SerializeToString()
+    back = decode_message(iter(by_protobuf))[3]
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+
+
+def test_an_empty_message_has_one_chunk_and_round_trips():
+    chunks = list(encode_message("q", "s", 0, [np.zeros(0, np.uint64)]))
+    assert len(chunks) == 1 and _chunk(chunks[0]).data == b""
+    assert decode_message(iter(chunks))[3][0].shape == (0,)
+
+
 def test_truncated_message_is_refused():
     chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
-    chunks[0].data = chunks[0].data[:-1]
+    first = _chunk(chunks[0])
+    first.data = first.data[:-1]
     with pytest.raises(TransportError, match="malformed"):
-        decode_message(iter(chunks))
+        decode_message(iter([first.SerializeToString()]))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x2a\xff", b"\x2a\x05abc", b"\x2a\x01ab", b"\x2a" + b"\xff" * 12, b"\x08", b"\xff\xff\xff"],
+    ids=["cut-length", "short-data", "long-data", "endless-varint", "cut-field", "bad-key"],
+)
+def test_a_chunk_that_is_not_a_share_chunk_is_refused(garbage):
+    chunks = list(encode_message("q", "s", 1, [np.arange(CHUNK_BYTES // 4, dtype=np.uint64)]))
+    for at in (0, 1):
+        cut = [*chunks[:at], garbage, *chunks[at + 1 :]]
+        with pytest.raises(TransportError, match="malformed"):
+            decode_message(iter(cut))
 
 
 def test_a_non_unsigned_dtype_is_refused():
@@ -92,17 +139,37 @@ def test_mixed_layouts_over_many_chunks_round_trip_read_only():
 
 def test_a_message_longer_or_shorter_than_its_header_declares_is_refused():
     chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
-    chunks.append(peer_pb2.ShareChunk(data=b"\0"))
+    chunks.append(peer_pb2.ShareChunk(data=b"\0").SerializeToString())
     with pytest.raises(TransportError, match="malformed"):
         decode_message(iter(chunks))
-    chunks = list(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)]))
-    chunks[0].arrays[0].shape[0] = 11
+    first = _chunk(next(encode_message("q", "s", 1, [np.arange(10, dtype=np.uint64)])))
+    first.arrays[0].shape[0] = 11
     with pytest.raises(TransportError, match="malformed"):
-        decode_message(iter(chunks))
+        decode_message(iter([first.SerializeToString()]))
 
 
 def test_a_header_declaring_an_absurd_size_is_refused_before_anything_is_reserved():
-    chunks = list(encode_message("q", "s", 1, [np.arange(1, dtype=np.uint64)]))
-    chunks[0].arrays[0].shape[0] = 1 << 60
+    first = _chunk(next(encode_message("q", "s", 1, [np.arange(1, dtype=np.uint64)])))
+    first.arrays[0].shape[0] = 1 << 60
     with pytest.raises(TransportError, match="malformed"):
-        decode_message(iter(chunks))
+        decode_message(iter([first.SerializeToString()]))
+
+
+def test_the_peer_service_is_served_as_the_proto_declares_it():
+    """Every method of ``Peer`` in the proto, with its streaming and message types; only Send's
+    request is left as bytes (``decode_message`` parses it)."""
+    service = peer_pb2.DESCRIPTOR.services_by_name["Peer"]
+    handlers = peer_method_handlers(peer_pb2_grpc.PeerServicer())
+    assert set(handlers) == {m.name for m in service.methods}
+    assert f"/{service.full_name}/Send" == SEND_METHOD
+    for method in service.methods:
+        handler = handlers[method.name]
+        assert (handler.request_streaming, handler.response_streaming) == (
+            method.client_streaming,
+            method.server_streaming,
+        )
+        response = message_factory.GetMessageClass(method.output_type)
+        request = message_factory.GetMessageClass(method.input_type)
+        assert handler.response_serializer == response.SerializeToString
+        expected = None if method.name == "Send" else request.FromString
+        assert handler.request_deserializer == expected

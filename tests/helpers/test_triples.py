@@ -28,7 +28,7 @@ from ipa.mpc.sharing import reconstruct
 from ipa.reference import attribute_query
 from ipa.synthetic import generate
 from ipa_helper.mailbox import Mailbox
-from ipa_helper.transport import encode_message
+from ipa_helper.transport import encode_message, send_call
 from ipa_helper.triples import (
     PartResult,
     QueryPart,
@@ -37,7 +37,6 @@ from ipa_helper.triples import (
     WorkerIdentity,
     exchange_addresses,
 )
-from ipa_rpc.v1 import peer_pb2_grpc
 
 
 @pytest.mark.parametrize(("n", "workers"), [(0, 1), (0, 3), (1, 2), (2, 3), (7, 2), (10, 3), (12, 4), (5, 1)])
@@ -99,9 +98,9 @@ def test_a_worker_refuses_a_certificate_not_pinned(servers):
     )
     options = [("grpc.ssl_target_name_override", "ipa-helper-1")]
     with grpc.secure_channel(target.address, credentials, options=options) as channel:
-        stub = peer_pb2_grpc.PeerStub(channel)
+        send = send_call(channel)
         with pytest.raises(grpc.RpcError):  # the TLS handshake fails
-            stub.Send(encode_message("q-x", "w1/aggregate/sums", 1, [np.zeros(3, np.uint64)]), timeout=10)
+            send(encode_message("q-x", "w1/aggregate/sums", 1, [np.zeros(3, np.uint64)]), timeout=10)
     with pytest.raises(TransportError):  # nothing was delivered
         target.mailbox.take("q-x", 1, "w1/aggregate/sums", 0.1)
 
@@ -114,12 +113,12 @@ def test_a_worker_refuses_another_triples_step_from_a_pinned_peer(servers):
     )
     options = [("grpc.ssl_target_name_override", "ipa-helper-1")]
     with grpc.secure_channel(target.address, credentials, options=options) as channel:
-        stub = peer_pb2_grpc.PeerStub(channel)
+        send = send_call(channel)
         with pytest.raises(grpc.RpcError) as refused:
-            stub.Send(encode_message("q-y", "w0/aggregate/sums", 1, [np.zeros(3, np.uint64)]), timeout=10)
+            send(encode_message("q-y", "w0/aggregate/sums", 1, [np.zeros(3, np.uint64)]), timeout=10)
         assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.RpcError) as claimed:  # H2's certificate claiming to be H3
-            stub.Send(encode_message("q-y", "w1/aggregate/sums", 2, [np.zeros(3, np.uint64)]), timeout=10)
+            send(encode_message("q-y", "w1/aggregate/sums", 2, [np.zeros(3, np.uint64)]), timeout=10)
         assert claimed.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 

@@ -36,7 +36,7 @@ from ipa.reports.match_key import EncryptedMatchKey
 __all__ = ["DEFAULT_CHUNK_ROWS", "encode_batch"]
 
 DEFAULT_CHUNK_ROWS = 8192
-"""Reports per chunk: about 1.3 MB of an X25519 batch, near the 1 MiB the transport likes."""
+"""Reports per chunk: about 1.3 MB of an X25519 batch, within one 4 MiB chunk of the upload."""
 
 
 def encode_batch(

@@ -62,7 +62,7 @@ class PeerServicer:
 
     def Send(self, request_iterator, context):
         """One MPC message: the arrays a helper sends under one step of one query,
-        streamed in chunks of about 1 MiB. The receiver stores the message and
+        streamed in chunks of 4 MiB. The receiver stores the message and
         acknowledges at once; it never waits for its own protocol to read it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

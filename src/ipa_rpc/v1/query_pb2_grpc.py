@@ -73,7 +73,7 @@ class QueryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Upload(self, request_iterator, context):
-        """This helper's part of the reports, as a stream of chunks (about 1 MiB each).
+        """This helper's part of the reports, as a stream of chunks (ipa_rpc.CHUNK_BYTES, 4 MiB, each).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
