@@ -190,28 +190,24 @@ def checkpoint(ctx: Context) -> None:
 
 
 def _cut(p: Product) -> _Units:
-    if p.op in ("multiply", "and"):
+    if p.op == "and":
+        return _packed_and(p)
+    if p.op == "multiply":
         return _elementwise(p)
     if p.op == "inner_product":
         return _inner(p)
     return replace(_matmul(p), split=p.split)
 
 
-def _as(x: Shares, dtype: np.dtype, boolean: bool) -> Shares:
-    left, right = x.left.astype(dtype, copy=False), x.right.astype(dtype, copy=False)
-    return BShares(left, right, dtype.itemsize * 8) if boolean else AShares(left, right)
-
-
 def _elementwise(p: Product) -> _Units:
+    """A ring product, elementwise: x and y in z's ring, broadcast to its shape and flattened."""
     dtype, shape = p.z.dtype, p.z.shape
-    if p.op == "and":
-        return _packed_and(p)
-    form = Form(p.op, dtype, (), ())
 
-    def flat(x: Shares) -> Shares:
-        return _as(x, dtype, form.boolean).map(lambda a: np.broadcast_to(a, shape).reshape(-1))
+    def flat(x: Shares) -> AShares:
+        left, right = (np.broadcast_to(a.astype(dtype, copy=False), shape) for a in (x.left, x.right))
+        return AShares(left.reshape(-1), right.reshape(-1))
 
-    return _Units(form, flat(p.x), flat(p.y), p.z, lambda d: d.reshape(shape))
+    return _Units(Form("multiply", dtype, (), ()), flat(p.x), flat(p.y), p.z, lambda d: d.reshape(shape))
 
 
 _WORD = np.dtype("<u8")
