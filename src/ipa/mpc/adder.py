@@ -99,9 +99,7 @@ def carries(ctx: Context, g: BShares, p: BShares) -> BShares:
     Cost: ``2 * log2(w) - 1`` rounds,
     ``sum(3 * nbytes(2**log2(w) >> j) for j in range(1, log2(w))) + min(w - 1, 1)`` bytes per element.
     """
-    if g.width != p.width:
-        raise ValueError(f"generate and propagate must be one width, got {g.width} and {p.width}")
-    width = g.width
+    width = _width(g, p)
     if width == 1:
         return g
     ctx = ctx.enter(CARRIES_STEPS)
@@ -137,14 +135,19 @@ def carry_out(ctx: Context, g: BShares, p: BShares) -> BShares:
     Cost: ``log2(w)`` rounds,
     ``sum(2 * nbytes(2**log2(w) >> j) for j in range(1, log2(w))) + min(w - 1, 1)`` bytes per element.
     """
-    if g.width != p.width:
-        raise ValueError(f"generate and propagate must be one width, got {g.width} and {p.width}")
-    if g.width == 1:
+    if _width(g, p) == 1:
         return g
     ctx = ctx.enter(CARRY_OUT_STEPS)
     padded = 1 << (g.width - 1).bit_length()
     g, p = g.resize(padded), p.resize(padded).xor_public(ctx.party, mask(padded) ^ mask(p.width))
     return _up(ctx, "level", g, p)[0]
+
+
+def _width(g: BShares, p: BShares) -> int:
+    """The width of a generate and propagate pair; ValueError unless they have one."""
+    if g.width != p.width:
+        raise ValueError(f"generate and propagate must be one width, got {g.width} and {p.width}")
+    return g.width
 
 
 def _up(ctx: Context, name: str, g: BShares, p: BShares) -> tuple[BShares, list[tuple[BShares, BShares]]]:
